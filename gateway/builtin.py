@@ -1,0 +1,104 @@
+"""`/health` and `/metrics`, answered by the gateway whatever the extensions are."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
+
+from gateway.responses import send_plain
+from gateway.types import Scope, Send
+
+if TYPE_CHECKING:
+    from gateway.pipeline import GatewayApp
+
+
+def metrics_snapshot(gateway: GatewayApp) -> dict[str, Any]:
+    services = gateway.services
+    reg = services.metrics
+    apps: dict[str, Any] = {}
+    orch = services.orchestrator
+    if orch is not None:
+        for status in orch.snapshot():
+            apps[status["name"]] = {k: v for k, v in status.items() if k != "name"}
+    for name, counter in reg.apps.items():
+        entry = apps.setdefault(name, {"state": "mounted"})
+        entry.update({
+            "requests": counter.requests, "errors": counter.errors,
+            "latency_ms": counter.latency.summary(),
+            "requests_per_s": reg.app_rates[name].rate(),
+        })
+    for entry in apps.values():
+        entry.setdefault("requests", 0)
+        entry.setdefault("errors", 0)
+        entry.setdefault("latency_ms", {"p50": 0.0, "p90": 0.0, "p99": 0.0})
+        entry.setdefault("requests_per_s", 0.0)
+    return {
+        "gateway": {
+            "uptime_s": round(reg.uptime(), 3),
+            "requests": reg.gateway.requests,
+            "errors": reg.gateway.errors,
+            "backend": services.backend(),
+            "requests_per_s": reg.gateway_rate.rate(),
+            "latency_ms": reg.gateway.latency.summary(),
+            "by_status": dict(reg.gateway.by_status),
+        },
+        "apps": apps,
+        "extensions": gateway.pipeline.metrics(),
+    }
+
+
+def prometheus_text(gateway: GatewayApp, snap: dict[str, Any]) -> str:
+    reg = gateway.services.metrics
+    lines = [
+        "# HELP pyserve_uptime_seconds Seconds since the gateway started.",
+        "# TYPE pyserve_uptime_seconds gauge",
+        f"pyserve_uptime_seconds {snap['gateway']['uptime_s']}",
+        "# HELP pyserve_requests_total Requests answered, by app and status class.",
+        "# TYPE pyserve_requests_total counter",
+    ]
+    for cls, n in sorted(reg.gateway.by_status.items()):
+        lines.append(f'pyserve_requests_total{{app="",status="{cls}"}} {n}')
+    for app, counter in sorted(reg.apps.items()):
+        for cls, n in sorted(counter.by_status.items()):
+            lines.append(f'pyserve_requests_total{{app="{app}",status="{cls}"}} {n}')
+    lines += ["# HELP pyserve_request_duration_ms Request latency in milliseconds.",
+              "# TYPE pyserve_request_duration_ms histogram"]
+    series = [("", reg.gateway)] + sorted(reg.apps.items())
+    for app, counter in series:
+        for bound, acc in counter.latency.buckets():
+            le = "+Inf" if bound == float("inf") else f"{bound:.4g}"
+            lines.append(f'pyserve_request_duration_ms_bucket{{app="{app}",le="{le}"}} {acc}')
+        lines.append(f'pyserve_request_duration_ms_sum{{app="{app}"}} '
+                     f'{counter.latency.sum_ms:.3f}')
+        lines.append(f'pyserve_request_duration_ms_count{{app="{app}"}} {counter.latency.total}')
+    lines += ["# HELP pyserve_app_up 1 when the app is healthy.", "# TYPE pyserve_app_up gauge"]
+    for app, entry in sorted(snap["apps"].items()):
+        up = 1 if entry.get("state") in ("healthy", "mounted") else 0
+        lines.append(f'pyserve_app_up{{app="{app}",state="{entry.get("state")}"}} {up}')
+        if "restarts" in entry:
+            lines.append(f'pyserve_app_restarts_total{{app="{app}"}} {entry["restarts"]}')
+        if entry.get("rss_bytes") is not None:
+            lines.append(f'pyserve_app_rss_bytes{{app="{app}"}} {entry["rss_bytes"]}')
+    for ext, values in sorted(snap["extensions"].items()):
+        for key, value in sorted(values.items()):
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                lines.append(f'pyserve_extension_{key}{{extension="{ext}"}} {value}')
+    return "\n".join(lines) + "\n"
+
+
+async def handle_builtin(scope: Scope, send: Send, gateway: GatewayApp) -> None:
+    head = scope.get("method") == "HEAD"
+    if scope["path"] == "/health":
+        await send_plain(send, 200, b"OK", head=head)
+        return
+    snap = metrics_snapshot(gateway)
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    accept = next((v for k, v in scope["headers"] if k == b"accept"), b"")
+    if query.get("format", [""])[0] == "prometheus" or (
+            b"text/plain" in accept and b"application/json" not in accept):
+        await send_plain(send, 200, prometheus_text(gateway, snap),
+                         content_type=b"text/plain; version=0.0.4; charset=utf-8", head=head)
+        return
+    await send_plain(send, 200, json.dumps(snap, default=str), head=head,
+                     content_type=b"application/json")

@@ -1,0 +1,411 @@
+"""Typed shape of the project file, with every key and default of the contract.
+
+Each dataclass is one TOML table. `gateway.config.validate` turns the parsed document into
+these objects, checking names and types from the annotations, so adding a key here is all it
+takes for `check` to accept and convert it. A dataclass may define ``validate()`` returning
+``(key, message)`` pairs for rules the annotations cannot express.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+
+class BackendName(StrEnum):
+    AUTO = "auto"
+    GRANIAN = "granian"
+    UVICORN = "uvicorn"
+    HYPERCORN = "hypercorn"
+
+
+class LoopName(StrEnum):
+    AUTO = "auto"
+    UVLOOP = "uvloop"
+    ASYNCIO = "asyncio"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    backend: BackendName = BackendName.AUTO
+    event_loop: LoopName = LoopName.AUTO
+    http: Literal["auto", "1", "2"] = "auto"
+    backlog: int = 1024
+    graceful_timeout: float = 30.0
+    keep_alive_timeout: float = 5
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    max_concurrent_connections: int | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if not 0 <= self.port <= 65535:
+            errors.append(("port", f"must be between 0 and 65535, not {self.port}"))
+        if self.backlog < 1:
+            errors.append(("backlog", "must be at least 1"))
+        if bool(self.ssl_certfile) != bool(self.ssl_keyfile):
+            errors.append(("ssl_certfile", "ssl_certfile and ssl_keyfile go together"))
+        return errors
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["text", "json"] = "text"
+    request_log_size: int = 10000
+
+    def validate(self) -> list[tuple[str, str]]:
+        if self.request_log_size < 1:
+            return [("request_log_size", "must be at least 1")]
+        return []
+
+
+# --- routing -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class LocationAction:
+    """What one `regex_locations` entry does."""
+
+    # `return` is a Python keyword, so the TOML key is mapped onto `return_`.
+    return_: str | None = None
+    content_type: str | None = None
+    proxy_pass: str | None = None
+    root: str | None = None
+    index_file: str = "index.html"
+    spa_fallback: bool = False
+    exclude_patterns: list[str] = field(default_factory=list)
+    cache_control: str | None = None
+    headers: list[str] = field(default_factory=list)
+    proxy_timeout: float = 60.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        actions = [k for k in ("return_", "proxy_pass", "root") if getattr(self, k) is not None]
+        if len(actions) > 1:
+            names = ", ".join(a.rstrip("_") for a in actions)
+            errors.append(("", f"takes one of return, proxy_pass, root, not {names}"))
+        if self.return_ is not None and not re.fullmatch(r"\d{3}(\s.*)?", self.return_):
+            errors.append(("return", f"must be 'CODE [text]', not {self.return_!r}"))
+        if self.proxy_pass is not None and not re.match(r"https?://[^/]+", self.proxy_pass):
+            errors.append(("proxy_pass", f"must be an http:// URL, not {self.proxy_pass!r}"))
+        for h in self.headers:
+            if ":" not in h:
+                errors.append(("headers", f"{h!r} is not 'Name: value'"))
+        return errors
+
+
+@dataclass(frozen=True)
+class RoutingOptions:
+    regex_locations: dict[str, LocationAction] = field(default_factory=dict)
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        for pattern in self.regex_locations:
+            regex = None
+            if pattern.startswith("~*"):
+                regex, flags = pattern[2:], re.IGNORECASE
+            elif pattern.startswith("~"):
+                regex, flags = pattern[1:], 0
+            if regex is not None:
+                try:
+                    re.compile(regex, flags)
+                except re.error as exc:
+                    errors.append((f"regex_locations.{pattern!r}", f"bad regex: {exc}"))
+            elif pattern != "__default__" and not re.match(r"(=|\^~)?/", pattern):
+                errors.append((f"regex_locations.{pattern!r}",
+                               "a location starts with /, =/, ^~/, ~ or ~*"))
+        return errors
+
+
+# --- security, caching, monitoring --------------------------------------------------------
+
+@dataclass(frozen=True)
+class SecurityOptions:
+    security_headers: dict[str, str] | None = None
+    allowed_ips: list[str] | None = None
+    blocked_ips: list[str] = field(default_factory=list)
+    trusted_proxies: list[str] = field(default_factory=list)
+
+    def validate(self) -> list[tuple[str, str]]:
+        import ipaddress
+
+        errors = []
+        for key in ("allowed_ips", "blocked_ips", "trusted_proxies"):
+            for value in getattr(self, key) or []:
+                try:
+                    ipaddress.ip_network(value, strict=False)
+                except ValueError:
+                    errors.append((key, f"{value!r} is not an IP address or CIDR block"))
+        return errors
+
+
+@dataclass(frozen=True)
+class CachingOptions:
+    cache_patterns: list[str] = field(default_factory=lambda: ["*"])
+    cache_ttl: float = 3600
+    max_entries: int = 10000
+    max_bytes: int = 64 * 1024 * 1024
+    max_entry_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class MonitoringOptions:
+    enable_metrics: bool = True
+
+
+# --- in-process mounts -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class MountConfig:
+    path: str
+    app_path: str
+    app_type: Literal["asgi", "wsgi"] = "asgi"
+    module_path: str | None = None
+    factory: bool = False
+    factory_args: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    strip_path: bool = True
+    django_settings: str | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = _check_mount_path(self.path)
+        if ":" not in self.app_path:
+            errors.append(("app_path", f"must be 'module:attribute', not {self.app_path!r}"))
+        return errors
+
+
+@dataclass(frozen=True)
+class AsgiOptions:
+    mounts: list[MountConfig] = field(default_factory=list)
+
+
+# --- process orchestration ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OrchestrationLogging:
+    httpx_level: Literal["debug", "info", "warning", "error"] = "warning"
+    proxy_logs: bool = True
+    health_check_logs: bool = False
+
+
+# Keys an app may override; None on an AppConfig means "inherit the global value".
+APP_OVERRIDABLE = (
+    "health_check_enabled", "health_check_interval", "health_check_timeout",
+    "health_check_retries", "max_restart_count", "restart_delay", "shutdown_timeout",
+    "proxy_timeout", "hold_requests",
+)
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    name: str
+    path: str
+    app_path: str | None = None
+    app_type: Literal["asgi", "wsgi"] = "asgi"
+    workers: int = 1
+    port: int | None = None
+    factory: bool = False
+    factory_args: dict[str, Any] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    module_path: str | None = None
+    health_check_path: str = "/health"
+    strip_path: bool = True
+    backend: BackendName | None = None
+    command: list[str] | None = None
+    depends_on: list[str] = field(default_factory=list)
+    reload: bool = False
+    watch: list[str] = field(default_factory=list)
+    health_check_enabled: bool | None = None
+    health_check_interval: float | None = None
+    health_check_timeout: float | None = None
+    health_check_retries: int | None = None
+    max_restart_count: int | None = None
+    restart_delay: float | None = None
+    shutdown_timeout: float | None = None
+    proxy_timeout: float | None = None
+    hold_requests: float | None = None
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = _check_mount_path(self.path)
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.name):
+            errors.append(("name", f"{self.name!r}: use letters, digits, '_', '-', '.'"))
+        if self.app_path is None and not self.command:
+            errors.append(("", "'app_path' is required (or give 'command')"))
+        if self.app_path is not None and ":" not in self.app_path:
+            errors.append(("app_path", f"must be 'module:attribute', not {self.app_path!r}"))
+        if self.workers < 1:
+            errors.append(("workers", "must be at least 1"))
+        if self.port is not None and not 1 <= self.port <= 65535:
+            errors.append(("port", f"must be between 1 and 65535, not {self.port}"))
+        if not self.health_check_path.startswith("/"):
+            errors.append(("health_check_path", "must start with /"))
+        if self.name in self.depends_on:
+            errors.append(("depends_on", "an app cannot depend on itself"))
+        return errors
+
+
+@dataclass(frozen=True)
+class OrchestrationOptions:
+    port_range: tuple[int, int] = (9000, 9999)
+    health_check_enabled: bool = True
+    health_check_interval: float = 10.0
+    health_check_timeout: float = 5.0
+    health_check_retries: int = 3
+    proxy_timeout: float = 60.0
+    max_restart_count: int = 5
+    restart_delay: float = 1.0
+    shutdown_timeout: float = 30.0
+    hold_requests: float = 5.0
+    logging: OrchestrationLogging = field(default_factory=OrchestrationLogging)
+    apps: list[AppConfig] = field(default_factory=list)
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        lo, hi = self.port_range
+        if not 1 <= lo <= hi <= 65535:
+            errors.append(("port_range", f"must be [low, high] within 1..65535, not [{lo}, {hi}]"))
+        names = [a.name for a in self.apps]
+        for i, app in enumerate(self.apps):
+            if names.count(app.name) > 1 and names.index(app.name) != i:
+                errors.append((f"apps[{i}].name", f"duplicate app name {app.name!r}"))
+            for dep in app.depends_on:
+                if dep not in names:
+                    errors.append((f"apps[{i}].depends_on", f"unknown app {dep!r}"))
+        if not errors:
+            cycle = _find_cycle({a.name: list(a.depends_on) for a in self.apps})
+            if cycle:
+                i = names.index(cycle[0])
+                errors.append((f"apps[{i}].depends_on", "dependency cycle: " + " -> ".join(cycle)))
+        return errors
+
+    def effective(self, app: AppConfig, key: str) -> Any:
+        """An app's value for an overridable key: its own, else the global one."""
+        value = getattr(app, key)
+        return getattr(self, key) if value is None else value
+
+
+# --- middleware-like extensions ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class CorsOptions:
+    allow_origins: list[str] = field(default_factory=lambda: ["*"])
+    allow_methods: list[str] = field(
+        default_factory=lambda: ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"])
+    allow_headers: list[str] = field(default_factory=lambda: ["*"])
+    expose_headers: list[str] = field(default_factory=list)
+    allow_credentials: bool = False
+    max_age: int = 600
+
+
+@dataclass(frozen=True)
+class RateLimitOptions:
+    requests_per_minute: int = 60
+    burst_size: int = 10
+    max_clients: int = 100000
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = []
+        if self.requests_per_minute < 1:
+            errors.append(("requests_per_minute", "must be at least 1"))
+        if self.burst_size < 1:
+            errors.append(("burst_size", "must be at least 1"))
+        return errors
+
+
+@dataclass(frozen=True)
+class CompressionOptions:
+    minimum_size: int = 1024
+    compression_level: int = 6
+
+    def validate(self) -> list[tuple[str, str]]:
+        if not 1 <= self.compression_level <= 9:
+            return [("compression_level", "must be between 1 and 9")]
+        return []
+
+
+BUILTIN_OPTIONS: dict[str, type] = {
+    "routing": RoutingOptions,
+    "security": SecurityOptions,
+    "caching": CachingOptions,
+    "monitoring": MonitoringOptions,
+    "asgi": AsgiOptions,
+    "process_orchestration": OrchestrationOptions,
+    "cors": CorsOptions,
+    "rate_limit": RateLimitOptions,
+    "compression": CompressionOptions,
+}
+
+
+@dataclass(frozen=True)
+class ExtensionConfig:
+    type: str
+    options: Any
+    index: int
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    path: Path
+    server: ServerConfig
+    logging: LoggingConfig
+    extensions: tuple[ExtensionConfig, ...]
+
+    @property
+    def root(self) -> Path:
+        """The folder relative paths in the file resolve against."""
+        return self.path.parent
+
+    def resolve(self, relative: str) -> Path:
+        p = Path(relative).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def extension(self, type_: str) -> ExtensionConfig | None:
+        return next((e for e in self.extensions if e.type == type_), None)
+
+    @property
+    def orchestration(self) -> OrchestrationOptions | None:
+        ext = self.extension("process_orchestration")
+        return ext.options if ext else None
+
+    @property
+    def apps(self) -> list[AppConfig]:
+        orch = self.orchestration
+        return list(orch.apps) if orch else []
+
+
+def _check_mount_path(path: str) -> list[tuple[str, str]]:
+    if not path.startswith("/"):
+        return [("path", f"must start with /, not {path!r}")]
+    return []
+
+
+def _find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for dep in graph.get(node, []):
+            if state.get(dep) == 1:
+                return stack[stack.index(dep):] + [dep]
+            if dep not in state:
+                found = visit(dep)
+                if found:
+                    return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for n in graph:
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None

@@ -1,0 +1,94 @@
+"""What the engine tells its listeners (the TUI, headless logging, tests).
+
+Listeners subscribe a plain callable; the engine calls it synchronously on the event loop,
+so a listener must be cheap (the TUI only posts a message). High-rate facts (requests) are
+delivered in batches by `RequestLog`, not one event per request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("pyserve.events")
+
+
+@dataclass(frozen=True, slots=True)
+class AppStateChanged:
+    app: str
+    old: str
+    new: str
+    pid: int | None = None
+    port: int | None = None
+    reason: str = ""
+    restarts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AppOutput:
+    app: str
+    stream: str  # "stdout" | "stderr"
+    line: str
+    request_id: str | None = None
+    time: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RequestsCompleted:
+    """A batch of finished requests (`gateway.requestlog.RequestRecord`)."""
+
+    records: tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendChanged:
+    old: str
+    new: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigReloaded:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigRejected:
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class EngineMessage:
+    """Anything else worth a line in the log or a notification."""
+
+    level: str
+    text: str
+    app: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Event = (AppStateChanged | AppOutput | RequestsCompleted | BackendChanged | ConfigReloaded
+         | ConfigRejected | EngineMessage)
+Listener = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
+    def emit(self, event: Event) -> None:
+        for listener in tuple(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken listener must not break the engine
+                log.exception("event listener %r failed", listener)
+
+    def __repr__(self) -> str:
+        return f"<EventBus listeners={len(self._listeners)}>"

@@ -1,0 +1,1 @@
+"""Pipeline members, one per module. Each is plain ASGI; see `base.Extension`."""

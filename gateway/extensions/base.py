@@ -1,0 +1,44 @@
+"""The extension interface: plain ASGI middleware with typed options.
+
+An extension wraps the rest of the pipeline (`app`). Its request hook is the code before it
+calls ``await self.app(scope, receive, send)`` (answering itself instead means "first to
+answer wins"), its response hook is a wrapper around `send`. Scope types it does not handle
+must pass straight through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from gateway.services import Services
+from gateway.types import ASGIApp, Receive, Scope, Send
+
+
+class Extension:
+    #: The `type` name in `[[extensions]]`.
+    name: ClassVar[str] = ""
+    #: The options dataclass validated by `check` (`dict` accepts any table).
+    Options: ClassVar[type] = dict
+    #: Pipeline members that must see a request before any other (IP filtering) set this.
+    runs_first: ClassVar[bool] = False
+
+    def __init__(self, app: ASGIApp, *, options: Any, services: Services) -> None:
+        self.app = app
+        self.options = options
+        self.services = services
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    async def startup(self) -> None:
+        """Called once when the pipeline goes live (after the previous one, on reload)."""
+
+    async def shutdown(self) -> None:
+        """Called when the pipeline is replaced or the engine stops."""
+
+    def metrics(self) -> dict[str, Any] | None:
+        """Counters shown under ``extensions.<name>`` in /metrics; None for nothing."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}>"

@@ -1,0 +1,176 @@
+"""The gateway's ASGI application: request identity, built-in endpoints, the extension chain.
+
+The chain is built once per configuration from the ordered ``[[extensions]]`` list, in
+reverse, so the first declared extension sees the request first. Error handling and request
+bookkeeping sit outermost, in `GatewayApp`. A reload swaps the whole chain in one assignment,
+so a request runs entirely on the old chain or entirely on the new one.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from gateway.builtin import handle_builtin
+from gateway.config.schema import ExtensionConfig
+from gateway.context import SCOPE_KEY, RequestContext
+from gateway.errors import UpstreamError
+from gateway.extensions.base import Extension
+from gateway.extensions.registry import extension_class
+from gateway.requestlog import RequestRecord
+from gateway.responses import send_error
+from gateway.services import Services
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("pyserve.gateway")
+
+_REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,128}")
+_TRACEPARENT_RE = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_BUILTIN_PATHS = frozenset(("/health", "/metrics"))
+
+
+async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """The end of every chain: no extension answered."""
+    if scope["type"] == "websocket":
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send_error(scope, send, 404, f"no route for {scope.get('path', '/')}")
+
+
+class Pipeline:
+    """One built chain of extensions, with the instances kept for metrics and lifecycle."""
+
+    def __init__(self, configs: tuple[ExtensionConfig, ...], services: Services) -> None:
+        ordered = sorted(configs, key=lambda c: not getattr(extension_class(c.type),
+                                                            "runs_first", False))
+        app: ASGIApp = not_found
+        members: list[Extension] = []
+        for cfg in reversed(ordered):
+            cls = extension_class(cfg.type)
+            ext = cls(app, options=cfg.options, services=services)
+            if not getattr(ext, "name", ""):
+                ext.name = cfg.type
+            members.append(ext)
+            app = ext
+        self.app = app
+        self.members = list(reversed(members))
+
+    async def startup(self) -> None:
+        for ext in self.members:
+            await ext.startup()
+
+    async def shutdown(self) -> None:
+        for ext in reversed(self.members):
+            try:
+                await ext.shutdown()
+            except Exception:
+                log.exception("extension %r failed to shut down", ext)
+
+    def metrics(self) -> dict[str, Any]:
+        out = {}
+        for ext in self.members:
+            m = ext.metrics()
+            if m is not None:
+                out[ext.name] = m
+        return out
+
+    def __repr__(self) -> str:
+        return f"<Pipeline {[e.name for e in self.members]}>"
+
+
+class GatewayApp:
+    """The ASGI app the serving backend runs."""
+
+    def __init__(self, pipeline: Pipeline, services: Services) -> None:
+        self.pipeline = pipeline
+        self.services = services
+        self.on_record: list[Any] = []  # callables(record) e.g. headless access log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if kind not in ("http", "websocket"):
+            return
+
+        rid = tp = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _REQUEST_ID_RE.fullmatch(value):
+                    rid = value.decode("ascii")
+            elif name == b"traceparent":
+                if _TRACEPARENT_RE.fullmatch(value):
+                    tp = value.decode("ascii")
+        ctx = RequestContext(request_id=rid or str(uuid.uuid4()), traceparent=tp)
+        scope[SCOPE_KEY] = ctx
+        rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
+        tp_header = (b"traceparent", tp.encode("ascii")) if tp else None
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            mtype = message["type"]
+            if mtype == "http.response.start" or mtype == "websocket.accept":
+                started = True
+                headers = list(message.get("headers") or ())
+                headers.append(rid_header)
+                if tp_header is not None:
+                    headers.append(tp_header)
+                message["headers"] = headers
+                ctx.status = message.get("status", 101)
+                ctx.response_headers = headers
+            elif mtype == "websocket.close" and not started:
+                ctx.status = 403
+            await send(message)
+
+        try:
+            if kind == "http" and scope["path"] in _BUILTIN_PATHS:
+                ctx.route = "builtin"
+                await handle_builtin(scope, send_wrapper, self)
+            else:
+                await self.pipeline.app(scope, receive, send_wrapper)
+        except UpstreamError as exc:
+            if started:
+                raise  # the response is under way: the server must cut the connection
+            await send_error(scope, send_wrapper, exc.status, str(exc) or type(exc).__name__,
+                             app=ctx.app)
+        except Exception:
+            log.exception("request %s failed", ctx.request_id)
+            if started:
+                raise
+            await send_error(scope, send_wrapper, 500, "internal error in the gateway",
+                             app=ctx.app)
+        finally:
+            self._finish(scope, ctx)
+
+    def _finish(self, scope: Scope, ctx: RequestContext) -> None:
+        latency = ctx.elapsed_ms()
+        self.services.metrics.record(ctx.app, ctx.status, latency)
+        client = scope.get("client")
+        record = RequestRecord(
+            time=ctx.wall_time, request_id=ctx.request_id,
+            method=scope.get("method", "WS"), path=scope.get("path", ""),
+            query=scope.get("query_string", b"").decode("latin-1"),
+            client=client[0] if client else "", status=ctx.status, latency_ms=latency,
+            app=ctx.app, route=ctx.route, upstream=ctx.upstream,
+            upstream_connect_ms=ctx.upstream_connect_ms, upstream_ttfb_ms=ctx.upstream_ttfb_ms,
+            upstream_total_ms=ctx.upstream_total_ms, cache=ctx.cache,
+            traceparent=ctx.traceparent, request_headers=scope["headers"],
+            response_headers=ctx.response_headers, notes=ctx.notes,
+        )
+        self.services.request_log.add(record)
+        for hook in self.on_record:
+            hook(record)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

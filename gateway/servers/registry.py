@@ -1,0 +1,53 @@
+"""Backends by name, imported only when chosen, so each stays an optional install."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+
+from gateway.errors import BackendNotInstalled
+from gateway.servers.base import ServerAdapter
+
+# name -> (adapter import string, module that must be importable, pip package)
+BACKENDS: dict[str, tuple[str, str, str]] = {
+    "granian": ("gateway.servers.granian_adapter:GranianAdapter", "granian", "granian"),
+    "uvicorn": ("gateway.servers.uvicorn_adapter:UvicornAdapter", "uvicorn", "uvicorn"),
+    "hypercorn": ("gateway.servers.hypercorn_adapter:HypercornAdapter", "hypercorn",
+                  "hypercorn"),
+}
+AUTO_ORDER = ("granian", "uvicorn", "hypercorn")
+
+
+class BackendRegistry:
+    @staticmethod
+    def installed() -> list[str]:
+        return [n for n in AUTO_ORDER if importlib.util.find_spec(BACKENDS[n][1]) is not None]
+
+    @staticmethod
+    def resolve(name: str) -> str:
+        if name == "auto":
+            found = BackendRegistry.installed()
+            if not found:
+                raise BackendNotInstalled("auto", "granian")
+            return found[0]
+        if name not in BACKENDS:
+            raise BackendNotInstalled(name, name)
+        if importlib.util.find_spec(BACKENDS[name][1]) is None:
+            raise BackendNotInstalled(name, BACKENDS[name][2])
+        return name
+
+    @staticmethod
+    def get(name: str) -> ServerAdapter:
+        name = BackendRegistry.resolve(name)
+        module, _, attr = BACKENDS[name][0].partition(":")
+        cls = getattr(importlib.import_module(module), attr)
+        adapter: ServerAdapter = cls()
+        return adapter
+
+
+def resolve_backend_name(name: str) -> str:
+    return BackendRegistry.resolve(name)
+
+
+def get_backend(name: str) -> ServerAdapter:
+    return BackendRegistry.get(name)

@@ -1,0 +1,28 @@
+"""The shared services an extension may use, handed to it at construction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from gateway.config.schema import ProjectConfig
+from gateway.events import EventBus
+from gateway.metrics import MetricsRegistry
+from gateway.requestlog import RequestLog
+
+if TYPE_CHECKING:
+    from gateway.orchestrator import Orchestrator
+    from gateway.proxy.transport import Transport
+
+
+@dataclass
+class Services:
+    project: ProjectConfig
+    events: EventBus
+    metrics: MetricsRegistry
+    request_log: RequestLog
+    transport: Transport
+    orchestrator: Orchestrator | None = None
+    backend: Callable[[], str] = lambda: "none"
+    extras: dict[str, Any] = field(default_factory=dict)
