@@ -1,0 +1,348 @@
+"""The engine: one object that owns the gateway, the orchestrator and the control channel.
+
+The TUI and headless mode both drive an `Engine`; it never knows which one does. Commands
+are coroutines on the engine's loop; what happens is told through `events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.builtin import metrics_snapshot
+from gateway.config.loader import load_config, validate_text
+from gateway.config.schema import ProjectConfig
+from gateway.config.writer import set_value, write_atomic
+from gateway.errors import AppError, ConfigError
+from gateway.events import (
+    BackendChanged,
+    ConfigRejected,
+    ConfigReloaded,
+    EngineMessage,
+    EventBus,
+)
+from gateway.export import export_requests
+from gateway.metrics import MetricsRegistry
+from gateway.pipeline import GatewayApp, Pipeline
+from gateway.requestlog import RequestLog
+from gateway.servers.registry import BackendRegistry
+from gateway.services import Services
+
+log = logging.getLogger("pyserve.engine")
+
+
+class Engine:
+    """Runs one project file: serve, supervise, watch, answer control commands."""
+
+    def __init__(self, config_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None, watch_config: bool = True,
+                 control: bool = True) -> None:
+        self.config_path = Path(config_path).resolve()
+        self.overrides = dict(overrides or {})
+        self.environ = environ
+        self.events = EventBus()
+        self.project: ProjectConfig | None = None
+        self.services: Services | None = None
+        self.gateway: GatewayApp | None = None
+        self.orchestrator: Any = None
+        self.request_log = RequestLog(self.events)
+        self.metrics_registry = MetricsRegistry()
+        self.started_at = 0.0
+        self._server: Any = None
+        self._control: Any = None
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_config = watch_config
+        self._with_control = control
+        self._applied_text = ""
+        self._lock = asyncio.Lock()
+        self._stopped = asyncio.Event()
+        self._stopping = False
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def load(self) -> ProjectConfig:
+        project = load_config(self.config_path, overrides=self.overrides, environ=self.environ)
+        self._applied_text = self.config_path.read_text(encoding="utf-8")
+        return project
+
+    async def start(self) -> None:
+        from gateway.proxy.transport import PooledTransport
+        from gateway.servers.switch import GatewayServer
+
+        project = self.project = self.load()
+        backend = BackendRegistry.resolve(project.server.backend.value)
+        self.request_log.resize(project.logging.request_log_size)
+        self.services = Services(
+            project=project, events=self.events, metrics=self.metrics_registry,
+            request_log=self.request_log, transport=PooledTransport(),
+            backend=lambda: self.backend,
+        )
+        if project.orchestration is not None:
+            from gateway.orchestrator import Orchestrator
+
+            self.orchestrator = Orchestrator(project.orchestration, project=project,
+                                             events=self.events, default_backend=backend)
+            self.services.orchestrator = self.orchestrator
+        pipeline = Pipeline(project.extensions, self.services)
+        self.gateway = GatewayApp(pipeline, self.services)
+        await pipeline.startup()
+        self._server = GatewayServer()
+        try:
+            await self._server.start(self.gateway, backend, project.server)
+        except BaseException:
+            await pipeline.shutdown()
+            raise
+        self.started_at = time.monotonic()
+        self.request_log.start()
+        if self._with_control:
+            from gateway.control import ControlServer
+
+            self._control = ControlServer(self)
+            await self._control.start()
+        if self.orchestrator is not None:
+            await self.orchestrator.start()
+        if self._watch_config:
+            self._watch_task = asyncio.get_running_loop().create_task(self._watch())
+        host, port = self.address
+        self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+
+    async def stop(self) -> None:
+        """Drain in-flight requests, stop every app, close the control channel."""
+        if self._stopping:
+            await self._stopped.wait()
+            return
+        self._stopping = True
+        try:
+            if self._watch_task is not None:
+                self._watch_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._watch_task
+            if self._control is not None:
+                await self._control.stop()
+            timeout = self.project.server.graceful_timeout if self.project else 5.0
+            if self._server is not None:
+                await self._server.stop(timeout)
+            if self.orchestrator is not None:
+                await self.orchestrator.stop()
+            if self.gateway is not None:
+                await self.gateway.pipeline.shutdown()
+            if self.services is not None:
+                await self.services.transport.aclose()
+            await self.request_log.stop()
+        finally:
+            self._stopped.set()
+
+    async def wait_stopped(self) -> None:
+        await self._stopped.wait()
+
+    # --- state ----------------------------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self._server.backend if self._server is not None else "none"
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._server is not None:
+            return self._server.address
+        assert self.project is not None
+        return (self.project.server.host, self.project.server.port)
+
+    def installed_backends(self) -> list[str]:
+        return BackendRegistry.installed()
+
+    def metrics(self) -> dict[str, Any]:
+        assert self.gateway is not None
+        return metrics_snapshot(self.gateway)
+
+    def app_logs(self, name: str | None = None) -> list[Any]:
+        if self.orchestrator is None:
+            return []
+        return list(self.orchestrator.logs(name))
+
+    def trace(self, request_id: str) -> dict[str, Any] | None:
+        record = self.request_log.find(request_id)
+        if record is None:
+            return None
+        lines = [ln for ln in self.app_logs(record.app) if ln.request_id == request_id] \
+            if record.app and self.orchestrator and record.app in self.orchestrator.supervisors \
+            else []
+        return {"request": record.to_dict(), "app_lines": lines}
+
+    def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
+        return export_requests(self, Path(path), fmt)
+
+    # --- commands -------------------------------------------------------------------------
+
+    def _orch(self) -> Any:
+        if self.orchestrator is None:
+            raise AppError("this project runs no apps (no process_orchestration extension)")
+        return self.orchestrator
+
+    async def restart_app(self, name: str) -> None:
+        await self._orch().restart_app(name)
+
+    async def stop_app(self, name: str) -> None:
+        await self._orch().stop_app(name)
+
+    async def start_app(self, name: str) -> None:
+        await self._orch().start_app(name)
+
+    async def switch_backend(self, name: str, *, persist: bool = True) -> None:
+        """Re-serve the gateway and roll inheriting apps over to `name`; write it back."""
+        async with self._lock:
+            new = BackendRegistry.resolve(name)
+            old = self.backend
+            assert self.project is not None
+            await self._server.switch(new)
+            if self.orchestrator is not None:
+                await self.orchestrator.switch_backend(new)
+            if persist:
+                text = await asyncio.to_thread(set_value, self.config_path,
+                                               ["server", "backend"], name)
+                self._applied_text = text
+                self.project = validate_text(self.config_path, text,
+                                             overrides=self._overrides_without_backend(),
+                                             environ=self.environ)
+            self.events.emit(BackendChanged(old, new))
+
+    def _overrides_without_backend(self) -> dict[str, Any]:
+        return {k: v for k, v in self.overrides.items() if k != "backend"}
+
+    def validate_text(self, text: str) -> ProjectConfig:
+        return validate_text(self.config_path, text, overrides=self.overrides,
+                             environ=self.environ)
+
+    def preview_text(self, text: str) -> ConfigReloaded:
+        new = self.validate_text(text)
+        added, removed, changed = _diff_apps(self.project, new)
+        return ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+
+    async def apply_text(self, text: str) -> ConfigReloaded:
+        """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
+        new = self.validate_text(text)
+        await asyncio.to_thread(write_atomic, self.config_path, text)
+        return await self._apply(new, text)
+
+    async def reload(self) -> ConfigReloaded:
+        """Re-read the project file; an invalid one is refused and the running one stays."""
+        text = await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
+        try:
+            new = self.validate_text(text)
+        except ConfigError as exc:
+            self.events.emit(ConfigRejected(str(exc)))
+            raise
+        return await self._apply(new, text)
+
+    async def _apply(self, new: ProjectConfig, text: str) -> ConfigReloaded:
+        async with self._lock:
+            assert self.project is not None and self.services is not None
+            assert self.gateway is not None
+            old = self.project
+            self._applied_text = text
+            added: list[str] = []
+            removed: list[str] = []
+            changed: list[str] = []
+            if new.orchestration is not None and self.orchestrator is None:
+                from gateway.orchestrator import Orchestrator
+
+                self.orchestrator = Orchestrator(new.orchestration, project=new,
+                                                 events=self.events,
+                                                 default_backend=self.backend)
+                self.services.orchestrator = self.orchestrator
+                await self.orchestrator.start()
+                added = [a.name for a in new.apps]
+            elif self.orchestrator is not None:
+                from gateway.config.schema import OrchestrationOptions
+
+                options = new.orchestration or OrchestrationOptions()
+                added, removed, changed = await self.orchestrator.apply(options, new)
+            self.services.project = new
+            self.project = new
+            self.request_log.resize(new.logging.request_log_size)
+            pipeline = Pipeline(new.extensions, self.services)
+            await pipeline.startup()
+            previous, self.gateway.pipeline = self.gateway.pipeline, pipeline
+            await previous.shutdown()
+            if (old.server.host, old.server.port) != (new.server.host, new.server.port):
+                self.events.emit(EngineMessage(
+                    "warning", "the gateway address changed: restart pyserve-tui to apply it"))
+            new_backend = BackendRegistry.resolve(new.server.backend.value)
+            if new_backend != self.backend and "backend" not in self.overrides:
+                await self._server.switch(new_backend)
+                if self.orchestrator is not None:
+                    await self.orchestrator.switch_backend(new_backend)
+                self.events.emit(BackendChanged(self.backend, new_backend))
+            event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+            self.events.emit(event)
+            return event
+
+    async def _watch(self) -> None:
+        """Apply saved edits of the project file; refuse invalid ones, keep running."""
+        import watchfiles
+
+        folder = self.config_path.parent
+        async for changes in watchfiles.awatch(folder, debounce=200, step=50,
+                                               recursive=False):
+            if not any(Path(p).name == self.config_path.name for _, p in changes):
+                continue
+            try:
+                text = await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
+            except OSError:
+                continue
+            if text == self._applied_text:
+                continue
+            try:
+                await self.reload()
+            except ConfigError as exc:
+                self._applied_text = text
+                log.warning("refused the edited project file: %s", exc)
+            except Exception as exc:  # keep watching whatever one apply did
+                log.exception("applying the edited project file failed")
+                self.events.emit(EngineMessage("error", f"applying the edit failed: {exc}"))
+
+    # --- control channel ------------------------------------------------------------------
+
+    async def handle_command(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """One control-channel request -> its JSON answer."""
+        cmd = request.get("cmd")
+        app = request.get("app")
+        if cmd == "status":
+            return {"ok": True, "metrics": self.metrics(),
+                    "address": list(self.address), "backend": self.backend}
+        if cmd in ("restart", "stop", "start"):
+            if not isinstance(app, str):
+                return {"ok": False, "error": f"{cmd} needs an app name"}
+            await getattr(self, f"{cmd}_app")(app)
+            return {"ok": True, "message": f"{cmd}: {app}"}
+        if cmd == "backend":
+            name = request.get("name")
+            if not isinstance(name, str):
+                return {"ok": False, "error": "backend needs a name"}
+            await self.switch_backend(name)
+            return {"ok": True, "message": f"backend: {self.backend}"}
+        if cmd == "reload":
+            event = await self.reload()
+            return {"ok": True, "message": json.dumps({"added": event.added,
+                                                       "removed": event.removed,
+                                                       "changed": event.changed})}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped.is_set() else ("running" if self.started_at else "new")
+        return f"<Engine {self.config_path.name} {state} backend={self.backend}>"
+
+
+def _diff_apps(old: ProjectConfig | None, new: ProjectConfig) -> tuple[list[str], ...]:
+    before = {a.name: a for a in (old.apps if old else [])}
+    after = {a.name: a for a in new.apps}
+    added = [n for n in after if n not in before]
+    removed = [n for n in before if n not in after]
+    changed = [n for n in after if n in before and after[n] != before[n]]
+    return added, removed, changed

@@ -1,0 +1,68 @@
+"""Export the request log with traces as JSON Lines or HAR 1.2."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gateway import __version__
+from gateway.config.writer import write_atomic
+
+if TYPE_CHECKING:
+    from gateway.engine import Engine
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
+    def headers(pairs: list[tuple[str, str]]) -> list[dict[str, str]]:
+        return [{"name": k, "value": v} for k, v in pairs]
+
+    host = next((v for k, v in rec["request_headers"] if k.lower() == "host"), "localhost")
+    query = [{"name": k, "value": v} for k, _, v in
+             (p.partition("=") for p in rec["query"].split("&") if p)]
+    url = f"http://{host}{rec['path']}" + (f"?{rec['query']}" if rec["query"] else "")
+    wait = rec["upstream_ttfb_ms"] or 0.0
+    return {
+        "startedDateTime": _iso(rec["time"]),
+        "time": rec["latency_ms"],
+        "request": {"method": rec["method"], "url": url, "httpVersion": "HTTP/1.1",
+                    "cookies": [], "headers": headers(rec["request_headers"]),
+                    "queryString": query, "headersSize": -1, "bodySize": -1},
+        "response": {"status": rec["status"], "statusText": "", "httpVersion": "HTTP/1.1",
+                     "cookies": [], "headers": headers(rec["response_headers"]),
+                     "content": {"size": -1, "mimeType": next(
+                         (v for k, v in rec["response_headers"] if k.lower() == "content-type"),
+                         "")},
+                     "redirectURL": "", "headersSize": -1, "bodySize": -1},
+        "cache": {},
+        "timings": {"send": 0, "wait": wait, "receive": max(0.0, rec["latency_ms"] - wait)},
+        "_requestId": rec["request_id"], "_app": rec["app"], "_route": rec["route"],
+        "_appLines": [ln.line for ln in app_lines],
+    }
+
+
+def export_requests(engine: Engine, path: Path, fmt: str) -> int:
+    records = list(engine.request_log.records)
+    traces = [engine.trace(r.request_id) or {"request": r.to_dict(), "app_lines": []}
+              for r in records]
+    if fmt == "jsonl":
+        lines = []
+        for t in traces:
+            row = dict(t["request"])
+            row["app_lines"] = [{"time": ln.time, "stream": ln.stream, "line": ln.line}
+                                for ln in t["app_lines"]]
+            lines.append(json.dumps(row, default=str))
+        write_atomic(path, "\n".join(lines) + ("\n" if lines else ""))
+    elif fmt == "har":
+        har = {"log": {"version": "1.2",
+                       "creator": {"name": "pyserve-tui", "version": __version__},
+                       "entries": [_har_entry(t["request"], t["app_lines"]) for t in traces]}}
+        write_atomic(path, json.dumps(har, indent=1, default=str))
+    else:
+        raise ValueError(f"unknown export format {fmt!r} (jsonl or har)")
+    return len(records)
