@@ -1,1 +1,1 @@
-"""pyserve-tui\x27s Textual workbench: the interactive face of the engine."""
+"""pyserve-tui's Textual workbench: the interactive face of the engine."""
