@@ -1,0 +1,1 @@
+"""Demo apps run by the bundled workbench.toml."""
