@@ -7,12 +7,19 @@ the child process, blocking until SIGTERM).
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import socket
+import sys
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import FrameType
 from typing import ClassVar
 
 from gateway.config.schema import ServerConfig
-from gateway.types import ASGIApp
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ServingHandle(ABC):
@@ -41,3 +48,104 @@ class ServerAdapter(ABC):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _exit_zero(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+@contextmanager
+def sigterm_exits_cleanly() -> Iterator[None]:
+    """Make SIGTERM end `run_app` with exit status 0.
+
+    Backends install their own handlers while serving and, like uvicorn, re-raise the signal
+    once they have shut down; with the default disposition that would kill the process by
+    SIGTERM (status -15). Before and after the backend's own handlers, a SIGTERM here becomes
+    a clean `SystemExit(0)`.
+    """
+    previous = signal.signal(signal.SIGTERM, _exit_zero)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def unbuffered_stdio() -> None:
+    """Line-buffer the app's stdout/stderr so its prints reach the orchestrator promptly."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(line_buffering=True)
+
+
+async def wait_until(predicate: Callable[[], bool], *, deadline: float,
+                     interval: float = 0.01) -> bool:
+    """Poll `predicate` until it holds or the loop clock passes `deadline`; say which."""
+    loop = asyncio.get_running_loop()
+    while not predicate():
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(interval)
+    return True
+
+
+class DrainingApp:
+    """Wraps the gateway's app so a stopping server lets keep-alive clients go cleanly.
+
+    Once `draining` is set every HTTP/1 response carries `connection: close`: a client's
+    next request on this server is answered, and then the connection ends, instead of being
+    cut while the request is in flight. It also tracks which connections (by client address)
+    are still open, for backends that do not expose their own count.
+    """
+
+    def __init__(self, app: ASGIApp, *, idle_grace: float) -> None:
+        self.app = app
+        self.idle_grace = idle_grace
+        self.draining = False
+        self.in_flight = 0
+        # client (host, port) -> monotonic time of its last response; dropped once closed
+        self._open: dict[tuple[str, int], float] = {}
+
+    def open_connections(self) -> int:
+        """Connections that served a request and may still send another (not idled out)."""
+        now = time.monotonic()
+        return sum(1 for seen in self._open.values() if seen < 0 or now - seen < self.idle_grace)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        client = scope.get("client")
+        key = (str(client[0]), int(client[1])) if client else None
+        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+        closing = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal closing
+            if message["type"] == "http.response.start" and http1:
+                headers = list(message.get("headers", []))
+                closing = any(k.lower() == b"connection" and v.lower() == b"close"
+                              for k, v in headers)
+                if self.draining and not closing:
+                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
+                    headers.append((b"connection", b"close"))
+                    message = {**message, "headers": headers}
+                    closing = True
+            await send(message)
+
+        self.in_flight += 1
+        if key is not None:
+            self._open[key] = -1.0  # busy
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.in_flight -= 1
+            if key is not None:
+                if closing:
+                    self._open.pop(key, None)
+                else:
+                    self._open[key] = time.monotonic()
+
+    def __repr__(self) -> str:
+        state = "draining" if self.draining else "serving"
+        return f"<DrainingApp {state} in_flight={self.in_flight} open={len(self._open)}>"

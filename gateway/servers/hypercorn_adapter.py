@@ -1,0 +1,136 @@
+"""hypercorn: HTTP/1.1 and HTTP/2 on asyncio.
+
+For the embedded gateway we drive hypercorn's per-connection `TCPServer` from our own
+`asyncio.start_server` rather than `hypercorn.asyncio.serve`: `serve` owns the accept loop and
+the connection tasks, and a live backend switch needs to stop accepting, see which connections
+are still open, and drain them, all on a listening socket the engine keeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import ClassVar
+
+from hypercorn.asyncio.tcp_server import TCPServer
+from hypercorn.asyncio.worker_context import WorkerContext
+from hypercorn.config import Config
+from hypercorn.utils import wrap_app
+
+from gateway.config.schema import ServerConfig
+from gateway.servers.base import (
+    DrainingApp,
+    ServerAdapter,
+    ServingHandle,
+    sigterm_exits_cleanly,
+    unbuffered_stdio,
+    wait_until,
+)
+from gateway.servers.loops import resolve_loop
+from gateway.types import ASGIApp
+
+
+def _config(settings: ServerConfig) -> Config:
+    config = Config()
+    config.backlog = settings.backlog
+    config.graceful_timeout = settings.graceful_timeout
+    config.keep_alive_timeout = settings.keep_alive_timeout
+    config.accesslog = None
+    config.errorlog = "-"
+    config.loglevel = "WARNING"
+    config.include_server_header = False
+    if settings.ssl_certfile and settings.ssl_keyfile:
+        config.certfile = settings.ssl_certfile
+        config.keyfile = settings.ssl_keyfile
+    if settings.http == "1":
+        config.alpn_protocols = ["http/1.1"]
+    elif settings.http == "2":
+        config.alpn_protocols = ["h2"]
+    return config
+
+
+class HypercornHandle(ServingHandle):
+    def __init__(self, app: DrainingApp, config: Config, sock: socket.socket) -> None:
+        self._app = app
+        self._config = config
+        self._sock = sock
+        self._wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+        self._context = WorkerContext(None)
+        self._server: asyncio.Server | None = None
+        self._connections: set[asyncio.Task[None]] = set()
+        self._stopped = False
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        ssl_context = self._config.create_ssl_context() if self._config.ssl_enabled else None
+
+        async def on_connection(reader: asyncio.StreamReader,
+                                writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            if task is not None:
+                self._connections.add(task)
+                task.add_done_callback(self._connections.discard)
+            await TCPServer(self._wrapped, loop, self._config, self._context, {}, reader, writer)
+
+        self._server = await asyncio.start_server(
+            on_connection, sock=self._sock, backlog=self._config.backlog, ssl=ssl_context,
+            ssl_handshake_timeout=self._config.ssl_handshake_timeout if ssl_context else None,
+        )
+
+    @property
+    def connections(self) -> int:
+        return len(self._connections)
+
+    async def stop(self, timeout: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._app.draining = True
+        if self._server is not None:
+            self._server.close()  # stops accepting; closes our dup, not the engine's socket
+        await wait_until(lambda: not self._connections,
+                         deadline=min(deadline, loop.time() + self._app.idle_grace))
+        # `terminated` makes hypercorn close idle connections and finish busy ones.
+        await self._context.terminated.set()
+        await wait_until(lambda: not self._connections, deadline=deadline)
+        for task in list(self._connections):
+            task.cancel()
+        if self._connections:
+            await asyncio.gather(*self._connections, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "serving"
+        return f"<HypercornHandle {state} fd={self._sock.fileno()} connections={self.connections}>"
+
+
+class HypercornAdapter(ServerAdapter):
+    name: ClassVar[str] = "hypercorn"
+    package: ClassVar[str] = "hypercorn"
+    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections"})
+
+    def run_app(self, import_string: str, *, host: str, port: int, workers: int,
+                settings: ServerConfig) -> None:
+        from hypercorn.run import run
+
+        unbuffered_stdio()
+        config = _config(settings)
+        config.application_path = import_string
+        config.bind = [f"[{host}]:{port}" if ":" in host else f"{host}:{port}"]
+        # workers=0 serves in this process; hypercorn spawns processes only for more than one.
+        config.workers = workers if workers > 1 else 0
+        config.worker_class = resolve_loop(settings.event_loop)
+        with sigterm_exits_cleanly():
+            code = run(config)
+        if code:
+            raise SystemExit(code)
+
+    async def serve_gateway(self, app: ASGIApp, sock: socket.socket,
+                            settings: ServerConfig) -> ServingHandle:
+        wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
+        handle = HypercornHandle(wrapped, _config(settings), sock.dup())
+        await handle.start()
+        return handle

@@ -1,0 +1,115 @@
+"""uvicorn: the ecosystem-standard ASGI server (HTTP/1.1 only here)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import socket
+from typing import Any, ClassVar
+
+import uvicorn
+
+from gateway.config.schema import ServerConfig
+from gateway.servers.base import (
+    DrainingApp,
+    ServerAdapter,
+    ServingHandle,
+    sigterm_exits_cleanly,
+    unbuffered_stdio,
+    wait_until,
+)
+from gateway.servers.loops import resolve_loop
+from gateway.types import ASGIApp
+
+
+def _http_impl() -> str:
+    return "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
+
+
+def _common_options(settings: ServerConfig) -> dict[str, Any]:
+    return {
+        "http": _http_impl(),
+        "log_level": "warning",
+        "access_log": False,
+        "server_header": False,
+        "backlog": settings.backlog,
+        "timeout_keep_alive": max(1, round(settings.keep_alive_timeout)),
+        "timeout_graceful_shutdown": settings.graceful_timeout,
+        "limit_concurrency": settings.max_concurrent_connections,
+        "ssl_certfile": settings.ssl_certfile,
+        "ssl_keyfile": settings.ssl_keyfile,
+    }
+
+
+class UvicornHandle(ServingHandle):
+    def __init__(self, server: uvicorn.Server, app: DrainingApp, sock: socket.socket) -> None:
+        self._server = server
+        self._app = app
+        self._sock = sock
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    async def start(self) -> None:
+        await self._server.startup(sockets=[self._sock])
+        self._task = asyncio.create_task(self._server.main_loop(), name="uvicorn-main-loop")
+
+    @property
+    def connections(self) -> int:
+        return len(self._server.server_state.connections)
+
+    async def stop(self, timeout: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        # Stop accepting first, then let keep-alive clients finish: from now on every
+        # response says `connection: close`, so each client's next request is its last on
+        # this server and none is cut off while it is in flight.
+        self._app.draining = True
+        for server in self._server.servers:
+            server.close()
+        await wait_until(lambda: self.connections == 0,
+                         deadline=min(deadline, loop.time() + self._app.idle_grace))
+        self._server.config.timeout_graceful_shutdown = max(0.0, deadline - loop.time())
+        self._server.should_exit = True
+        if self._task is not None:
+            await self._task
+        # `shutdown` closes the sockets it is given: ours is a dup, the engine keeps its own.
+        await self._server.shutdown(sockets=[self._sock])
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "serving"
+        return f"<UvicornHandle {state} fd={self._sock.fileno()} connections={self.connections}>"
+
+
+class UvicornAdapter(ServerAdapter):
+    name: ClassVar[str] = "uvicorn"
+    package: ClassVar[str] = "uvicorn"
+    unsupported: ClassVar[frozenset[str]] = frozenset({"http"})  # no HTTP/2 without zttp
+
+    def run_app(self, import_string: str, *, host: str, port: int, workers: int,
+                settings: ServerConfig) -> None:
+        unbuffered_stdio()
+        loop = resolve_loop(settings.event_loop)
+        with sigterm_exits_cleanly():
+            uvicorn.run(
+                import_string,
+                host=host,
+                port=port,
+                workers=workers if workers > 1 else None,
+                lifespan="auto",
+                loop=loop,
+                **_common_options(settings),
+            )
+
+    async def serve_gateway(self, app: ASGIApp, sock: socket.socket,
+                            settings: ServerConfig) -> ServingHandle:
+        wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
+        config = uvicorn.Config(wrapped, lifespan="off", loop="none", **_common_options(settings))
+        config.load()
+        server = uvicorn.Server(config)
+        server.lifespan = config.lifespan_class(config)
+        handle = UvicornHandle(server, wrapped, sock.dup())
+        await handle.start()
+        return handle
