@@ -43,7 +43,8 @@ class Engine:
     def __init__(self, config_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None, watch_config: bool = True,
                  control: bool = True) -> None:
-        self.config_path = Path(config_path).resolve()
+        self.given_path = Path(config_path)  # error messages name the file as the user did
+        self.config_path = self.given_path.resolve()
         self.overrides = dict(overrides or {})
         self.environ = environ
         self.events = EventBus()
@@ -67,7 +68,7 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
 
     def load(self) -> ProjectConfig:
-        project = load_config(self.config_path, overrides=self.overrides, environ=self.environ)
+        project = load_config(self.given_path, overrides=self.overrides, environ=self.environ)
         self._applied_text = self.config_path.read_text(encoding="utf-8")
         return project
 
@@ -207,7 +208,7 @@ class Engine:
                 text = await asyncio.to_thread(set_value, self.config_path,
                                                ["server", "backend"], name)
                 self._applied_text = text
-                self.project = validate_text(self.config_path, text,
+                self.project = validate_text(self.given_path, text,
                                              overrides=self._overrides_without_backend(),
                                              environ=self.environ)
             self.events.emit(BackendChanged(old, new))
@@ -216,7 +217,7 @@ class Engine:
         return {k: v for k, v in self.overrides.items() if k != "backend"}
 
     def validate_text(self, text: str) -> ProjectConfig:
-        return validate_text(self.config_path, text, overrides=self.overrides,
+        return validate_text(self.given_path, text, overrides=self.overrides,
                              environ=self.environ)
 
     def preview_text(self, text: str) -> ConfigReloaded:

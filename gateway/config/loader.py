@@ -54,7 +54,7 @@ def format_path(path: PathKey) -> str:
 class _Validator:
     def __init__(self, path: Path, text: str) -> None:
         self.file = path
-        self.display = path.name if path.parent == Path.cwd() else str(path)
+        self.display = str(path)
         self._text = text
         self._locations: Locations | None = None
 
@@ -178,11 +178,10 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def parse_document(path: Path, text: str) -> tomlkit.TOMLDocument:
+def parse_document(display: str, text: str) -> tomlkit.TOMLDocument:
     try:
         return tomlkit.parse(text)
     except ParseError as exc:
-        display = path.name if path.parent == Path.cwd() else str(path)
         msg = str(exc).split(" at line ")[0]
         raise ConfigError(f"invalid TOML: {msg}", path=display, line=exc.line,
                           col=exc.col) from None
@@ -192,9 +191,9 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
                   environ: Mapping[str, str] | None = None,
                   plugin_options: Mapping[str, type] | None = None) -> ProjectConfig:
     """Validate project-file text. `overrides` are command-line values for [server]."""
+    v = _Validator(path, text)  # messages name the file as the user gave it
     path = path.resolve()
-    doc = parse_document(path, text).unwrap()
-    v = _Validator(path, text)
+    doc = parse_document(v.display, text).unwrap()
     known_top = {"server", "logging", "extensions"}
     for key in doc:
         if key not in known_top:
