@@ -1,0 +1,144 @@
+"""A real `pyserve-tui --no-ui` process answering over a socket."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROJECT = """
+[server]
+port = {port}
+backend = "{backend}"
+graceful_timeout = 5.0
+
+[[extensions]]
+type = "routing"
+[extensions.config.regex_locations]
+"=/ping" = {{ return = "200 pong" }}
+"""
+
+
+def start(tmp_path: Path, *extra: str, port: int | None = None, backend: str = "auto"
+          ) -> tuple[subprocess.Popen[str], int]:
+    port = port or free_port()
+    (tmp_path / "workbench.toml").write_text(PROJECT.format(port=port, backend=backend))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench.cli", "--no-ui", *extra], cwd=tmp_path, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return proc, port
+
+
+def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError("the gateway did not come up")
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    proc, port = start(tmp_path)
+    try:
+        wait_ready(proc, port)
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_serves_health_metrics_and_routes(gateway: tuple[subprocess.Popen[str], int]) -> None:
+    _, port = gateway
+    base = f"http://127.0.0.1:{port}"
+    assert httpx.get(f"{base}/health").text == "OK"
+    r = httpx.get(f"{base}/ping")
+    assert (r.status_code, r.text) == (200, "pong")
+    r = httpx.get(f"{base}/nowhere")
+    assert r.status_code == 404 and r.headers["x-request-id"] in r.text
+    metrics = httpx.get(f"{base}/metrics").json()
+    assert metrics["gateway"]["requests"] >= 3
+    assert metrics["gateway"]["backend"] in ("granian", "uvicorn", "hypercorn")
+    prom = httpx.get(f"{base}/metrics?format=prometheus")
+    assert prom.headers["content-type"].startswith("text/plain")
+    assert "pyserve_requests_total" in prom.text
+    assert "pyserve_requests_total" in httpx.get(f"{base}/metrics",
+                                                 headers={"Accept": "text/plain"}).text
+
+
+def test_request_id_rules(gateway: tuple[subprocess.Popen[str], int]) -> None:
+    _, port = gateway
+    url = f"http://127.0.0.1:{port}/ping"
+    assert httpx.get(url, headers={"X-Request-ID": "abc-123"}).headers["x-request-id"] == "abc-123"
+    for bad in ("has space", "x" * 129, "é"):
+        rid = httpx.get(url, headers={"X-Request-ID": bad.encode("utf-8")}).headers["x-request-id"]
+        assert re.fullmatch(r"[0-9a-f-]{36}", rid), rid
+    fresh = httpx.get(url).headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}", fresh)
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert httpx.get(url, headers={"traceparent": tp}).headers["traceparent"] == tp
+
+
+def test_logs_each_request_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    proc, port = start(tmp_path)
+    try:
+        wait_ready(proc, port)
+        httpx.get(f"http://127.0.0.1:{port}/ping", headers={"X-Request-ID": "trace-me-1"})
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err
+    line = next(ln for ln in out.splitlines() if "trace-me-1" in ln)
+    assert "GET /ping 200" in line
+    assert "Traceback" not in err
+
+
+def test_json_log_format(tmp_path: Path) -> None:
+    proc, port = start(tmp_path, "--log-format", "json")
+    try:
+        wait_ready(proc, port)
+        httpx.get(f"http://127.0.0.1:{port}/ping", headers={"X-Request-ID": "json-1"})
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0
+    rows = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    req = next(r for r in rows if r.get("request_id") == "json-1")
+    assert req["status"] == 200 and req["path"] == "/ping" and req["kind"] == "request"
+
+
+def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(1)
+        port = s.getsockname()[1]
+        proc, _ = start(tmp_path, port=port)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert f"127.0.0.1:{port}" in err and "in use" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
