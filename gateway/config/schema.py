@@ -151,11 +151,15 @@ class CachingOptions:
     max_entries: int = 10000
     max_bytes: int = 64 * 1024 * 1024
     max_entry_bytes: int = 1024 * 1024
+    # How long a request waits for an identical in-flight miss before asking the app itself.
+    single_flight_timeout: float = 10.0
 
 
 @dataclass(frozen=True)
 class MonitoringOptions:
     enable_metrics: bool = True
+    # Distinct (route, app, status class) series kept; later ones are counted under "other".
+    max_routes: int = 200
 
 
 # --- in-process mounts -------------------------------------------------------------------
@@ -307,6 +311,8 @@ class RateLimitOptions:
     requests_per_minute: int = 60
     burst_size: int = 10
     max_clients: int = 100000
+    # Like security's: only these peers may name the client in X-Forwarded-For.
+    trusted_proxies: list[str] = field(default_factory=list)
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []
