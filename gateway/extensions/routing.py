@@ -1,0 +1,132 @@
+"""The ``routing`` extension: nginx-style locations that return, proxy or serve files.
+
+Everything is compiled when the pipeline is built (locations, regexes, proxy URLs, static
+roots), so a request costs one location selection and the action itself. A request no
+location takes goes on down the pipeline, which ends in a 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.config.schema import LocationAction, RoutingOptions
+from gateway.context import get_context
+from gateway.errors import ConfigError
+from gateway.extensions.base import Extension
+from gateway.responses import send_error
+from gateway.routing.actions import HeaderRules, ReturnAction
+from gateway.routing.locations import LocationMatch, LocationTable
+from gateway.routing.staticfiles import StaticFiles
+from gateway.routing.upstream import ProxyPass
+from gateway.services import Services
+from gateway.types import ASGIApp, Receive, Scope, Send
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What one location does, built from its `LocationAction`. At most one of
+    `returns`/`proxy`/`static` is set; none means "only add headers, then pass on"."""
+
+    returns: ReturnAction | None
+    proxy: ProxyPass | None
+    static: StaticFiles | None
+    headers: HeaderRules
+
+    @property
+    def kind(self) -> str:
+        if self.returns is not None:
+            return "return"
+        if self.proxy is not None:
+            return "proxy_pass"
+        return "root" if self.static is not None else "headers"
+
+
+class RoutingExtension(Extension):
+    name = "routing"
+    Options = RoutingOptions
+
+    def __init__(self, app: ASGIApp, *, options: RoutingOptions, services: Services) -> None:
+        super().__init__(app, options=options, services=services)
+        self.table: LocationTable[Route] = LocationTable(
+            (pattern, self._build(pattern, action, services))
+            for pattern, action in options.regex_locations.items())
+        self._counts: dict[str, int] = {}
+
+    @staticmethod
+    def _build(pattern: str, action: LocationAction, services: Services) -> Route:
+        where = f"regex_locations.{pattern!r}"
+        try:
+            headers = HeaderRules(action.headers)
+            returns = proxy = static = None
+            if action.return_ is not None:
+                returns = ReturnAction(action.return_, action.content_type)
+            elif action.proxy_pass is not None:
+                proxy = ProxyPass(action.proxy_pass, regex=pattern.startswith("~"),
+                                  timeout=action.proxy_timeout, name=pattern)
+            elif action.root is not None:
+                static = StaticFiles(
+                    services.project.resolve(action.root), index_file=action.index_file,
+                    spa_fallback=action.spa_fallback, exclude_patterns=action.exclude_patterns,
+                    cache_control=action.cache_control)
+        except ValueError as exc:
+            raise ConfigError(str(exc), path=str(services.project.path), where=where) from None
+        return Route(returns, proxy, static, headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        match = self.table.select(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        route = match.value
+        ctx = get_context(scope)
+        if ctx is not None:
+            ctx.route = match.pattern
+        self._counts[match.pattern] = self._counts.get(match.pattern, 0) + 1
+        if route.headers:
+            send = route.headers.wrap(send, match.groups)
+        if route.proxy is not None:
+            await self._proxy(scope, receive, send, route.proxy, match)
+        elif kind == "websocket":
+            if route.returns is None and route.static is None:
+                await self.app(scope, receive, send)
+            else:
+                # Only proxy_pass can carry a websocket; refuse it like nginx refuses the
+                # upgrade on a location that serves files.
+                await send({"type": "websocket.close", "code": 1008})
+        elif route.returns is not None:
+            await route.returns(scope, receive, send, match.groups)
+        elif route.static is not None:
+            await route.static(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send, proxy: ProxyPass,
+                     match: LocationMatch[Route]) -> None:
+        try:
+            target = proxy.target(scope, match)
+        except ValueError as exc:
+            if scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1011})
+            else:
+                await send_error(scope, send, 502, f"bad upstream URL: {exc}")
+            return
+        ctx = get_context(scope)
+        if ctx is not None:
+            ctx.upstream = f"{target.scheme}://{target.host}:{target.port}"
+        transport = self.services.transport
+        if scope["type"] == "websocket":
+            await transport.websocket(scope, receive, send, target)
+        else:
+            await transport.http(scope, receive, send, target)
+
+    def metrics(self) -> dict[str, Any] | None:
+        """Requests per location pattern, for /metrics."""
+        return {"locations": dict(self._counts)}
+
+    def __repr__(self) -> str:
+        return f"<RoutingExtension {self.table!r}>"

@@ -1,0 +1,181 @@
+"""Location selection with nginx's rules, compiled once per configuration.
+
+nginx picks a location in this order (``ngx_http_core_find_location``):
+
+1. an exact location (``=/p``) equal to the path wins outright;
+2. otherwise the longest matching prefix is remembered; if it is a ``^~`` prefix, it wins
+   and regexes are not tried;
+3. otherwise the first regex (``~re``, ``~*re``) in file order that matches wins;
+4. otherwise the remembered longest prefix wins.
+
+``__default__`` is our addition: it is used when nothing above matched. The table is generic
+over what a location carries, so the selection rules can be tested without any action.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+DEFAULT_PATTERN = "__default__"
+
+
+class LocationKind(StrEnum):
+    EXACT = "="
+    PREFIX_STOP = "^~"
+    REGEX = "~"
+    REGEX_NOCASE = "~*"
+    PREFIX = ""
+    DEFAULT = DEFAULT_PATTERN
+
+    @property
+    def is_prefix(self) -> bool:
+        return self in (LocationKind.PREFIX, LocationKind.PREFIX_STOP)
+
+    @property
+    def is_regex(self) -> bool:
+        return self in (LocationKind.REGEX, LocationKind.REGEX_NOCASE)
+
+
+def parse_pattern(pattern: str) -> tuple[LocationKind, str]:
+    """Split a location pattern into its kind and its text (path, prefix or regex).
+
+    Whitespace after ``~``/``~*`` is dropped, so nginx's ``~ \\.php$`` spelling works too.
+    """
+    if pattern == DEFAULT_PATTERN:
+        return LocationKind.DEFAULT, ""
+    if pattern.startswith("~*"):
+        return LocationKind.REGEX_NOCASE, pattern[2:].lstrip()
+    if pattern.startswith("~"):
+        return LocationKind.REGEX, pattern[1:].lstrip()
+    if pattern.startswith("^~"):
+        return LocationKind.PREFIX_STOP, pattern[2:]
+    if pattern.startswith("="):
+        return LocationKind.EXACT, pattern[1:]
+    if pattern.startswith("/"):
+        return LocationKind.PREFIX, pattern
+    raise ValueError(f"{pattern!r}: a location starts with /, =/, ^~/, ~, ~* or is __default__")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Location(Generic[T]):
+    """One compiled location: its pattern as written, its kind and what it carries."""
+
+    pattern: str
+    kind: LocationKind
+    text: str
+    value: T
+    order: int
+    regex: re.Pattern[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Location {self.pattern!r} #{self.order}>"
+
+
+@dataclass(frozen=True, slots=True)
+class LocationMatch(Generic[T]):
+    """The selected location for one path.
+
+    ``prefix`` is the part of the path the location consumed: the prefix for prefix
+    locations, the whole path for an exact location, ``"/"`` for ``__default__`` (which acts
+    like nginx's ``location /``), and ``""`` for a regex. ``groups`` holds a regex's named
+    groups, with ``""`` for a group that did not take part in the match.
+    """
+
+    location: Location[T]
+    groups: dict[str, str] = field(default_factory=dict)
+    prefix: str = ""
+
+    @property
+    def value(self) -> T:
+        return self.location.value
+
+    @property
+    def pattern(self) -> str:
+        return self.location.pattern
+
+
+class LocationTable(Generic[T]):
+    """All locations of one configuration, arranged for selection without per-request work.
+
+    Prefixes are kept longest first, so the first one that matches is the longest; regexes are
+    kept in file order and compiled here, once.
+    """
+
+    __slots__ = ("_exact", "_prefixes", "_regexes", "_default", "_count")
+
+    def __init__(self, entries: Iterable[tuple[str, T]]) -> None:
+        self._exact: dict[str, Location[T]] = {}
+        prefixes: list[Location[T]] = []
+        regexes: list[tuple[re.Pattern[str], Location[T]]] = []
+        self._default: Location[T] | None = None
+        seen_prefixes: set[str] = set()
+        count = 0
+        for order, (pattern, value) in enumerate(entries):
+            count += 1
+            kind, text = parse_pattern(pattern)
+            regex = None
+            if kind.is_regex:
+                flags = re.IGNORECASE if kind is LocationKind.REGEX_NOCASE else 0
+                regex = re.compile(text, flags)
+            loc = Location(pattern, kind, text, value, order, regex)
+            if kind is LocationKind.EXACT:
+                self._exact.setdefault(text, loc)
+            elif kind.is_prefix:
+                # nginx refuses `/p` next to `^~/p`; we keep the first one written.
+                if text not in seen_prefixes:
+                    seen_prefixes.add(text)
+                    prefixes.append(loc)
+            elif regex is not None:
+                regexes.append((regex, loc))
+            elif self._default is None:
+                self._default = loc
+        # Stable sort: equal lengths cannot both match unless equal, which was deduplicated.
+        self._prefixes: tuple[Location[T], ...] = tuple(
+            sorted(prefixes, key=lambda loc: -len(loc.text)))
+        self._regexes = tuple(regexes)
+        self._count = count
+
+    def select(self, path: str) -> LocationMatch[T] | None:
+        """The location for `path` (a decoded request path), or None when none applies."""
+        exact = self._exact.get(path)
+        if exact is not None:
+            return LocationMatch(exact, prefix=path)
+        longest: Location[T] | None = None
+        for loc in self._prefixes:
+            if path.startswith(loc.text):
+                longest = loc
+                break
+        if longest is not None and longest.kind is LocationKind.PREFIX_STOP:
+            return LocationMatch(longest, prefix=longest.text)
+        for regex, loc in self._regexes:
+            m = regex.search(path)
+            if m is not None:
+                groups = {k: v if v is not None else "" for k, v in m.groupdict().items()}
+                return LocationMatch(loc, groups=groups)
+        if longest is not None:
+            return LocationMatch(longest, prefix=longest.text)
+        if self._default is not None:
+            return LocationMatch(self._default, prefix="/")
+        return None
+
+    def __iter__(self) -> Iterator[Location[T]]:
+        """Locations in selection-table order: exact, prefixes (longest first), regexes,
+        default. Used by diagnostics and tests."""
+        yield from self._exact.values()
+        yield from self._prefixes
+        yield from (loc for _, loc in self._regexes)
+        if self._default is not None:
+            yield self._default
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return (f"<LocationTable exact={len(self._exact)} prefixes={len(self._prefixes)} "
+                f"regexes={len(self._regexes)} default={self._default is not None}>")
