@@ -1,0 +1,222 @@
+"""Build an app object from its description; used in app processes and for in-process mounts.
+
+`load_app` imports ``module:attribute``, calls a factory with its keyword arguments and wraps
+a WSGI app in `a2wsgi.WSGIMiddleware`. In an app process the server imports
+``gateway.orchestrator.apploader:app``: the module-level `__getattr__` builds the app from
+the JSON description in the environment (inherited by every worker) and wraps it in
+`RequestIdMiddleware`, so every line the app writes while serving a request carries the
+request id for the workbench to read back.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import io
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from gateway.orchestrator.protocol import RID_END, RID_START, SPEC_ENV
+from gateway.types import ASGIApp, Receive, Scope, Send
+
+#: The request id of the request the current task or thread is serving, if any.
+current_request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "pyserve_request_id", default=None)
+
+
+class AppLoadError(Exception):
+    """The app could not be imported or built; ``str()`` is a one-line cause."""
+
+
+def add_to_sys_path(folder: str) -> None:
+    if folder and folder not in sys.path:
+        sys.path.insert(0, folder)
+
+
+def load_app(app_path: str, *, app_type: str = "asgi", factory: bool = False,
+             factory_args: dict[str, Any] | None = None,
+             module_path: str | None = None) -> ASGIApp:
+    """The ASGI app named by `app_path`; AppLoadError with a one-line cause otherwise."""
+    if module_path:
+        add_to_sys_path(module_path)
+    module_name, _, attr = app_path.partition(":")
+    if not module_name or not attr:
+        raise AppLoadError(f"{app_path!r} is not 'module:attribute'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise AppLoadError(f"cannot import {module_name!r}: {_describe(exc)}") from exc
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise AppLoadError(
+                f"module {module_name!r} has no attribute {attr!r}") from None
+    if factory:
+        try:
+            obj = obj(**(factory_args or {}))
+        except Exception as exc:
+            raise AppLoadError(f"factory {app_path!r} failed: {_describe(exc)}") from exc
+    if not callable(obj):
+        raise AppLoadError(f"{app_path!r} is not callable (got {type(obj).__name__})")
+    if app_type == "wsgi":
+        try:
+            from a2wsgi import WSGIMiddleware
+        except ImportError:
+            raise AppLoadError("WSGI apps need a2wsgi: pip install a2wsgi") from None
+        return WSGIMiddleware(obj)  # type: ignore[no-any-return]
+    return obj  # type: ignore[no-any-return]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+class RequestIdMiddleware:
+    """Sets `current_request_id` from the X-Request-ID header for the request's duration."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        rid = None
+        for name, value in scope.get("headers") or ():
+            if name == b"x-request-id":
+                rid = value.decode("latin-1")
+                break
+        if rid is None:
+            await self.app(scope, receive, send)
+            return
+        token = current_request_id.set(rid)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            current_request_id.reset(token)
+
+    def __repr__(self) -> str:
+        return f"<RequestIdMiddleware {self.app!r}>"
+
+
+class MarkedStream(io.TextIOBase):
+    """A text stream that starts each line written during a request with the id marker.
+
+    Outside a request it is a pass-through; the check is one context-variable read.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self._at_line_start = True
+
+    def write(self, text: str) -> int:
+        if not text:
+            return 0
+        rid = current_request_id.get()
+        if rid is None:
+            self._inner.write(text)
+            self._at_line_start = text.endswith("\n")
+            return len(text)
+        marker = f"{RID_START}{rid}{RID_END}"
+        lines = text.split("\n")
+        out = []
+        for i, part in enumerate(lines):
+            starts_line = self._at_line_start if i == 0 else True
+            if part and starts_line:
+                out.append(marker + part)
+            else:
+                out.append(part)
+        self._inner.write("\n".join(out))
+        self._at_line_start = text.endswith("\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self._inner.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return int(self._inner.fileno())
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return str(getattr(self._inner, "encoding", "utf-8"))
+
+    @property
+    def buffer(self) -> Any:
+        return self._inner.buffer
+
+    def __repr__(self) -> str:
+        return f"<MarkedStream {self._inner!r}>"
+
+
+def _record_factory_with_request_id() -> None:
+    # A logger filter on the root logger would miss records that propagate from child
+    # loggers; the record factory sees every record, so formats may use %(request_id)s.
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        record.request_id = current_request_id.get() or "-"
+        return record
+
+    logging.setLogRecordFactory(factory)
+
+
+def install_request_id_output() -> None:
+    """Mark stdout/stderr lines written during a request (idempotent)."""
+    if isinstance(sys.stdout, MarkedStream):
+        return
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None:
+            try:
+                stream.reconfigure(line_buffering=True)
+            except (AttributeError, ValueError):
+                pass
+            setattr(sys, name, MarkedStream(stream))
+    _record_factory_with_request_id()
+
+
+def read_spec() -> dict[str, Any]:
+    raw = os.environ.get(SPEC_ENV)
+    if not raw:
+        raise AppLoadError(f"{SPEC_ENV} is not set: this module runs inside an app process")
+    spec: dict[str, Any] = json.loads(raw)
+    return spec
+
+
+_child_app: ASGIApp | None = None
+
+
+def child_app() -> ASGIApp:
+    """The app of this app process, built once from the environment."""
+    global _child_app
+    if _child_app is None:
+        spec = read_spec()
+        for folder in reversed(spec.get("sys_path") or []):
+            add_to_sys_path(folder)
+        install_request_id_output()
+        inner = load_app(spec["app_path"], app_type=spec.get("app_type", "asgi"),
+                         factory=bool(spec.get("factory")),
+                         factory_args=spec.get("factory_args") or {},
+                         module_path=spec.get("module_path"))
+        _child_app = RequestIdMiddleware(inner)
+    return _child_app
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: servers import "gateway.orchestrator.apploader:app" in each worker.
+    if name == "app":
+        return child_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

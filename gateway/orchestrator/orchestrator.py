@@ -1,0 +1,211 @@
+"""The set of app processes: start/stop in dependency order, live config, routing by path."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+
+from gateway.config.schema import OrchestrationOptions, ProjectConfig
+from gateway.events import EngineMessage, EventBus
+from gateway.orchestrator.health import HealthChecker
+from gateway.orchestrator.logs import LogLine, merge_by_time
+from gateway.orchestrator.ports import PortAllocator
+from gateway.orchestrator.states import AppState
+from gateway.orchestrator.supervisor import AppSupervisor, unknown_app
+from gateway.servers import resolve_backend_name
+
+log = logging.getLogger("pyserve.orchestrator")
+
+
+class Orchestrator:
+    """Runs every app of `options.apps` as a supervised process group.
+
+    The engine owns one instance for its whole life (it survives pipeline rebuilds);
+    `apply` takes a new configuration without touching apps whose process is unchanged.
+    """
+
+    def __init__(self, options: OrchestrationOptions, *, project: ProjectConfig,
+                 events: EventBus, default_backend: str) -> None:
+        self.options = options
+        self.project = project
+        self.events = events
+        self.default_backend = resolve_backend_name(str(default_backend))
+        self.ports = PortAllocator(options.port_range)
+        self.health = HealthChecker()
+        #: Seconds a new process has to answer its first health check.
+        self.start_timeout = 60.0
+        self.supervisors: dict[str, AppSupervisor] = {
+            app.name: AppSupervisor(app, self) for app in options.apps}
+        self._routes: list[tuple[str, AppSupervisor]] = []
+        self._rebuild_routes()
+        self._apply_logging()
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start every app; an app starts once the apps it depends on are healthy.
+
+        Returns when every app has been launched, or skipped because a dependency failed.
+        """
+        await self._start_group(list(self.supervisors))
+
+    async def stop(self) -> None:
+        """Stop every app, dependents before their dependencies; leaves no process."""
+        await self._stop_group(list(self.supervisors))
+        await self.health.aclose()
+
+    async def apply(self, options: OrchestrationOptions,
+                    project: ProjectConfig) -> tuple[list[str], list[str], list[str]]:
+        """Take a new configuration: (added, removed, changed) app names.
+
+        Added apps start, removed apps stop, changed apps get a new process (blue/green)
+        when what the process is made of changed; a change that only affects routing or
+        health checking is taken in place. Untouched apps keep their process.
+        """
+        old = {a.name: a for a in self.options.apps}
+        new = {a.name: a for a in options.apps}
+        added = [n for n in new if n not in old]
+        removed = [n for n in old if n not in new]
+        old_keys = {n: self.supervisors[n].process_key() for n in new if n in old}
+
+        await self._stop_group(removed)
+        for name in removed:
+            self.supervisors.pop(name, None)
+
+        self.options = options
+        self.project = project
+        self.ports.set_range(options.port_range)
+        self._apply_logging()
+
+        changed = [n for n in new if n in old and (
+            new[n] != old[n] or self.supervisors[n].process_key(new[n]) != old_keys[n])]
+        await asyncio.gather(*(self.supervisors[n].reconfigure(new[n]) for n in changed))
+
+        for name in added:
+            self.supervisors[name] = AppSupervisor(new[name], self)
+        self.supervisors = {n: self.supervisors[n] for n in new}
+        self._rebuild_routes()
+        await self._start_group(added)
+        return added, removed, changed
+
+    async def restart_app(self, name: str) -> None:
+        await self.get(name).restart()
+
+    async def stop_app(self, name: str) -> None:
+        await self.get(name).stop()
+
+    async def start_app(self, name: str) -> None:
+        await self.get(name).start()
+
+    async def switch_backend(self, backend: str) -> list[str]:
+        """Roll every app that inherits the backend over to `backend`; the names rolled."""
+        resolved = resolve_backend_name(str(backend))
+        self.default_backend = resolved
+        candidates = [s for s in self.supervisors.values()
+                      if s.config.backend is None and not s.config.command
+                      and s.backend != resolved]
+        results = await asyncio.gather(
+            *(s.rollover(f"backend switched to {resolved}") for s in candidates))
+        return [s.name for s, ok in zip(candidates, results, strict=True) if ok]
+
+    # --- queries --------------------------------------------------------------------------
+
+    def resolve(self, path: str) -> tuple[AppSupervisor, str] | None:
+        """The app whose `path` is the longest prefix of `path` at a segment boundary,
+        with the path to send upstream (the prefix removed when `strip_path`)."""
+        for prefix, sup in self._routes:
+            if prefix == "/":
+                return sup, path
+            if path == prefix or path.startswith(prefix + "/"):
+                if sup.config.strip_path:
+                    return sup, path[len(prefix):] or "/"
+                return sup, path
+        return None
+
+    def get(self, name: str) -> AppSupervisor:
+        sup = self.supervisors.get(name)
+        if sup is None:
+            raise unknown_app(name, list(self.supervisors))
+        return sup
+
+    def snapshot(self) -> list[dict]:
+        return [sup.status() for sup in self.supervisors.values()]
+
+    def logs(self, name: str | None = None) -> list[LogLine]:
+        if name is not None:
+            return self.get(name).logs.lines()
+        return merge_by_time(s.logs for s in self.supervisors.values())
+
+    # --- helpers --------------------------------------------------------------------------
+
+    def _rebuild_routes(self) -> None:
+        routes = []
+        for sup in self.supervisors.values():
+            prefix = sup.config.path.rstrip("/") or "/"
+            routes.append((prefix, sup))
+        routes.sort(key=lambda r: len(r[0]) if r[0] != "/" else 0, reverse=True)
+        self._routes = routes
+
+    def _apply_logging(self) -> None:
+        level = self.options.logging.httpx_level.upper()
+        for name in ("httpx", "httpcore"):
+            logging.getLogger(name).setLevel(level)
+
+    def _order(self, names: Iterable[str]) -> list[str]:
+        """`names` with dependencies before dependents (config order otherwise)."""
+        wanted = [n for n in self.supervisors if n in set(names)]
+        done: set[str] = set()
+        out: list[str] = []
+
+        def visit(name: str) -> None:
+            if name in done:
+                return
+            done.add(name)
+            for dep in self.supervisors[name].config.depends_on:
+                if dep in wanted:
+                    visit(dep)
+            out.append(name)
+
+        for name in wanted:
+            visit(name)
+        return out
+
+    async def _start_group(self, names: list[str]) -> None:
+        tasks: dict[str, asyncio.Task[None]] = {}
+        for name in self._order(names):
+            tasks[name] = asyncio.create_task(self._start_after_deps(name, tasks),
+                                              name=f"start-{name}")
+        if tasks:
+            await asyncio.gather(*tasks.values())
+
+    async def _start_after_deps(self, name: str, launching: dict[str, asyncio.Task[None]]) -> None:
+        sup = self.supervisors[name]
+        for dep in sup.config.depends_on:
+            if dep in launching:
+                await launching[dep]
+            dep_sup = self.supervisors.get(dep)
+            if dep_sup is None:
+                continue
+            while dep_sup.state not in (AppState.HEALTHY, AppState.UNHEALTHY,
+                                        AppState.STOPPED, AppState.FAILED):
+                await dep_sup.wait_ready(self.start_timeout)
+            if dep_sup.state not in (AppState.HEALTHY, AppState.UNHEALTHY):
+                sup.last_error = f"not started: dependency {dep!r} is {dep_sup.state}"
+                self.events.emit(EngineMessage("error", f"app {name!r} {sup.last_error}",
+                                               app=name))
+                return
+        await sup.start()
+
+    async def _stop_group(self, names: list[str]) -> None:
+        """Stop in waves: an app stops once no app still running depends on it."""
+        remaining = self._order(names)
+        while remaining:
+            needed = {dep for n in remaining for dep in self.supervisors[n].config.depends_on}
+            wave = [n for n in remaining if n not in needed] or remaining
+            await asyncio.gather(*(self.supervisors[n].close() for n in wave))
+            remaining = [n for n in remaining if n not in wave]
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{n}={s.state}" for n, s in self.supervisors.items())
+        return f"<Orchestrator backend={self.default_backend} apps=[{states}]>"

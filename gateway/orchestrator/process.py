@@ -1,0 +1,227 @@
+"""Spawning and stopping one app process group, and reading its output line by line.
+
+Each app process is started in a new session (its own process group, pgid == pid) running
+``python -m gateway.orchestrator.runner``. The workbench keeps the write end of a lifeline
+pipe; the runner's guard kills the group when it reads EOF, so the apps die with the
+workbench even if it is SIGKILLed. Only groups this module created are ever signalled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gateway.orchestrator.protocol import (
+    EXIT_IMPORT_ERROR,
+    IMPORT_ERROR_PREFIX,
+    LIFELINE_ENV,
+    PARENT_PID_ENV,
+    SPEC_ENV,
+)
+
+log = logging.getLogger("pyserve.orchestrator")
+
+MAX_LINE = 16 * 1024
+_READ_CHUNK = 64 * 1024
+_GATEWAY_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+
+LineHandler = Callable[["AppProcess", str, str], None]
+ExitHandler = Callable[["AppProcess"], None]
+
+
+class AppProcess:
+    """One running app process group: its pid, port, in-flight requests and exit."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, *, spec: dict[str, Any],
+                 lifeline: int, on_line: LineHandler, on_exit: ExitHandler) -> None:
+        self.proc = proc
+        self.pid: int = proc.pid
+        self.pgid: int = proc.pid  # start_new_session: the runner leads its own group
+        self.port: int = spec["port"]
+        self.backend: str = spec["backend"]
+        self.started_at = time.time()
+        #: Requests being proxied to this process right now (for draining).
+        self.inflight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.last_stderr = ""
+        #: The cause the runner printed when the app could not be loaded.
+        self.load_error: str | None = None
+        self.returncode: int | None = None
+        #: The spec it was made from, without the port (see `AppSupervisor.process_key`).
+        self.key: dict[str, Any] = {}
+        self._lifeline: int | None = lifeline
+        self._on_line = on_line
+        self._on_exit = on_exit
+        self._readers = [
+            asyncio.create_task(self._read(proc.stdout, "stdout")),
+            asyncio.create_task(self._read(proc.stderr, "stderr")),
+        ]
+        self._waiter = asyncio.create_task(self._wait(), name=f"wait-{spec['app']}-{self.pid}")
+
+    @property
+    def exited(self) -> bool:
+        return self._waiter.done()
+
+    def acquire(self) -> None:
+        self.inflight += 1
+        self._idle.clear()
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.inflight <= 0:
+            self._idle.set()
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for no request in flight (or the exit)."""
+        idle = asyncio.ensure_future(self._idle.wait())
+        try:
+            await asyncio.wait({idle, self._waiter}, timeout=timeout,
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            idle.cancel()
+        return self.inflight <= 0
+
+    async def wait_exit(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the exit; True if it has exited."""
+        done, _ = await asyncio.wait({self._waiter}, timeout=timeout)
+        return bool(done)
+
+    async def wait(self) -> int:
+        """The exit code, once the process has exited and its output has been read."""
+        return await asyncio.shield(self._waiter)
+
+    async def _wait(self) -> int:
+        code = await self.proc.wait()
+        # Workers or the guard may outlive the runner for a moment: sweep our group.
+        self.kill_group(signal.SIGKILL)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2.0):
+                await asyncio.gather(*self._readers, return_exceptions=True)
+        for task in self._readers:
+            task.cancel()
+        self.close_lifeline()
+        self.returncode = code
+        try:
+            self._on_exit(self)
+        except Exception:
+            log.exception("exit handler failed for pid %s", self.pid)
+        return code
+
+    async def _read(self, stream: asyncio.StreamReader | None, name: str) -> None:
+        if stream is None:
+            return
+        pending = b""
+        while True:
+            chunk = await stream.read(_READ_CHUNK)
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for raw in lines:
+                self._line(name, raw[:MAX_LINE])
+            while len(pending) > MAX_LINE:  # a very long line without newline: cut it
+                self._line(name, pending[:MAX_LINE])
+                pending = pending[MAX_LINE:]
+        if pending:
+            self._line(name, pending)
+
+    def _line(self, stream: str, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").rstrip("\r")
+        if stream == "stderr":
+            self.last_stderr = text
+            if text.startswith(IMPORT_ERROR_PREFIX):
+                self.load_error = text[len(IMPORT_ERROR_PREFIX):]
+        try:
+            self._on_line(self, stream, text)
+        except Exception:
+            log.exception("output handler failed")
+
+    def kill_group(self, sig: int) -> None:
+        """Signal our process group; a group that is already gone is fine."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pgid, sig)
+
+    def close_lifeline(self) -> None:
+        if self._lifeline is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._lifeline)
+            self._lifeline = None
+
+    async def terminate(self, timeout: float) -> int:
+        """SIGTERM the group, SIGKILL it after `timeout` seconds; returns the exit code."""
+        if not self.exited:
+            self.kill_group(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(max(0.0, timeout)):
+                    return await self.wait()
+            except TimeoutError:
+                log.warning("pid %s did not stop within %.1fs; killing it", self.pid, timeout)
+                self.kill_group(signal.SIGKILL)
+        return await self.wait()
+
+    def describe_exit(self) -> str:
+        code = self.returncode
+        if code is None:
+            return "running"
+        if code == EXIT_IMPORT_ERROR and self.load_error:
+            return self.load_error
+        if code < 0:
+            try:
+                what = f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                what = f"killed by signal {-code}"
+        else:
+            what = f"exited with code {code}"
+        if self.last_stderr and code != 0:
+            what += f": {self.last_stderr[:300]}"
+        return what
+
+    def __repr__(self) -> str:
+        status = "running" if self.returncode is None else f"exit={self.returncode}"
+        return (f"<AppProcess pid={self.pid} port={self.port} backend={self.backend} "
+                f"{status} inflight={self.inflight}>")
+
+
+def child_environment(spec: dict[str, Any], lifeline_fd: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
+    paths = [*spec.get("sys_path", []), _GATEWAY_ROOT]
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PORT"] = str(spec["port"])
+    env[SPEC_ENV] = json.dumps(spec)
+    env[LIFELINE_ENV] = str(lifeline_fd)
+    env[PARENT_PID_ENV] = str(os.getpid())
+    return env
+
+
+async def spawn(spec: dict[str, Any], *, on_line: LineHandler,
+                on_exit: ExitHandler) -> AppProcess:
+    """Start the runner for `spec` in a new process group."""
+    read_end, write_end = os.pipe()  # both non-inheritable; pass_fds hands over read_end
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway.orchestrator.runner",
+            stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, cwd=spec["cwd"],
+            env=child_environment(spec, read_end), start_new_session=True,
+            pass_fds=(read_end,),
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
+    return AppProcess(proc, spec=spec, lifeline=write_end, on_line=on_line, on_exit=on_exit)

@@ -1,0 +1,568 @@
+"""One app's lifecycle: start, health, restart with backoff, stop, blue/green rollover.
+
+The lifecycle task (`_lifecycle`) owns the start/monitor/restart loop. Operations asked for
+from outside (start, stop, restart, rollover, reconfigure) take `_op_lock`, so two never
+interleave; they cancel the lifecycle task when they replace it. `_transition` is the only
+code that changes `state`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from gateway.config.schema import AppConfig
+from gateway.errors import AppError, GatewayError
+from gateway.events import AppOutput, AppStateChanged, EngineMessage
+from gateway.orchestrator.backoff import BackoffPolicy
+from gateway.orchestrator.logs import LogBuffer, LogLine
+from gateway.orchestrator.process import AppProcess, spawn
+from gateway.orchestrator.protocol import split_request_id
+from gateway.orchestrator.reload import WatchSpec, watch_files
+from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState, check_transition
+from gateway.orchestrator.stats import ProcessTreeStats
+from gateway.servers import resolve_backend_name
+
+if TYPE_CHECKING:
+    from gateway.orchestrator.orchestrator import Orchestrator
+
+log = logging.getLogger("pyserve.orchestrator")
+health_log = logging.getLogger("pyserve.orchestrator.health")
+
+HOST = "127.0.0.1"
+#: Probe period while a process starts, before its first good answer.
+START_PROBE_INTERVAL = 0.05
+
+
+class Lease:
+    """One proxied request's hold on a process; the process is not drained while held."""
+
+    __slots__ = ("process", "host", "port", "_released")
+
+    def __init__(self, process: AppProcess) -> None:
+        self.process = process
+        self.host = HOST
+        self.port = process.port
+        self._released = False
+        process.acquire()
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self.process.release()
+
+    def __enter__(self) -> Lease:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def __repr__(self) -> str:
+        return f"<Lease {self.host}:{self.port} pid={self.process.pid}>"
+
+
+class AppSupervisor:
+    def __init__(self, config: AppConfig, owner: Orchestrator) -> None:
+        self.name = config.name
+        self.config = config
+        self.state = AppState.STOPPED
+        self.restarts = 0
+        self.started_at: float | None = None
+        self.last_error: str | None = None
+        self.health = "-"
+        self.logs = LogBuffer(self.name)
+        self._owner = owner
+        self._proc: AppProcess | None = None
+        self._processes: set[AppProcess] = set()
+        self._launched_key: dict[str, Any] | None = None
+        self._lifecycle_task: asyncio.Task[None] | None = None
+        self._rollover_task: asyncio.Task[bool] | None = None
+        self._drains: set[asyncio.Task[None]] = set()
+        self._watch_task: asyncio.Task[None] | None = None
+        self._watch_stop: asyncio.Event | None = None
+        self._op_lock = asyncio.Lock()
+        self._changed = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._reported_error: str | None = None
+        self._stats = ProcessTreeStats()
+        self.backoff = BackoffPolicy(self.opt("restart_delay"), self.opt("max_restart_count"))
+
+    # --- read-only views ------------------------------------------------------------------
+
+    def opt(self, key: str) -> Any:
+        """The effective value of an overridable key for this app."""
+        return self._owner.options.effective(self.config, key)
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def port(self) -> int | None:
+        return self._proc.port if self._proc else None
+
+    @property
+    def backend(self) -> str:
+        """The backend of the live process, else the one the next process will use."""
+        if self._proc is not None:
+            return self._proc.backend
+        try:
+            return self.desired_backend()
+        except GatewayError:
+            return str(self.config.backend or self._owner.default_backend)
+
+    def desired_backend(self, config: AppConfig | None = None) -> str:
+        config = config or self.config
+        if config.command:
+            return "command"
+        return resolve_backend_name(str(config.backend or self._owner.default_backend))
+
+    def upstream(self) -> tuple[str, int] | None:
+        """Where traffic goes now; switches atomically during a rollover."""
+        proc = self._proc
+        if proc is None or self.state not in SERVING:
+            return None
+        return HOST, proc.port
+
+    def lease(self) -> Lease | None:
+        """Like `upstream`, but counts the request against the process until released."""
+        proc = self._proc
+        if proc is None or self.state not in SERVING:
+            return None
+        return Lease(proc)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """True as soon as the app serves; False if it does not within `timeout` seconds,
+        or is stopped or failed (nothing is coming)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self.state in SERVING:
+                return True
+            if self.state in IDLE:
+                return False
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            changed = self._changed
+            try:
+                async with asyncio.timeout(remaining):
+                    await changed.wait()
+            except TimeoutError:
+                return self.state in SERVING
+
+    def status(self) -> dict[str, Any]:
+        cpu, rss = self._stats.sample(self.pid)
+        up = round(time.time() - self.started_at, 1) if (
+            self.started_at and self.state in SERVING) else 0.0
+        return {
+            "name": self.name, "path": self.config.path, "state": str(self.state),
+            "pid": self.pid, "port": self.port, "backend": self.backend,
+            "restarts": self.restarts, "uptime_s": up, "cpu_percent": cpu, "rss_bytes": rss,
+            "health": self.health if self.state in SERVING else "-",
+            "last_error": self.last_error,
+        }
+
+    def process_key(self, config: AppConfig | None = None) -> dict[str, Any]:
+        """What the process is made from; a change needs a new process."""
+        spec = self._spec(0, config or self.config)
+        spec.pop("port")
+        return spec
+
+    # --- the one place that changes state -------------------------------------------------
+
+    def _transition(self, new: AppState, reason: str = "") -> None:
+        old = self.state
+        check_transition(self.name, old, new)
+        self.state = new
+        if new is AppState.HEALTHY and old is not AppState.HEALTHY:
+            self.backoff.healthy()
+            self.health = "ok"
+        elif new in IDLE or new in PENDING:
+            self.health = "-"
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+        log.info("app %s: %s -> %s%s", self.name, old, new, f" ({reason})" if reason else "")
+        self._owner.events.emit(AppStateChanged(
+            app=self.name, old=str(old), new=str(new), pid=self.pid, port=self.port,
+            reason=reason, restarts=self.restarts))
+
+    def _message(self, level: str, text: str, **extra: Any) -> None:
+        self._owner.events.emit(EngineMessage(level=level, text=text, app=self.name,
+                                              extra=extra))
+
+    # --- operations -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start a stopped or failed app (a no-op if it runs or is starting)."""
+        async with self._op_lock:
+            if self.state not in IDLE:
+                return
+            self.backoff.reset()
+            self.last_error = None
+            self._transition(AppState.STARTING, "start requested")
+            self._begin_lifecycle()
+            self._ensure_watcher()
+
+    async def stop(self, reason: str = "stop requested") -> None:
+        """Stop the app: SIGTERM its groups, SIGKILL after shutdown_timeout."""
+        await self._cancel_rollover()
+        async with self._op_lock:
+            await self._cancel_lifecycle()
+            if self.state is not AppState.STOPPED:
+                self._transition(AppState.STOPPED, reason)
+            await self._stop_processes()
+            self.backoff.unhealthy()
+
+    async def restart(self, reason: str = "restart requested") -> None:
+        """Replace the process now (not blue/green); resets the failure streak."""
+        await self._cancel_rollover()
+        async with self._op_lock:
+            self.backoff.reset()
+            await self._restart_locked(reason)
+            self._ensure_watcher()
+
+    async def rollover(self, reason: str) -> bool:
+        """Blue/green: start a new process, move traffic once it is healthy, drain the old.
+
+        If the new process does not become healthy it is killed and the old one keeps
+        serving. An app that is starting or restarting is restarted at once, and so is one
+        with a fixed `port` (two processes cannot share it); stopped and failed apps are
+        left alone. Returns True when a new process took over or was started.
+        """
+        async with self._op_lock:
+            if self.state in IDLE:
+                return False
+            if self.state in PENDING or self._proc is None or self.config.port is not None:
+                await self._restart_locked(reason)
+                return True
+            task = asyncio.create_task(self._blue_green(reason), name=f"rollover-{self.name}")
+            self._rollover_task = task
+            try:
+                return await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if task.cancelled() and not (current and current.cancelling()):
+                    return False  # a stop cancelled the rollover, not our caller
+                raise
+            finally:
+                self._rollover_task = None
+
+    async def _restart_locked(self, reason: str) -> None:
+        await self._cancel_lifecycle()
+        if self.state in IDLE:
+            self.last_error = None
+            self._transition(AppState.STARTING, reason)
+        elif self.state is not AppState.RESTARTING:
+            self.restarts += 1
+            self._transition(AppState.RESTARTING, reason)
+        await self._stop_processes()
+        self._begin_lifecycle()
+
+    async def reconfigure(self, config: AppConfig) -> bool:
+        """Take a changed configuration; True if the process had to be replaced."""
+        old_key = self._launched_key
+        watch_changed = (config.reload, config.watch, config.module_path) != (
+            self.config.reload, self.config.watch, self.config.module_path)
+        self.config = config
+        self.backoff.base_delay = self.opt("restart_delay")
+        self.backoff.max_restarts = self.opt("max_restart_count")
+        if watch_changed:
+            await self.stop_watcher()
+            if self.state not in IDLE:
+                self._ensure_watcher()
+        if self.state in IDLE or old_key is None or self.process_key() == old_key:
+            return False
+        return await self.rollover("configuration changed")
+
+    async def close(self) -> None:
+        """Stop everything, watcher included (the app is removed or the engine stops)."""
+        await self.stop_watcher()
+        await self.stop("workbench stopping")
+        for task in list(self._drains):
+            task.cancel()
+        await asyncio.gather(*self._drains, return_exceptions=True)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def _begin_lifecycle(self) -> None:
+        self._lifecycle_task = asyncio.create_task(self._lifecycle(), name=f"app-{self.name}")
+
+    async def _cancel_lifecycle(self) -> None:
+        task, self._lifecycle_task = self._lifecycle_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _cancel_rollover(self) -> None:
+        task = self._rollover_task
+        if task is not None and task is not asyncio.current_task() and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _stop_processes(self) -> None:
+        self._proc = None
+        timeout = self.opt("shutdown_timeout")
+        await asyncio.gather(*(p.terminate(timeout) for p in list(self._processes)))
+
+    async def _lifecycle(self) -> None:
+        try:
+            while True:
+                if self.state is not AppState.STARTING:
+                    self._transition(AppState.STARTING, "starting a new process")
+                reason = await self._run_once()
+                delay = self.backoff.failure()
+                self.last_error = reason
+                if delay is None:
+                    self._transition(AppState.FAILED, reason)
+                    self._message("error", f"app {self.name!r} gave up after "
+                                           f"{self.backoff.max_restarts} restarts: {reason}")
+                    await self._stop_processes()
+                    return
+                self.restarts += 1
+                self._transition(AppState.RESTARTING, f"{reason}; next try in {delay:.2f}s")
+                began = asyncio.get_running_loop().time()
+                await self._stop_processes()
+                spent = asyncio.get_running_loop().time() - began
+                await asyncio.sleep(max(0.0, delay - spent))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug here must not leave a zombie state behind
+            log.exception("app %s: lifecycle failed", self.name)
+            self.last_error = f"internal error: {exc}"
+            with contextlib.suppress(Exception):
+                if self.state in SERVING:
+                    self._transition(AppState.RESTARTING, self.last_error)
+                if self.state is not AppState.FAILED:
+                    self._transition(AppState.FAILED, self.last_error)
+            await self._stop_processes()
+
+    async def _run_once(self) -> str:
+        """Run one process until it fails; the reason it failed."""
+        try:
+            proc = await self._launch()
+        except (GatewayError, OSError) as exc:
+            return str(exc)
+        self._set_live(proc)
+        ok, reason = await self._wait_healthy(proc)
+        if not ok:
+            self._report(reason)
+            return reason
+        self.started_at = time.time()
+        self.last_error = None
+        self._reported_error = None
+        self._transition(AppState.HEALTHY, f"pid {proc.pid} on port {proc.port}")
+        return await self._monitor()
+
+    def _report(self, reason: str) -> None:
+        """Tell the user why a process did not come up, once per distinct cause."""
+        if reason != self._reported_error:
+            self._reported_error = reason
+            self._message("error", f"app {self.name!r} did not start: {reason}")
+
+    async def _launch(self) -> AppProcess:
+        port = self._owner.ports.allocate(self.name, self.config.port)
+        spec = self._spec(port, self.config)
+        try:
+            proc = await spawn(spec, on_line=self._on_line, on_exit=self._on_exit)
+        except BaseException:
+            self._owner.ports.release(port)
+            raise
+        self._processes.add(proc)
+        spec.pop("port")
+        proc.key = spec
+        log.info("app %s: spawned pid %s on port %s (%s)", self.name, proc.pid, port,
+                 proc.backend)
+        return proc
+
+    def _spec(self, port: int, config: AppConfig) -> dict[str, Any]:
+        project = self._owner.project
+        root = str(project.root.resolve())
+        module_path = (str(project.resolve(config.module_path).resolve())
+                       if config.module_path else None)
+        server = project.server
+        backend = self.desired_backend(config)
+        return {
+            "app": config.name, "app_path": config.app_path, "app_type": config.app_type,
+            "factory": config.factory, "factory_args": dict(config.factory_args),
+            "module_path": module_path, "sys_path": [root],
+            "command": list(config.command) if config.command else None,
+            "env": dict(config.env), "workers": config.workers, "backend": backend,
+            "host": HOST, "port": port, "cwd": root,
+            "server": {"event_loop": str(server.event_loop), "http": server.http,
+                       "backlog": server.backlog,
+                       "keep_alive_timeout": server.keep_alive_timeout,
+                       "graceful_timeout": server.graceful_timeout},
+        }
+
+    def _set_live(self, proc: AppProcess) -> None:
+        self._proc = proc
+        self._launched_key = proc.key
+
+    def _on_line(self, proc: AppProcess, stream: str, text: str) -> None:
+        rid, text = split_request_id(text)
+        now = time.time()
+        self.logs.append(LogLine(now, self.name, stream, text, rid))
+        self._owner.events.emit(AppOutput(self.name, stream, text, rid, now))
+
+    def _on_exit(self, proc: AppProcess) -> None:
+        self._processes.discard(proc)
+        self._owner.ports.release(proc.port)
+        if proc is self._proc:
+            self._wakeup.set()
+
+    async def _probe(self, proc: AppProcess, timeout: float) -> tuple[bool, str]:
+        checker = self._owner.health
+        if self.opt("health_check_enabled"):
+            ok, detail = await checker.http(HOST, proc.port, self.config.health_check_path,
+                                            timeout)
+        else:
+            ok, detail = await checker.tcp(HOST, proc.port, timeout)
+        if self._owner.options.logging.health_check_logs:
+            health_log.info("app %s pid %s: health %s (%s)", self.name, proc.pid,
+                            "ok" if ok else "failing", detail)
+        return ok, detail
+
+    async def _wait_healthy(self, proc: AppProcess) -> tuple[bool, str]:
+        """Probe quickly until the first good answer, the process exits, or time runs out."""
+        loop = asyncio.get_running_loop()
+        limit = self._owner.start_timeout
+        deadline = loop.time() + limit
+        detail = "no answer yet"
+        timeout = min(float(self.opt("health_check_timeout")), 2.0)
+        while True:
+            if proc.exited:
+                await proc.wait()
+                return False, proc.describe_exit()
+            ok, detail = await self._probe(proc, timeout)
+            if ok:
+                return True, ""
+            if loop.time() >= deadline:
+                return False, f"not healthy within {limit:g}s ({detail})"
+            await proc.wait_exit(START_PROBE_INTERVAL)
+
+    async def _monitor(self) -> str:
+        """Watch the live process until it exits or fails its health checks; the reason."""
+        failures = 0
+        while True:
+            proc = self._proc
+            if proc is None:
+                return "process went away"
+            if proc.exited:
+                await proc.wait()
+                if proc is self._proc:
+                    return proc.describe_exit()
+                continue
+            self._wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(float(self.opt("health_check_interval"))):
+                    await self._wakeup.wait()
+                    continue  # exited or swapped: look again before probing
+            if proc is not self._proc or proc.exited:
+                continue
+            if not self.opt("health_check_enabled"):
+                continue  # the process exit is what we watch
+            ok, detail = await self._probe(proc, float(self.opt("health_check_timeout")))
+            if proc is not self._proc or proc.exited:
+                continue
+            if ok:
+                failures = 0
+                self.health = "ok"
+                if self.state is AppState.UNHEALTHY:
+                    self._transition(AppState.HEALTHY, "health check passed")
+                continue
+            failures += 1
+            self.health = "failing"
+            retries = int(self.opt("health_check_retries"))
+            if self.state is AppState.HEALTHY:
+                self._transition(AppState.UNHEALTHY, f"health check failed: {detail}")
+            if failures >= retries:
+                return f"{failures} health checks failed in a row: {detail}"
+
+    # --- blue/green -----------------------------------------------------------------------
+
+    async def _blue_green(self, reason: str) -> bool:
+        old = self._proc
+        try:
+            new = await self._launch()
+        except (GatewayError, OSError) as exc:
+            self._message("warning", f"app {self.name!r}: cannot start a new process "
+                                     f"({exc}); the old one keeps serving")
+            return False
+        try:
+            ok, why = await self._wait_healthy(new)
+        except BaseException:
+            await new.terminate(0.5)
+            raise
+        if not ok or self.state not in SERVING or old is not self._proc:
+            await new.terminate(float(self.opt("shutdown_timeout")))
+            why = why or f"the app went {self.state} meanwhile"
+            self.last_error = why
+            self._message("warning", f"app {self.name!r}: new process did not become "
+                                     f"healthy ({why}); the old one keeps serving")
+            return False
+        self._set_live(new)
+        self.started_at = time.time()
+        self._wakeup.set()
+        self._transition(AppState.HEALTHY, f"{reason}: now pid {new.pid} on port {new.port}")
+        if old is not None:
+            drain = asyncio.create_task(self._drain(old), name=f"drain-{self.name}-{old.pid}")
+            self._drains.add(drain)
+            drain.add_done_callback(self._drains.discard)
+        return True
+
+    async def _drain(self, proc: AppProcess) -> None:
+        """Let in-flight requests on a replaced process finish, then stop it."""
+        await proc.drained(float(self._owner.project.server.graceful_timeout))
+        await proc.terminate(float(self.opt("shutdown_timeout")))
+
+    # --- file watching --------------------------------------------------------------------
+
+    def _ensure_watcher(self) -> None:
+        if self._watch_task is not None and not self._watch_task.done():
+            return
+        spec = WatchSpec(self.config, self._owner.project)
+        if not spec:
+            return
+        self._watch_stop = asyncio.Event()
+        self._watch_task = asyncio.create_task(
+            watch_files(spec, self._files_changed, self._watch_stop),
+            name=f"watch-{self.name}")
+
+    async def stop_watcher(self) -> None:
+        task, self._watch_task = self._watch_task, None
+        if self._watch_stop is not None:
+            self._watch_stop.set()
+        if task is not None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await task
+            except (TimeoutError, asyncio.CancelledError, Exception):
+                task.cancel()
+
+    async def _files_changed(self, paths: list[str]) -> None:
+        shown = ", ".join(paths[:3]) + (" ..." if len(paths) > 3 else "")
+        if self.state is AppState.STOPPED:
+            return
+        self._message("info", f"app {self.name!r}: {shown} changed; reloading")
+        if self.state is AppState.FAILED:
+            await self.start()
+        elif self.state in PENDING:
+            await self.restart("files changed")
+        else:
+            await self.rollover("files changed")
+
+    def __repr__(self) -> str:
+        return (f"<AppSupervisor {self.name!r} {self.state} pid={self.pid} port={self.port} "
+                f"backend={self.backend} restarts={self.restarts} "
+                f"streak={self.backoff.streak}>")
+
+
+def unknown_app(name: str, known: list[str]) -> AppError:
+    listing = ", ".join(repr(n) for n in known) or "none"
+    return AppError(f"no app named {name!r} (apps: {listing})")
