@@ -66,6 +66,11 @@ class _Redirect(Exception):
     """A directory was asked for without its trailing slash."""
 
 
+class _Escape(Exception):
+    """The real path lies outside the root (a symlink pointing out). Answered 404 and never
+    with the SPA fallback: a refused link is an error, not an app route."""
+
+
 class StaticFiles:
     """One ``root`` location's file server, configured once per pipeline.
 
@@ -116,6 +121,10 @@ class StaticFiles:
         except _Redirect:
             await self._redirect(scope, send, head)
             return
+        except _Escape:
+            _note(scope, "refused: resolves outside the root")
+            await send_plain(send, 404, "404 Not Found\n", head=head)
+            return
         if found is None and self.spa_fallback and not self.excluded(path):
             found = await asyncio.to_thread(self._lookup, [], True)
         if found is None:
@@ -143,7 +152,7 @@ class StaticFiles:
         """Open the file for `segments`; None when it does not exist or may not be served."""
         real = os.path.realpath(os.path.join(self.root, *segments))
         if not self._inside(real):
-            return None  # a symlink pointing out of the root
+            raise _Escape
         try:
             st = os.stat(real)
         except (OSError, ValueError):
@@ -153,7 +162,7 @@ class StaticFiles:
                 raise _Redirect
             real = os.path.realpath(os.path.join(real, self.index_file))
             if not self._inside(real):
-                return None
+                raise _Escape
         elif dir_request:
             return None  # "file.txt/" is not a file
         return self._open(real)

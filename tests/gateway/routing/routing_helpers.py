@@ -11,12 +11,24 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import uvicorn
 
 DEADLINE = 10.0
+T = TypeVar("T")
+
+
+async def eventually(probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
+    """Poll `probe` until it returns something truthy, failing after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while True:
+            value = probe()
+            if value:
+                return value
+            await asyncio.sleep(0.01)
 
 
 @dataclass
@@ -122,9 +134,7 @@ async def echo_upstream() -> AsyncIterator[int]:
                                            access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        async with asyncio.timeout(DEADLINE):
-            while not server.started:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: server.started)
         yield port
     finally:
         server.should_exit = True

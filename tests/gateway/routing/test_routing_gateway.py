@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import httpx
 import pytest
 from harness import serve_config
-from routing_helpers import get, raw_http
+from routing_helpers import eventually, get, raw_http
 
 from gateway.errors import ConfigError
 
@@ -59,9 +58,7 @@ async def test_route_is_recorded_and_counted(tmp_path: Path) -> None:
     async with serve_config(PRIORITIES, tmp_path) as gw, httpx.AsyncClient() as client:
         r = await client.get(gw.url + "/docs/x")
         rid = r.headers["x-request-id"]
-        async with asyncio.timeout(5):
-            while (rec := gw.services.request_log.find(rid)) is None:
-                await asyncio.sleep(0.01)
+        rec = await eventually(lambda: gw.services.request_log.find(rid))
         assert rec.route == "/docs/"
         routing = gw.app.pipeline.members[0]
         assert routing.metrics() == {"locations": {"/docs/": 1}}
@@ -95,9 +92,11 @@ type = "routing"
 "=/empty" = { return = "204" }
 "=/gone" = { return = "301 https://example.com/new" }
 '~^/old/(?P<rest>.*)$' = { return = "308 /new/{rest}" }
-'~^/hello/(?P<name>[^/]+)$' = { return = "200 hello {name}", headers = ["X-Name: {name}", "X-Static: yes"] }
 "=/override" = { return = "200 x", headers = ["Content-Type: text/csv"] }
 "/hdr/" = { headers = ["X-Only-Headers: 1"] }
+[extensions.config.regex_locations.'~^/hello/(?P<name>[^/]+)$']
+return = "200 hello {name}"
+headers = ["X-Name: {name}", "X-Static: yes"]
 """
 
 
