@@ -8,6 +8,7 @@ Tests that need something else set ``upstream.handler``. ``calls`` counts what r
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -88,6 +89,13 @@ async def gateway(extensions: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatc
         async with httpx.AsyncClient(base_url=served.url, trust_env=False,
                                      timeout=10) as client:
             yield served, upstream, client
+
+
+async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Wait for another component's state to satisfy `condition`, with a deadline."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - state we do not own; no event to await
+            await asyncio.sleep(0.005)
 
 
 def member(served: ServedGateway, name: str) -> Any:
