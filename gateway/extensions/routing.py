@@ -33,14 +33,6 @@ class Route:
     static: StaticFiles | None
     headers: HeaderRules
 
-    @property
-    def kind(self) -> str:
-        if self.returns is not None:
-            return "return"
-        if self.proxy is not None:
-            return "proxy_pass"
-        return "root" if self.static is not None else "headers"
-
 
 class RoutingExtension(Extension):
     name = "routing"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.context import get_context
-from gateway.responses import send_plain
+from gateway.responses import send_error, send_plain
 from gateway.routing.conditional import (
     ByteRange,
     Unsatisfiable,
@@ -111,10 +111,10 @@ class StaticFiles:
             segments = safe_segments(path, scope.get("raw_path"), allow_hidden=self.allow_hidden)
         except UnsafePath as exc:
             _note(scope, f"refused: {exc}")
-            await send_plain(send, 403, "403 Forbidden\n", head=head)
+            await send_error(scope, send, 403)
             return
         except HiddenPath:
-            await send_plain(send, 404, "404 Not Found\n", head=head)
+            await send_error(scope, send, 404)
             return
         try:
             found = await asyncio.to_thread(self._lookup, segments, path.endswith("/"))
@@ -123,12 +123,12 @@ class StaticFiles:
             return
         except _Escape:
             _note(scope, "refused: resolves outside the root")
-            await send_plain(send, 404, "404 Not Found\n", head=head)
+            await send_error(scope, send, 404)
             return
         if found is None and self.spa_fallback and not self.excluded(path):
             found = await asyncio.to_thread(self._lookup, [], True)
         if found is None:
-            await send_plain(send, 404, "404 Not Found\n", head=head)
+            await send_error(scope, send, 404)
             return
         _note(scope, found.path)
         try:

@@ -17,6 +17,7 @@ placeholders is parsed once, at startup.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from gateway.proxy.transport import UpstreamTarget
@@ -82,7 +83,7 @@ class ProxyPass:
         else:
             self._parsed = parse_proxy_url(url)
 
-    def target(self, scope: Scope, match: LocationMatch[object]) -> UpstreamTarget:
+    def target(self, scope: Scope, match: LocationMatch[Any]) -> UpstreamTarget:
         """Where this request goes. ValueError when substituted groups make a bad URL."""
         parsed = self._parsed
         if parsed is None:
