@@ -118,6 +118,8 @@ class StaticFiles:
             return
         try:
             found = await asyncio.to_thread(self._lookup, segments, path.endswith("/"))
+            if found is None and self.spa_fallback and not self.excluded(path):
+                found = await asyncio.to_thread(self._lookup, [], True)
         except _Redirect:
             await self._redirect(scope, send, head)
             return
@@ -125,8 +127,6 @@ class StaticFiles:
             _note(scope, "refused: resolves outside the root")
             await send_error(scope, send, 404)
             return
-        if found is None and self.spa_fallback and not self.excluded(path):
-            found = await asyncio.to_thread(self._lookup, [], True)
         if found is None:
             await send_error(scope, send, 404)
             return

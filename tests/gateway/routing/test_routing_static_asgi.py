@@ -94,3 +94,14 @@ def test_repr_and_exclusions(tmp_path: Path) -> None:
     assert "spa" in repr(files) and str(tmp_path.resolve()) in repr(files)
     assert files.excluded("/api/x") and files.excluded("/a/b.js.map")
     assert not files.excluded("/apix") and not files.excluded("/app")
+
+
+async def test_spa_index_symlinked_out_of_root_is_404(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "outside.html").write_bytes(b"SECRET")
+    os.symlink(tmp_path / "outside.html", tmp_path / "site" / "index.html")
+    rec = Recorder()
+    await StaticFiles(tmp_path / "site", spa_fallback=True)(scope("/route"), rec.receive,
+                                                            rec.send)
+    assert rec.messages[0]["status"] == 404
+    assert b"SECRET" not in b"".join(rec.bodies())
