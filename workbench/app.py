@@ -1,0 +1,476 @@
+"""The workbench app: starts the engine, turns its events into messages, and hosts the screens.
+
+The engine runs in the same event loop as Textual. Its listener only buffers data and posts
+messages; screens get their data handed down by this app ("attributes down, messages up").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from gateway.errors import ConfigError, GatewayError
+from gateway.events import (
+    AppOutput,
+    AppStateChanged,
+    BackendChanged,
+    ConfigRejected,
+    ConfigReloaded,
+    EngineMessage,
+    Event,
+    RequestsCompleted,
+)
+from gateway.requestlog import RequestRecord
+from workbench import formatting as fmt
+from workbench.commands import PaletteCommand, WorkbenchCommands
+from workbench.history import MetricsHistory
+from workbench.messages import (
+    AppStateChange,
+    BackendSwitched,
+    ConfigApplied,
+    ConfigRefused,
+    EngineFailed,
+    EngineNotice,
+    EngineStarted,
+    MetricsUpdated,
+    OutputArrived,
+    RequestsArrived,
+)
+from workbench.protocol import EngineAPI
+from workbench.screens.backend_picker import BackendPicker
+from workbench.screens.config_editor import ConfigEditorScreen
+from workbench.screens.dashboard import DashboardScreen
+from workbench.screens.export_dialog import ExportDialog, ExportRequest, default_export_path
+from workbench.screens.help import HelpScreen, HelpSection
+from workbench.screens.logs import LogsScreen
+from workbench.screens.trace import TraceScreen
+from workbench.widgets.filter_bar import FilterBar
+from workbench.widgets.header_bar import HeaderBar
+
+log = logging.getLogger("pyserve.workbench")
+
+
+class WorkbenchApp(App[None]):
+    """The interactive workbench around one engine."""
+
+    CSS_PATH = ["app.tcss", "dialogs.tcss"]
+    TITLE = "pyserve-tui"
+    COMMANDS = App.COMMANDS | {WorkbenchCommands}
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+q", "quit", "Quit", show=False, priority=True),
+        Binding("question_mark", "help", "Help"),
+    ]
+
+    def __init__(self, engine: EngineAPI, *, poll_interval: float = 1.0, max_rows: int = 1000,
+                 history_size: int = 60) -> None:
+        super().__init__()
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.max_rows = max_rows
+        self.history = MetricsHistory(history_size)
+        self.metrics: dict[str, Any] = {}
+        self.phase = "starting"
+        self.startup_error: str | None = None
+        self._pending_requests: deque[RequestRecord] = deque(maxlen=max_rows)
+        self._pending_output: deque[Any] = deque(maxlen=5000)
+        self._unsubscribe: Callable[[], None] | None = None
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        self.push_screen(DashboardScreen(max_rows=self.max_rows))
+        self._unsubscribe = self.engine.events.subscribe(self._on_engine_event)
+        self._start_engine()
+
+    def on_unmount(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def _start_engine(self) -> None:
+        try:
+            await self.engine.start()
+        except ConfigError as exc:
+            self.post_message(EngineFailed(str(exc), 2))
+        except GatewayError as exc:
+            self.post_message(EngineFailed(str(exc), exc.exit_code))
+        except Exception as exc:  # an unexpected failure still exits cleanly with code 1
+            log.exception("engine start failed")
+            self.post_message(EngineFailed(f"cannot start: {exc}", 1))
+        else:
+            self.post_message(EngineStarted())
+
+    def on_engine_failed(self, message: EngineFailed) -> None:
+        self.phase = "failed"
+        self.startup_error = message.text
+        self.exit(return_code=message.code)
+
+    def on_engine_started(self) -> None:
+        if self.phase != "starting":
+            return
+        self.phase = "running"
+        project = self.engine.project
+        host, port = self.engine.address
+        for header in self._headers():
+            header.project = self.engine.config_path.parent.name or str(self.engine.config_path)
+            header.address = f"http://{host}:{port}"
+            header.backend = self.engine.backend
+            header.status = "running"
+        if project is not None:
+            self.dashboard.apps_table.set_apps(
+                (a.name, {"path": a.path, "state": "starting"}) for a in project.apps)
+        self._poll_metrics()
+
+    def request_quit(self) -> None:
+        """Stop the engine (drain, stop every app), then exit. Safe to call repeatedly."""
+        if self.phase in ("stopping", "stopped"):
+            return
+        if self.phase == "failed":
+            self.exit(return_code=self.return_code or 1)
+            return
+        self.phase = "stopping"
+        self.workers.cancel_group(self, "engine")
+        for header in self._headers():
+            header.status = "stopping"
+        self._stop_engine()
+
+    async def action_quit(self) -> None:
+        self.request_quit()
+
+    @work(exclusive=True, group="engine-stop", exit_on_error=False)
+    async def _stop_engine(self) -> None:
+        self.notify("Stopping: draining requests and stopping every app…", timeout=60)
+        try:
+            await self.engine.stop()
+        except Exception as exc:  # report, but still leave the terminal
+            log.exception("engine stop failed")
+            self.startup_error = f"stopping failed: {exc}"
+            self.phase = "stopped"
+            self.exit(return_code=1)
+            return
+        self.phase = "stopped"
+        self.exit(return_code=0)
+
+    # --- engine events -> messages (runs on the loop, must be cheap) ----------------------
+
+    def _on_engine_event(self, event: Event) -> None:
+        if isinstance(event, RequestsCompleted):
+            self._pending_requests.extend(event.records)
+            self.post_message(RequestsArrived())
+        elif isinstance(event, AppOutput):
+            self._pending_output.append(event)
+            self.post_message(OutputArrived())
+        elif isinstance(event, AppStateChanged):
+            self.post_message(AppStateChange(event))
+        elif isinstance(event, BackendChanged):
+            self.post_message(BackendSwitched(event.old, event.new))
+        elif isinstance(event, ConfigReloaded):
+            self.post_message(ConfigApplied(event.added, event.removed, event.changed))
+        elif isinstance(event, ConfigRejected):
+            self.post_message(ConfigRefused(event.message))
+        elif isinstance(event, EngineMessage):
+            self.post_message(EngineNotice(event.level, event.text, event.app))
+
+    # --- metrics poll -------------------------------------------------------------------
+
+    @work(exclusive=True, group="metrics", exit_on_error=False)
+    async def _poll_metrics(self) -> None:
+        try:
+            metrics = self.engine.metrics()
+        except Exception:
+            log.exception("metrics poll failed")
+            metrics = None
+        finally:
+            # The next poll is scheduled only once this one is done, so polls never overlap.
+            if self.phase == "running":
+                self.set_timer(self.poll_interval, self._next_poll)
+        if metrics is not None:
+            self.post_message(MetricsUpdated(metrics))
+
+    def _next_poll(self) -> None:
+        if self.phase == "running":
+            self._poll_metrics()
+
+    # --- messages -> screens ------------------------------------------------------------
+
+    @property
+    def dashboard(self) -> DashboardScreen:
+        return next(s for s in self.screen_stack if isinstance(s, DashboardScreen))
+
+    def _headers(self) -> list[HeaderBar]:
+        return [h for s in self.screen_stack for h in s.query(HeaderBar)]
+
+    def on_metrics_updated(self, message: MetricsUpdated) -> None:
+        if self.phase not in ("running", "stopping"):
+            return
+        self.metrics = message.metrics
+        self.history.tick(message.metrics)
+        for header in self._headers():
+            header.update_from_metrics(message.metrics)
+        self.dashboard.show_metrics(message.metrics)
+
+    def on_requests_arrived(self) -> None:
+        records = list(self._pending_requests)
+        self._pending_requests.clear()
+        if records:
+            self.history.observe(records)
+            self.dashboard.add_requests(records)
+
+    def on_output_arrived(self) -> None:
+        lines = list(self._pending_output)
+        self._pending_output.clear()
+        for screen in self.screen_stack:
+            if isinstance(screen, LogsScreen):
+                screen.add_lines(lines)
+
+    def on_app_state_change(self, message: AppStateChange) -> None:
+        ev = message.event
+        entry: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
+        if ev.port is not None:
+            entry["port"] = ev.port
+        self.dashboard.apps_table.update_app(ev.app, entry)
+        if self.phase != "running":
+            return  # starting up or stopping: every app changes state, no news there
+        reason = f": {ev.reason}" if ev.reason else ""
+        if ev.new == "failed":
+            self.notify(f"{ev.app} failed{reason}", title="App failed", severity="error",
+                        timeout=10)
+        elif ev.new == "restarting":
+            self.notify(f"{ev.app} is restarting (restart {ev.restarts}){reason}",
+                        title="App restarting", severity="warning")
+        elif ev.new == "unhealthy":
+            self.notify(f"{ev.app} is unhealthy{reason}", severity="warning")
+        elif ev.new == "stopped":
+            self.notify(f"{ev.app} stopped{reason}")
+        elif ev.new == "healthy" and ev.old in ("restarting", "unhealthy", "starting"):
+            self.notify(f"{ev.app} is healthy (pid {fmt.number(ev.pid)})")
+
+    def on_backend_switched(self, message: BackendSwitched) -> None:
+        for header in self._headers():
+            header.backend = message.new
+        self.notify(f"Backend switched: {message.old} → {message.new}", title="Backend")
+
+    def on_config_applied(self, message: ConfigApplied) -> None:
+        parts = [f"{label} {', '.join(names)}" for label, names in
+                 (("started", message.added), ("stopped", message.removed),
+                  ("restarted", message.changed)) if names]
+        self.notify("; ".join(parts) or "no app changed", title="Project file applied")
+
+    def on_config_refused(self, message: ConfigRefused) -> None:
+        self.notify(message.text, title="Project file refused", severity="error", timeout=10)
+
+    def on_engine_notice(self, message: EngineNotice) -> None:
+        if message.level in ("warning", "error"):
+            severity = "error" if message.level == "error" else "warning"
+            self.notify(message.text, title=message.app or "", severity=severity)
+
+    # --- commands (keys, palette) -------------------------------------------------------
+
+    def _run_command(self, coro: Awaitable[None], label: str) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except GatewayError as exc:
+                self.notify(f"{label}: {exc}", severity="error")
+            except Exception as exc:
+                log.exception("%s failed", label)
+                self.notify(f"{label} failed: {exc}", severity="error")
+
+        # Not exclusive: cancelling a restart or a switch half-way would do more harm than
+        # letting two user commands run; the engine serialises what must be serialised.
+        self.run_worker(run(), group="commands", exit_on_error=False, description=label)
+
+    def restart_app(self, name: str) -> None:
+        self._run_command(self.engine.restart_app(name), f"restart {name}")
+
+    def toggle_app(self, name: str) -> None:
+        state = self.dashboard.apps_table.app_state(name)
+        if state in ("stopped", "failed"):
+            self._run_command(self.engine.start_app(name), f"start {name}")
+        else:
+            self._run_command(self.engine.stop_app(name), f"stop {name}")
+
+    def switch_backend(self, name: str) -> None:
+        self.notify(f"Switching the backend to {name}…")
+        self._run_command(self.engine.switch_backend(name), f"switch to {name}")
+
+    def pick_backend(self) -> None:
+        current = self.engine.backend
+
+        def chosen(name: str | None) -> None:
+            if name and name != current:
+                self.switch_backend(name)
+
+        self.push_screen(BackendPicker(self.engine.installed_backends(), current), chosen)
+
+    def edit_config(self) -> None:
+        path = self.engine.config_path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            self.notify(f"cannot read {path}: {exc}", severity="error")
+            return
+        self.push_screen(ConfigEditorScreen(text, path.name))
+
+    def open_trace(self, request_id: str) -> None:
+        trace = self.engine.trace(request_id)
+        if trace is None:
+            self.notify(f"{request_id} is no longer in the request log", severity="warning")
+            return
+        self.push_screen(TraceScreen(trace))
+
+    def open_logs(self, app_name: str | None) -> None:
+        self.push_screen(LogsScreen(app_name, self.dashboard.apps_table.app_names))
+
+    def export_dialog(self) -> None:
+        folder = self.engine.config_path.parent
+        count = len(self.engine.request_log.records)
+
+        def chosen(request: ExportRequest | None) -> None:
+            if request is not None:
+                self.export_requests(request.path, request.fmt)
+
+        self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
+
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def export_requests(self, path: Path, fmt_name: str) -> None:
+        try:
+            written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
+        except Exception as exc:
+            self.notify(f"export to {path} failed: {exc}", severity="error")
+            return
+        self.notify(f"Exported {written} requests to {path}", title="Export")
+
+    def copy(self, text: str, *, what: str) -> None:
+        self.copy_to_clipboard(text)
+        self.notify(f"Copied {what}")
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.help_sections()))
+
+    def help_sections(self) -> list[HelpSection]:
+        return [
+            ("Everywhere", self.BINDINGS,
+             [("ctrl+p", "command palette: every action below, per app and backend"),
+              ("tab / shift+tab", "move focus")]),
+            ("Dashboard", DashboardScreen.BINDINGS,
+             [("enter", "on a request: its trace; on an app: its logs"),
+              ("↑ ↓ pgup pgdn", "move in the focused table")]),
+            ("Request filter", FilterBar.BINDINGS, []),
+            ("Trace", TraceScreen.BINDINGS, []),
+            ("Logs", LogsScreen.BINDINGS, []),
+            ("Config editor", ConfigEditorScreen.BINDINGS, []),
+        ]
+
+    # --- helpers for screens and the palette --------------------------------------------
+
+    def engine_app_order(self, metrics: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """Apps in project-file order, then any the metrics know of (in-process mounts)."""
+        apps: dict[str, Any] = dict(metrics.get("apps", {}))
+        project = self.engine.project
+        order: list[tuple[str, dict[str, Any]]] = []
+        for app in project.apps if project is not None else []:
+            order.append((app.name, {"path": app.path, **apps.pop(app.name, {})}))
+        order.extend(apps.items())
+        return order
+
+    def app_summary(self, name: str) -> str:
+        a = self.metrics.get("apps", {}).get(name, {})
+        lat = a.get("latency_ms") or {}
+        return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
+                f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
+                f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
+                f"p99={fmt.millis(lat.get('p99'))}ms")
+
+    def palette_commands(self) -> list[PaletteCommand]:
+        cmds = [
+            PaletteCommand("Edit the project file", "e: TOML editor with validation",
+                           self.edit_config),
+            PaletteCommand("Switch backend…", "b: pick an installed backend", self.pick_backend),
+            PaletteCommand("Filter requests", "/: by text, app and status class",
+                           self.dashboard.action_filter),
+            PaletteCommand("Follow / pause the request log", "f",
+                           self.dashboard.action_toggle_follow),
+            PaletteCommand("Export the request log…", "x: JSON Lines or HAR",
+                           self.export_dialog),
+            PaletteCommand("Logs of all apps", "L: merged output", lambda: self.open_logs(None)),
+            PaletteCommand("Help: every key", "?", self.action_help),
+            PaletteCommand("Quit", "q: drain, stop every app, exit", self.request_quit),
+        ]
+        table = self.dashboard.apps_table
+        for name in table.app_names:
+            stopped = table.app_state(name) in ("stopped", "failed")
+            cmds += [
+                PaletteCommand(f"Restart {name}", "r", lambda n=name: self.restart_app(n)),
+                PaletteCommand(f"{'Start' if stopped else 'Stop'} {name}", "s",
+                               lambda n=name: self.toggle_app(n)),
+                PaletteCommand(f"Logs of {name}", "l", lambda n=name: self.open_logs(n)),
+                PaletteCommand(f"Requests of {name}", "filter the request log",
+                               lambda n=name: self.dashboard.set_filter(app=n)),
+            ]
+        for backend in self.engine.installed_backends():
+            if backend != self.engine.backend:
+                cmds.append(PaletteCommand(f"Switch backend to {backend}", "b",
+                                           lambda b=backend: self.switch_backend(b)))
+        return cmds
+
+    def __repr__(self) -> str:
+        # Textual reprs the app while still constructing it, hence getattr.
+        return (f"<WorkbenchApp phase={getattr(self, 'phase', 'new')} "
+                f"engine={getattr(self, 'engine', None)!r}>")
+
+
+def create_app(engine: EngineAPI, *, poll_interval: float = 1.0,
+               max_rows: int = 1000) -> WorkbenchApp:
+    """The workbench around `engine` (tests and the screenshot script build it here too)."""
+    return WorkbenchApp(engine, poll_interval=poll_interval, max_rows=max_rows)
+
+
+async def _serve(app: WorkbenchApp) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, app.request_quit)
+    try:
+        await app.run_async()
+    finally:
+        # The app stops the engine on quit; this covers every other way out (a crash).
+        await app.engine.stop()
+
+
+def run_workbench(config_path: Path, overrides: Mapping[str, Any] | None = None) -> int:
+    """Run the interactive workbench on `config_path`; returns the process exit code.
+
+    A configuration error at start exits with 2, any other start failure with 1; the message
+    is printed once the terminal is restored.
+    """
+    from gateway.config.loader import load_config
+    from gateway.engine import Engine
+    from gateway.servers.loops import loop_factory
+
+    try:
+        loop_name = load_config(config_path, overrides=overrides).server.event_loop.value
+        factory = loop_factory(loop_name)
+    except GatewayError as exc:
+        print(f"pyserve-tui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    app = create_app(Engine(config_path, overrides=dict(overrides or {})))
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_serve(app))
+    if app.startup_error:
+        print(f"pyserve-tui: {app.startup_error}", file=sys.stderr)
+    return app.return_code or 0

@@ -1,0 +1,1 @@
+"""The workbench's screens: dashboard, trace, logs, config editor and the dialogs."""
