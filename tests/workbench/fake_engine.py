@@ -9,6 +9,7 @@ engine in the Pilot tests; this fake only has to look right.
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections import deque
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ class FakeEngine:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.project = validate_text(self.config_path, self.config_path.read_text(), environ={})
+        self.project = self.validate_text(self.config_path.read_text())
         self.started = True
         for name, app in self._apps.items():
             app["state"] = "unhealthy" if name == "jobs" else "healthy"
@@ -248,7 +249,8 @@ class FakeEngine:
         self.events.emit(BackendChanged(old, name))
 
     def validate_text(self, text: str) -> ProjectConfig:
-        return validate_text(self.config_path, text, environ={})
+        # Errors name the file as given; relative to the cwd keeps snapshots path-free.
+        return validate_text(Path(os.path.relpath(self.config_path)), text, environ={})
 
     def preview_text(self, text: str) -> ConfigReloaded:
         new = self.validate_text(text)
