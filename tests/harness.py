@@ -65,12 +65,14 @@ async def serve_config(text: str, folder: Path) -> AsyncIterator[ServedGateway]:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="off", log_level="error", access_log=False)
+    # proxy_headers off: the gateway alone decides whom to trust with X-Forwarded-For.
+    config = uvicorn.Config(app, lifespan="off", log_level="error", access_log=False,
+                            proxy_headers=False)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         async with asyncio.timeout(10):
-            while not server.started:
+            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
                 await asyncio.sleep(0.01)
         yield ServedGateway("127.0.0.1", port, app, services)
     finally:

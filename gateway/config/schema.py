@@ -8,6 +8,7 @@ takes for `check` to accept and convert it. A dataclass may define ``validate()`
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -132,16 +133,7 @@ class SecurityOptions:
     trusted_proxies: list[str] = field(default_factory=list)
 
     def validate(self) -> list[tuple[str, str]]:
-        import ipaddress
-
-        errors = []
-        for key in ("allowed_ips", "blocked_ips", "trusted_proxies"):
-            for value in getattr(self, key) or []:
-                try:
-                    ipaddress.ip_network(value, strict=False)
-                except ValueError:
-                    errors.append((key, f"{value!r} is not an IP address or CIDR block"))
-        return errors
+        return _check_networks(self, ("allowed_ips", "blocked_ips", "trusted_proxies"))
 
 
 @dataclass(frozen=True)
@@ -320,7 +312,7 @@ class RateLimitOptions:
             errors.append(("requests_per_minute", "must be at least 1"))
         if self.burst_size < 1:
             errors.append(("burst_size", "must be at least 1"))
-        return errors
+        return errors + _check_networks(self, ("trusted_proxies",))
 
 
 @dataclass(frozen=True)
@@ -383,6 +375,17 @@ class ProjectConfig:
     def apps(self) -> list[AppConfig]:
         orch = self.orchestration
         return list(orch.apps) if orch else []
+
+
+def _check_networks(options: Any, keys: tuple[str, ...]) -> list[tuple[str, str]]:
+    errors = []
+    for key in keys:
+        for value in getattr(options, key) or []:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                errors.append((key, f"{value!r} is not an IP address or CIDR block"))
+    return errors
 
 
 def _check_mount_path(path: str) -> list[tuple[str, str]]:

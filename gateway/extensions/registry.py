@@ -56,4 +56,5 @@ def plugin_options_class(type_: str) -> type:
 
 def refresh_plugins() -> None:
     """Forget the cached entry points (after installing a plugin in a running process)."""
+    importlib.invalidate_caches()
     _plugins.cache_clear()
