@@ -1,9 +1,10 @@
 """Spawning and stopping one app process group, and reading its output line by line.
 
 Each app process is started in a new session (its own process group, pgid == pid) running
-``python -m gateway.orchestrator.runner``. The workbench keeps the write end of a lifeline
-pipe; the runner's guard kills the group when it reads EOF, so the apps die with the
-workbench even if it is SIGKILLed. Only groups this module created are ever signalled.
+``python -m gateway.orchestrator.runner``, whose leader guards the server it forks. The
+workbench keeps the write end of a lifeline pipe; the guard kills the group when it reads
+EOF, so the apps die with the workbench even if it is SIGKILLed. Only groups this module
+created are ever signalled.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
     IMPORT_ERROR_PREFIX,
     LIFELINE_ENV,
-    PARENT_PID_ENV,
     SPEC_ENV,
 )
 
@@ -60,6 +60,7 @@ class AppProcess:
         #: The spec it was made from, without the port (see `AppSupervisor.process_key`).
         self.key: dict[str, Any] = {}
         self._lifeline: int | None = lifeline
+        self._pidfd = _open_pidfd(proc.pid)
         self._on_line = on_line
         self._on_exit = on_exit
         self._readers = [
@@ -100,10 +101,38 @@ class AppProcess:
         """The exit code, once the process has exited and its output has been read."""
         return await asyncio.shield(self._waiter)
 
+    async def _gone(self) -> None:
+        """Return as soon as the leader has exited (before asyncio sees its pipes close)."""
+        if self._pidfd is not None:
+            loop = asyncio.get_running_loop()
+            ready = loop.create_future()
+            loop.add_reader(self._pidfd, lambda: ready.done() or ready.set_result(None))
+            try:
+                await ready
+            finally:
+                loop.remove_reader(self._pidfd)
+                os.close(self._pidfd)
+                self._pidfd = None
+            return
+        waiter = asyncio.ensure_future(self.proc.wait())
+        try:
+            while self.proc.returncode is None and not waiter.done():
+                await asyncio.wait({waiter}, timeout=0.1)
+        finally:
+            waiter.cancel()
+
     async def _wait(self) -> int:
-        code = await self.proc.wait()
-        # Workers or the guard may outlive the runner for a moment: sweep our group.
+        # Python's Process.wait() also waits for the output pipes to close, which orphaned
+        # workers would hold open forever: notice the leader's exit first, then sweep our
+        # group, and report the exit only once the group is gone, so "stopped" means no
+        # process is left.
+        await self._gone()
         self.kill_group(signal.SIGKILL)
+        code = await self.proc.wait()
+        for _ in range(100):
+            if not self.group_alive():
+                break
+            await asyncio.sleep(0.01)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2.0):
                 await asyncio.gather(*self._readers, return_exceptions=True)
@@ -151,6 +180,13 @@ class AppProcess:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pgid, sig)
 
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+
     def close_lifeline(self) -> None:
         if self._lifeline is not None:
             with contextlib.suppress(OSError):
@@ -192,6 +228,14 @@ class AppProcess:
                 f"{status} inflight={self.inflight}>")
 
 
+def _open_pidfd(pid: int) -> int | None:
+    """A pidfd for our (unreaped) child, or None where the kernel or Python lack them."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def child_environment(spec: dict[str, Any], lifeline_fd: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
@@ -203,7 +247,6 @@ def child_environment(spec: dict[str, Any], lifeline_fd: int) -> dict[str, str]:
     env["PORT"] = str(spec["port"])
     env[SPEC_ENV] = json.dumps(spec)
     env[LIFELINE_ENV] = str(lifeline_fd)
-    env[PARENT_PID_ENV] = str(os.getpid())
     return env
 
 

@@ -9,8 +9,6 @@ from __future__ import annotations
 SPEC_ENV = "PYSERVE_TUI_APP_SPEC"
 #: File descriptor of the lifeline pipe's read end; EOF means the workbench is gone.
 LIFELINE_ENV = "PYSERVE_TUI_LIFELINE_FD"
-#: PID of the workbench, to notice it died before the child could arm PR_SET_PDEATHSIG.
-PARENT_PID_ENV = "PYSERVE_TUI_PARENT_PID"
 
 #: Exit code of a runner whose app could not be imported or built (sysexits EX_CONFIG).
 EXIT_IMPORT_ERROR = 78

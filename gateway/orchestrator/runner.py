@@ -1,13 +1,18 @@
 """Entry point of an app process: ``python -m gateway.orchestrator.runner``.
 
-Reads the app description from the environment, arms the no-orphans machinery, imports the
-app before any server starts (so an import error is one clear line on stderr and exit code
-`EXIT_IMPORT_ERROR`, not a traceback per worker), then hands the app to the serving backend,
-or replaces itself with the app's `command`.
+The process the workbench starts (the leader of a new process group) forks at once:
 
-No orphans: PR_SET_PDEATHSIG kills this process when the workbench dies, and a small guard
-process forked first (before any thread exists) watches the lifeline pipe; at EOF, or when
-this process is gone, it SIGKILLs the whole process group, workers included.
+* the child serves the app. It imports the app before any server starts (so an import
+  error is one clear line on stderr and exit code `EXIT_IMPORT_ERROR`, not a traceback per
+  worker), then hands it to the serving backend, or replaces itself with the app's
+  `command`. PR_SET_PDEATHSIG kills it if the leader vanishes.
+* the leader stays as a small guard: it ignores SIGTERM (the workbench's SIGTERM to the group
+  reaches the server and its workers directly), reaps the server and exits with the same
+  status, so the workbench sees the server's exit. If the lifeline pipe from the workbench
+  reads EOF (the workbench died, even by SIGKILL) it SIGKILLs the whole group, workers
+  included.
+
+The guard is the server's parent, so a finished server never waits for init to reap it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,6 @@ from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
     IMPORT_ERROR_PREFIX,
     LIFELINE_ENV,
-    PARENT_PID_ENV,
 )
 
 PR_SET_NAME = 15
@@ -40,37 +44,46 @@ def _prctl(option: int, value: int | bytes) -> None:
         libc.prctl(option, value, 0, 0, 0)
 
 
-def arm_parent_death_signal() -> bool:
-    """Die with the workbench; False if it is already gone."""
-    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    parent = os.environ.get(PARENT_PID_ENV)
-    return not parent or os.getppid() == int(parent)
+def _exit_like(status: int) -> None:
+    """Leave with the same exit code or death signal as the server."""
+    code = os.waitstatus_to_exitcode(status)
+    if code < 0:
+        with contextlib.suppress(OSError, ValueError):
+            signal.signal(-code, signal.SIG_DFL)
+            os.kill(os.getpid(), -code)
+        os._exit(128 - code)
+    os._exit(code)
 
 
-def start_guard(lifeline_fd: int) -> None:
-    """Fork the guard that takes the process group down when the workbench or we vanish."""
-    runner_pid = os.getpid()
-    if os.fork() != 0:
-        os.close(lifeline_fd)  # only the guard watches it
-        return
+def guard(server_pid: int, lifeline_fd: int | None) -> None:
+    """Run as the group leader until the server exits (or the workbench goes); never returns."""
     try:
         _prctl(PR_SET_NAME, GUARD_NAME)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, signal.SIG_IGN)
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
-            os.dup2(devnull, fd)  # the workbench sees EOF on output without waiting for us
+            os.dup2(devnull, fd)
         poller = select.poll()
-        poller.register(lifeline_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-        while os.getppid() == runner_pid:
-            if poller.poll(250) and not os.read(lifeline_fd, 64):
-                break  # EOF: the workbench is gone
+        if lifeline_fd is not None:
+            poller.register(lifeline_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        try:
+            pidfd: int | None = os.pidfd_open(server_pid)
+        except (AttributeError, OSError):
+            pidfd = None  # old kernel: look for the exit every 100 ms instead
+        if pidfd is not None:
+            poller.register(pidfd, select.POLLIN)
+        while True:
+            for fd, _ in poller.poll(None if pidfd is not None else 100):
+                if fd == lifeline_fd and not os.read(lifeline_fd, 64):
+                    os.killpg(os.getpgrp(), signal.SIGKILL)  # the workbench is gone
+            pid, status = os.waitpid(server_pid, os.WNOHANG)
+            if pid:
+                _exit_like(status)
     except BaseException:
-        pass
-    finally:
         with contextlib.suppress(BaseException):
             os.killpg(os.getpgrp(), signal.SIGKILL)
-        os._exit(0)
+    os._exit(1)
 
 
 def _server_settings(spec: dict[str, Any]) -> Any:
@@ -88,15 +101,10 @@ def _fail(message: str) -> int:
     return EXIT_IMPORT_ERROR
 
 
-def main() -> int:
-    from gateway.orchestrator.apploader import AppLoadError, child_app, read_spec
+def serve(spec: dict[str, Any]) -> int:
+    """The server side: load the app, then serve it (or exec the command)."""
+    from gateway.orchestrator.apploader import AppLoadError, child_app
 
-    spec = read_spec()
-    if not arm_parent_death_signal():
-        return 1
-    lifeline = os.environ.pop(LIFELINE_ENV, None)
-    if lifeline:
-        start_guard(int(lifeline))
     command = spec.get("command")
     if command:
         try:
@@ -120,6 +128,24 @@ def main() -> int:
     backend.run_app("gateway.orchestrator.apploader:app", host=spec["host"], port=spec["port"],
                     workers=int(spec.get("workers") or 1), settings=_server_settings(spec))
     return 0
+
+
+def main() -> int:
+    from gateway.orchestrator.apploader import read_spec
+
+    spec = read_spec()
+    raw_fd = os.environ.pop(LIFELINE_ENV, None)
+    lifeline = int(raw_fd) if raw_fd else None
+    leader = os.getpid()
+    server = os.fork()
+    if server != 0:
+        guard(server, lifeline)
+    if lifeline is not None:
+        os.close(lifeline)
+    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    if os.getppid() != leader:  # the guard died before we armed the signal
+        return 1
+    return serve(spec)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,180 @@
+"""`process_orchestration`: route requests to app processes by path prefix.
+
+The engine creates and owns the `Orchestrator` (it outlives pipeline rebuilds) and puts it
+in `services.orchestrator`; this extension only routes. A request for an app that is
+starting or restarting waits up to `hold_requests` for it, then gets 503 with Retry-After;
+a stopped or failed app answers 503 at once. Upstream failures propagate as
+`UpstreamError`, which the gateway core turns into 502/504 naming the app.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+from gateway.config.schema import OrchestrationOptions
+from gateway.context import get_context
+from gateway.errors import UpstreamConnectError
+from gateway.extensions.base import Extension
+from gateway.orchestrator.states import IDLE, PENDING, SERVING
+from gateway.orchestrator.supervisor import AppSupervisor, Lease
+from gateway.proxy.transport import UpstreamTarget
+from gateway.responses import send_error
+from gateway.services import Services
+from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("pyserve.orchestrator.proxy")
+
+#: Methods that may be sent again after the first connection attempt was refused.
+_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class OrchestrationExtension(Extension):
+    name: ClassVar[str] = "process_orchestration"
+    Options: ClassVar[type] = OrchestrationOptions
+
+    def __init__(self, app: ASGIApp, *, options: Any, services: Services) -> None:
+        super().__init__(app, options=options, services=services)
+        self._owns_orchestrator = False
+        self.proxied = 0
+        self.held = 0
+        self.unavailable = 0
+        self.retried = 0
+
+    async def startup(self) -> None:
+        # Normally the engine made the orchestrator; on our own (tests, embedding) we make it.
+        if self.services.orchestrator is None:
+            from gateway.orchestrator import Orchestrator
+
+            project = self.services.project
+            orch = Orchestrator(self.options, project=project, events=self.services.events,
+                                default_backend=str(project.server.backend))
+            self.services.orchestrator = orch
+            self._owns_orchestrator = True
+            await orch.start()
+
+    async def shutdown(self) -> None:
+        if self._owns_orchestrator and self.services.orchestrator is not None:
+            orch, self.services.orchestrator = self.services.orchestrator, None
+            self._owns_orchestrator = False
+            await orch.stop()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        orch = self.services.orchestrator
+        if scope["type"] not in ("http", "websocket") or orch is None:
+            await self.app(scope, receive, send)
+            return
+        match = orch.resolve(scope["path"])
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        sup, path = match
+        ctx = get_context(scope)
+        if ctx is not None:
+            ctx.app = sup.name
+            ctx.route = f"app:{sup.name}"
+        lease = await self._lease(sup)
+        if lease is None:
+            await self._unavailable(scope, send, sup)
+            return
+        target = UpstreamTarget(
+            "127.0.0.1", lease.port, _upstream_path(scope, path),
+            scope.get("query_string", b""), float(sup.opt("proxy_timeout")), sup.name)
+        self.proxied += 1
+        try:
+            if scope["type"] == "websocket":
+                await self.services.transport.websocket(scope, receive, send, target)
+            else:
+                await self._http(scope, receive, send, sup, lease, target)
+        finally:
+            lease.release()
+        if orch.options.logging.proxy_logs and log.isEnabledFor(logging.INFO) and ctx:
+            log.info("%s %s %s -> %s in %.1f ms [%s]", sup.name, scope.get("method", "WS"),
+                     scope["path"], ctx.status, ctx.elapsed_ms(), ctx.request_id)
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, sup: AppSupervisor,
+                    lease: Lease, target: UpstreamTarget) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.services.transport.http(scope, receive, tracking_send, target)
+        except UpstreamConnectError:
+            # The process we picked died (or was replaced) before it took the request: a
+            # bodyless request can go once more to the one that replaces it.
+            if started or not _retryable(scope) or not (lease.process.exited
+                                                        or sup.upstream() != (target.host,
+                                                                              target.port)):
+                raise
+            retry = await self._lease(sup)
+            if retry is None:
+                raise
+            self.retried += 1
+            with retry:
+                await self.services.transport.http(
+                    scope, receive, send, UpstreamTarget(
+                        target.host, retry.port, target.path, target.query, target.timeout,
+                        target.name))
+
+    async def _lease(self, sup: AppSupervisor) -> Lease | None:
+        if sup.state in SERVING:
+            lease = sup.lease()
+            if lease is not None:
+                return lease
+        if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
+            self.held += 1
+            if await sup.wait_ready(float(sup.opt("hold_requests"))):
+                return sup.lease()
+        return None
+
+    async def _unavailable(self, scope: Scope, send: Send, sup: AppSupervisor) -> None:
+        self.unavailable += 1
+        state = sup.state
+        if scope["type"] == "websocket":
+            # 1013 "try again later"; a denial response would need a server extension.
+            await send({"type": "websocket.close", "code": 1013,
+                        "reason": f"app {sup.name!r} is {state}"})
+            return
+        if state in IDLE:
+            await send_error(scope, send, 503, f"the app is {state}", app=sup.name)
+            return
+        hold = float(sup.opt("hold_requests"))
+        await send_error(scope, send, 503, f"the app is {state} (waited {hold:g}s)",
+                         app=sup.name, retry_after=max(1.0, hold))
+
+    def metrics(self) -> dict[str, Any] | None:
+        return {"proxied": self.proxied, "held": self.held, "unavailable": self.unavailable,
+                "retried": self.retried}
+
+    def __repr__(self) -> str:
+        orch = self.services.orchestrator
+        apps = len(orch.supervisors) if orch else 0
+        return (f"<OrchestrationExtension apps={apps} proxied={self.proxied} "
+                f"held={self.held} unavailable={self.unavailable}>")
+
+
+def _retryable(scope: Scope) -> bool:
+    if scope.get("method") not in _RETRYABLE:
+        return False
+    return not any(name in (b"content-length", b"transfer-encoding")
+                   for name, _ in scope.get("headers") or ())
+
+
+def _upstream_path(scope: Scope, path: str) -> str:
+    """The path to send, from the raw (still percent-encoded) path when there is one."""
+    raw = scope.get("raw_path")
+    full: str = scope["path"]
+    if not raw:
+        return path
+    raw_text = raw.decode("latin-1").split("?", 1)[0]
+    if path == full:
+        return raw_text
+    cut = len(full) - len(path) if path != "/" or full.endswith("/") else len(full)
+    prefix = full[:cut]
+    if raw_text.startswith(prefix):
+        return raw_text[len(prefix):] or "/"
+    return path

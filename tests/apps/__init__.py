@@ -1,0 +1,1 @@
+"""Small apps the orchestrator and mount tests run (raw ASGI/WSGI, no framework needed)."""

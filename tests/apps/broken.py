@@ -1,0 +1,5 @@
+"""An app module that cannot be imported."""
+
+import this_module_does_not_exist_anywhere  # noqa: F401
+
+app = None

@@ -1,0 +1,28 @@
+"""Not an ASGI app: a plain program serving HTTP on $PORT (for `command` apps)."""
+
+from __future__ import annotations
+
+import json
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802
+        body = (b"ok" if self.path == "/health" else json.dumps(
+            {"kind": "command", "path": self.path, "pid": os.getpid(),
+             "cwd": os.getcwd()}).encode())
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        print("command server:", format % args, flush=True)
+
+
+if __name__ == "__main__":
+    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+    print(f"command server listening on {server.server_port}", flush=True)
+    server.serve_forever()

@@ -1,0 +1,19 @@
+"""An app made by a factory with keyword arguments."""
+
+from __future__ import annotations
+
+from apps.common import lifespan, send_json, send_text
+
+
+def create_app(greeting: str = "hello", times: int = 1):
+    async def app(scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+        if scope["path"] == "/health":
+            await send_text(send, "ok")
+            return
+        await send_json(send, {"greeting": greeting * times, "path": scope["path"],
+                               "root_path": scope.get("root_path", "")})
+
+    return app

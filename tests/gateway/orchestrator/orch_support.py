@@ -1,0 +1,105 @@
+"""Helpers for orchestrator tests: app configs, projects, event recording, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from gateway.config.schema import (
+    AppConfig,
+    ExtensionConfig,
+    LoggingConfig,
+    OrchestrationOptions,
+    ProjectConfig,
+    ServerConfig,
+)
+from gateway.events import AppStateChanged
+
+TESTS_DIR = Path(__file__).resolve().parents[2]
+
+#: Fast timings so restarts and health failures happen within a test's patience.
+FAST = {"health_check_interval": 0.2, "health_check_timeout": 1.0, "health_check_retries": 2,
+        "restart_delay": 0.05, "max_restart_count": 3, "shutdown_timeout": 5.0,
+        "hold_requests": 5.0}
+
+
+def app(name: str, path: str | None = None, **kw: Any) -> AppConfig:
+    """An AppConfig for one of the fixture apps in tests/apps."""
+    kw.setdefault("module_path", str(TESTS_DIR))
+    if "command" not in kw:
+        kw.setdefault("app_path", "apps.basic:app")
+    return AppConfig(name=name, path=path or f"/{name}", **kw)
+
+
+def port_range() -> tuple[int, int]:
+    """A small range below the ephemeral ports, different per test (and per worker)."""
+    base = random.Random(os.getpid() ^ random.getrandbits(32)).randrange(20000, 32000, 40)
+    return base, base + 39
+
+
+def make_project(folder: Path, apps: list[AppConfig], *, server: ServerConfig | None = None,
+                 **options: Any) -> tuple[OrchestrationOptions, ProjectConfig]:
+    values = {**FAST, "port_range": port_range(), **options}
+    opts = OrchestrationOptions(apps=list(apps), **values)
+    project = ProjectConfig(
+        path=folder / "workbench.toml", server=server or ServerConfig(graceful_timeout=5.0),
+        logging=LoggingConfig(),
+        extensions=(ExtensionConfig("process_orchestration", opts, 0),))
+    return opts, project
+
+
+class Recorder:
+    """Collects events and every pid the orchestrators reported."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.pids: set[int] = set()
+
+    def __call__(self, event: Any) -> None:
+        self.events.append(event)
+        if isinstance(event, AppStateChanged) and event.pid:
+            self.pids.add(event.pid)
+
+    def states(self, app: str) -> list[str]:
+        return [e.new for e in self.events if isinstance(e, AppStateChanged) and e.app == app]
+
+    def of(self, kind: type) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+def leftover_processes(pgids: set[int]) -> list[psutil.Process]:
+    """Live processes in any of the given process groups (zombies don't count)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(proc.pid) in pgids:
+                found.append(proc)
+        except (psutil.Error, ProcessLookupError):
+            continue
+    return found
+
+
+
+
+async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, *,
+                     interval: float = 0.02, what: str = "condition") -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; fail on timeout."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
