@@ -1,0 +1,86 @@
+"""Run the workbench around the REAL engine with real app processes, and clean up after it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+from conftest import wait_until
+from textual.pilot import Pilot
+
+from gateway.engine import Engine
+from gateway.events import AppStateChanged
+from workbench.app import WorkbenchApp, create_app
+
+
+def children() -> list[psutil.Process]:
+    """Live (non-zombie) descendants of this test process."""
+    alive = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+    return alive
+
+
+async def assert_no_process_left(pids: set[int], timeout: float = 15.0) -> None:
+    """Every app process is gone (the engine's stop has returned before this is called)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        left = [p for p in children()] + [
+            psutil.Process(pid) for pid in pids if _alive(pid)]
+        if not left:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"processes left behind: {left}")
+        await asyncio.sleep(0.1)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def apps(app: WorkbenchApp) -> dict[str, dict[str, Any]]:
+    return dict(app.engine.metrics().get("apps", {}))
+
+
+def app_pids(app: WorkbenchApp) -> set[int]:
+    return {a["pid"] for a in apps(app).values() if a.get("pid")}
+
+
+def all_healthy(app: WorkbenchApp) -> bool:
+    current = apps(app)
+    return bool(current) and all(a.get("state") == "healthy" for a in current.values())
+
+
+@contextlib.asynccontextmanager
+async def real_workbench(config: Path, size: tuple[int, int] = (120, 40),
+                         ) -> AsyncIterator[tuple[WorkbenchApp, Pilot[None]]]:
+    """The workbench on a real engine, its apps healthy. On the way out the engine is
+    stopped (whatever the test did) and no process may be left."""
+    engine = Engine(config)
+    app = create_app(engine, poll_interval=0.3)
+    seen: set[int] = set()
+
+    def remember(event: object) -> None:
+        if isinstance(event, AppStateChanged) and event.pid:
+            seen.add(event.pid)
+
+    engine.events.subscribe(remember)
+    try:
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.phase != "starting", "the engine to start", 60)
+            assert app.phase == "running", app.startup_error
+            await wait_until(pilot, lambda: all_healthy(app), "every app healthy", 60)
+            seen |= app_pids(app)
+            yield app, pilot
+    finally:
+        await engine.stop()
+        await assert_no_process_left(seen)
