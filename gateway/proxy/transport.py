@@ -1,0 +1,98 @@
+"""The upstream seam: everything the gateway sends to an app goes through a ``Transport``.
+
+The engine holds one transport and calls ``http``/``websocket`` with an :class:`UpstreamTarget`
+its router computed. Tests and extensions can swap in their own object with the same three
+methods (httpx's ``BaseTransport`` idea), e.g. one that answers from memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+from gateway.proxy.client import UpstreamPool
+from gateway.proxy.http import forward_http
+from gateway.types import Receive, Scope, Send
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamTarget:
+    """Where and how to send one request.
+
+    ``path`` goes on the request line: characters HTTP forbids there (space, non-ASCII) are
+    percent-encoded, ``%`` is kept, so a raw path (from ``scope["raw_path"]``) is preserved
+    exactly and a decoded one (``scope["path"]``) still produces a valid request.
+    """
+
+    host: str
+    port: int
+    path: str
+    query: bytes = b""
+    timeout: float = 60.0  # max wait for the response head, and max idle gap in the body
+    name: str = ""  # app name or label, for error messages
+    scheme: str = "http"
+
+
+@runtime_checkable
+class Transport(Protocol):
+    async def http(self, scope: Scope, receive: Receive, send: Send,
+                   target: UpstreamTarget) -> None: ...
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send,
+                        target: UpstreamTarget) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class PooledTransport:
+    """The default transport: keep-alive HTTP/1.1 pools, one per ``(host, port)``.
+
+    Pools are created on first use and live as long as the transport, so a request allocates
+    no client objects. All connections belong to the event loop that opened them; use one
+    transport per loop.
+    """
+
+    def __init__(self, *, max_idle_per_host: int = 512, connect_timeout: float = 5.0) -> None:
+        self.max_idle_per_host = max_idle_per_host
+        self.connect_timeout = connect_timeout
+        self._pools: dict[tuple[str, int], UpstreamPool] = {}
+        self._closed = False
+
+    def __repr__(self) -> str:
+        pools = ", ".join(repr(p) for p in self._pools.values()) or "no pools"
+        state = " closed" if self._closed else ""
+        return f"<PooledTransport{state} {pools}>"
+
+    def _pool(self, target: UpstreamTarget) -> UpstreamPool:
+        key = (target.host, target.port)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = UpstreamPool(
+                target.host, target.port, max_idle=self.max_idle_per_host,
+                connect_timeout=self.connect_timeout,
+            )
+        return pool
+
+    async def http(self, scope: Scope, receive: Receive, send: Send,
+                   target: UpstreamTarget) -> None:
+        """Proxy an HTTP request. Raises ``gateway.errors.Upstream*`` (see ``proxy.http``:
+        after the response started, raising is how the client connection gets aborted)."""
+        await forward_http(self._pool(target), scope, receive, send, target)
+
+    async def websocket(self, scope: Scope, receive: Receive, send: Send,
+                        target: UpstreamTarget) -> None:
+        """Proxy a websocket session; failures close the client socket, never raise."""
+        from gateway.proxy.websocket import proxy_websocket  # keeps `websockets` off HTTP paths
+
+        await proxy_websocket(scope, receive, send, target, connect_timeout=self.connect_timeout)
+
+    async def aclose(self) -> None:
+        """Close idle connections; busy ones close when their exchange ends."""
+        self._closed = True
+        for pool in self._pools.values():
+            pool.max_idle = 0  # exchanges still running close their connection at the end
+            pool.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Per-upstream connection counters, keyed ``"host:port"``."""
+        return {pool.label: pool.stats() for pool in self._pools.values()}
