@@ -197,19 +197,20 @@ class FakeEngine:
                 "apps": apps, "extensions": {"caching": {"hits": 10, "misses": 4}}}
 
     def app_logs(self, name: str | None = None) -> list[FakeLogLine]:
+        """Two lines per recent request of an app: what it did, and a warning now and then."""
         lines = []
-        for i in range(24):
-            app = list(APPS)[i % 3]
-            rid = request_id(i)
-            if i % 5 == 4:
-                line = FakeLogLine(T0 + i * 0.25, app, "stderr",
-                                   f"WARNING slow query on orders ({90 + i} ms) rid={rid}", rid)
-            else:
-                line = FakeLogLine(T0 + i * 0.25, app, "stdout",
-                                   f"INFO {METHODS[i % 10]} {PATHS[i % 10]} handled rid={rid}",
-                                   rid)
-            lines.append(line)
-        return [ln for ln in lines if name is None or ln.app == name]
+        for i in range(max(0, self._requests - 30), self._requests):
+            rec = make_record(i)
+            if rec.app is None or (name is not None and rec.app != name):
+                continue
+            lines.append(FakeLogLine(rec.time - 0.002, rec.app, "stdout",
+                                     f"INFO {rec.method} {rec.path} -> {rec.status} "
+                                     f"rid={rec.request_id[:8]}", rec.request_id))
+            if rec.status >= 500 or i % 7 == 0:
+                lines.append(FakeLogLine(rec.time - 0.001, rec.app, "stderr",
+                                         f"WARNING slow query on orders ({90 + i} ms)",
+                                         rec.request_id))
+        return lines
 
     def trace(self, rid: str) -> dict[str, Any] | None:
         record = next((r for r in self.request_log.records if r.request_id == rid), None)
