@@ -135,9 +135,7 @@ class OrchestrationExtension(Extension):
         self.unavailable += 1
         state = sup.state
         if scope["type"] == "websocket":
-            # 1013 "try again later"; a denial response would need a server extension.
-            await send({"type": "websocket.close", "code": 1013,
-                        "reason": f"app {sup.name!r} is {state}"})
+            await _refuse_websocket(scope, send, sup)
             return
         if state in IDLE:
             await send_error(scope, send, 503, f"the app is {state}", app=sup.name)
@@ -155,6 +153,24 @@ class OrchestrationExtension(Extension):
         apps = len(orch.supervisors) if orch else 0
         return (f"<OrchestrationExtension apps={apps} proxied={self.proxied} "
                 f"held={self.held} unavailable={self.unavailable}>")
+
+
+async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> None:
+    """A 503 with a body when the server supports denial responses, else a plain refusal."""
+    ctx = get_context(scope)
+    rid = ctx.request_id if ctx else "-"
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1013})
+        return
+    body = (f"503 Service Unavailable - app {sup.name!r}; the app is {sup.state}; "
+            f"request id {rid}\n").encode()
+    if ctx is not None:
+        ctx.status = 503
+    await send({"type": "websocket.http.response.start", "status": 503,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                            (b"content-length", str(len(body)).encode()),
+                            (b"x-request-id", rid.encode("latin-1"))]})
+    await send({"type": "websocket.http.response.body", "body": body})
 
 
 def _retryable(scope: Scope) -> bool:

@@ -68,8 +68,28 @@ def load_app(app_path: str, *, app_type: str = "asgi", factory: bool = False,
             from a2wsgi import WSGIMiddleware
         except ImportError:
             raise AppLoadError("WSGI apps need a2wsgi: pip install a2wsgi") from None
-        return WSGIMiddleware(obj)  # type: ignore[no-any-return]
+        return CoroutineReceive(WSGIMiddleware(obj))
     return obj  # type: ignore[no-any-return]
+
+
+class CoroutineReceive:
+    """Hands the app a `receive` that returns a real coroutine.
+
+    a2wsgi passes ``receive()`` to `asyncio.run_coroutine_threadsafe`, which accepts only
+    coroutines; some servers (granian) give an awaitable that is not one.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def coroutine_receive() -> Any:
+            return await receive()
+
+        await self.app(scope, coroutine_receive, send)
+
+    def __repr__(self) -> str:
+        return f"<CoroutineReceive {self.app!r}>"
 
 
 def _describe(exc: BaseException) -> str:

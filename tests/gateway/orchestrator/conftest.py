@@ -7,7 +7,7 @@ of those groups is left.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,12 @@ from gateway.orchestrator import Orchestrator
 
 
 @pytest.fixture
-def recorder() -> Recorder:
-    return Recorder()
+def recorder() -> Iterator[Recorder]:
+    """Records events and pids; afterwards, no process of those groups may be left."""
+    rec = Recorder()
+    yield rec
+    left = leftover_processes(rec.pids)
+    assert not left, f"processes left behind: {left}"
 
 
 @pytest.fixture
@@ -44,5 +48,3 @@ async def make_orchestrator(tmp_path: Path, recorder: Recorder
             if status["pid"]:
                 recorder.pids.add(status["pid"])
         await orch.stop()
-    left = leftover_processes(recorder.pids)
-    assert not left, f"processes left behind: {left}"

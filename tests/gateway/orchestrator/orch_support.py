@@ -103,3 +103,24 @@ async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, *,
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+def project_toml(apps: list[dict[str, Any]], *, server: dict[str, Any] | None = None,
+                 extensions: list[dict[str, Any]] | None = None, **options: Any) -> str:
+    """Project-file text with one process_orchestration extension running `apps`
+    (each a table; `module_path` defaults to the tests folder, `app_path` to apps.basic)."""
+    import tomlkit
+
+    tables = []
+    for table in apps:
+        table = dict(table)
+        table.setdefault("path", f"/{table['name']}")
+        table.setdefault("module_path", str(TESTS_DIR))
+        if "command" not in table:
+            table.setdefault("app_path", "apps.basic:app")
+        tables.append(table)
+    config = {**FAST, "port_range": list(port_range()), **options, "apps": tables}
+    doc = {"server": {"graceful_timeout": 5.0, **(server or {})},
+           "extensions": [*(extensions or []),
+                          {"type": "process_orchestration", "config": config}]}
+    return tomlkit.dumps(doc)

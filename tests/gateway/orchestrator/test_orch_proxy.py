@@ -1,0 +1,209 @@
+"""Requests through a real gateway to real app processes (process_orchestration extension)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from gateway_support import serve_gateway
+from orch_support import TESTS_DIR, Recorder, project_toml, wait_until
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
+
+from gateway.orchestrator import AppState
+
+
+def client(base: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=base, trust_env=False, timeout=15)
+
+
+async def test_strip_path_proxying_for_every_kind_of_app(tmp_path: Path,
+                                                         recorder: Recorder) -> None:
+    text = project_toml([
+        {"name": "api"},
+        {"name": "keep", "strip_path": False},
+        {"name": "wsgi", "app_path": "apps.wsgi_app:app", "app_type": "wsgi"},
+        {"name": "fac", "app_path": "apps.factory:create_app", "factory": True,
+         "factory_args": {"greeting": "hey", "times": 2}},
+        {"name": "env", "env": {"GREETING": "bonjour"}},
+        {"name": "cmd", "command": [sys.executable, str(TESTS_DIR / "apps/command_server.py")]},
+    ])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        for sup in gw.orchestrator.supervisors.values():
+            assert await sup.wait_ready(15), sup
+
+        r = await http.get("/api/echo/x%20y?q=1", headers={"x-request-id": "req-api-1"})
+        assert r.status_code == 200
+        assert r.headers["x-request-id"] == "req-api-1"
+        body = r.json()
+        assert body["path"] == "/echo/x y" and body["query"] == "q=1"
+        assert body["headers"]["x-request-id"] == "req-api-1"
+        assert body["headers"]["x-forwarded-for"] == "127.0.0.1"
+        # The reported pid leads the app's process group; the serving worker is below it.
+        tree = psutil.Process(gw.orchestrator.get("api").pid).children(recursive=True)
+        assert body["pid"] in {p.pid for p in tree}
+
+        assert (await http.get("/api")).json()["path"] == "/"
+        assert (await http.get("/keep/echo")).json()["path"] == "/keep/echo"
+
+        r = await http.post("/wsgi/echo?a=b", content=b"payload")
+        assert r.json() | {"pid": 0} == {"kind": "wsgi", "path": "/echo", "script_name": "",
+                                        "query": "a=b", "method": "POST", "body": "payload",
+                                        "pid": 0}
+
+        r = await http.get("/fac/hello")
+        assert r.json() == {"greeting": "heyhey", "path": "/hello", "root_path": ""}
+
+        r = await http.get("/env/env?name=GREETING")
+        assert r.json() == {"value": "bonjour"}
+
+        r = await http.get("/cmd/hello?x=1")
+        assert r.json()["kind"] == "command" and r.json()["path"] == "/hello?x=1"
+        assert r.json()["cwd"] == str(tmp_path)  # pytest's tmp_path is already resolved
+
+        r = await http.get("/nowhere")
+        assert r.status_code == 404
+
+        # The app's own log lines carry the request id the gateway used.
+        await http.get("/api/log", headers={"x-request-id": "trace-me-7"})
+        lines = await wait_until(lambda: [ln for ln in gw.orchestrator.logs("api")
+                                          if ln.request_id == "trace-me-7"], what="app lines")
+        assert {ln.line for ln in lines} >= {"printed inside a request"}
+
+        metrics = (await http.get("/metrics")).json()
+        assert metrics["apps"]["api"]["state"] == "healthy"
+        assert metrics["apps"]["api"]["requests"] >= 3
+        assert metrics["apps"]["cmd"]["backend"] == "command"
+        assert metrics["extensions"]["process_orchestration"]["proxied"] >= 8
+
+
+async def test_sse_events_arrive_as_sent(tmp_path: Path, recorder: Recorder) -> None:
+    async with serve_gateway(tmp_path, project_toml([{"name": "api"}]), recorder) as gw:
+        assert await gw.orchestrator.get("api").wait_ready(15)
+        async with client(gw.url) as http:
+            started = time.monotonic()
+            async with http.stream("GET", "/api/sse?n=3&gap=0.6") as r:
+                assert r.headers["content-type"].startswith("text/event-stream")
+                chunks = r.aiter_text()
+                first = await anext(chunks)
+                first_at = time.monotonic() - started
+                assert "event 0" in first
+                rest = "".join([c async for c in chunks])
+            total = time.monotonic() - started
+        assert "event 2" in rest and "event 0" not in rest
+        assert total >= 1.2
+        assert first_at < total - 0.8  # the first event came long before the end
+
+
+async def test_websocket_echo_through_the_gateway(tmp_path: Path, recorder: Recorder) -> None:
+    async with serve_gateway(tmp_path, project_toml([{"name": "ws"}]), recorder) as gw:
+        assert await gw.orchestrator.get("ws").wait_ready(15)
+        url = gw.url.replace("http://", "ws://") + "/ws/ws"
+        async with connect(url, open_timeout=10) as ws:
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), 5) == "echo: hello"
+            await ws.send(b"\x00\x01")
+            assert await asyncio.wait_for(ws.recv(), 5) == b"\x00\x01"
+
+
+async def test_stopped_and_failed_apps_answer_503_at_once(tmp_path: Path,
+                                                          recorder: Recorder) -> None:
+    text = project_toml([
+        {"name": "api"},
+        {"name": "broken", "app_path": "apps.broken:app", "max_restart_count": 0},
+    ])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        orch = gw.orchestrator
+        assert await orch.get("api").wait_ready(15)
+        await wait_until(lambda: orch.get("broken").state is AppState.FAILED, what="failed")
+        await orch.stop_app("api")
+        for path, state in (("/api/x", "stopped"), ("/broken/x", "failed")):
+            started = time.monotonic()
+            r = await http.get(path, headers={"x-request-id": "rid-503"})
+            assert time.monotonic() - started < 1.0
+            assert r.status_code == 503
+            name = path.split("/")[1]
+            assert f"app {name!r}" in r.text and state in r.text and "rid-503" in r.text
+            assert "retry-after" not in r.headers
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(gw.url.replace("http://", "ws://") + "/api/ws"):
+                pass
+        assert refused.value.response.status_code == 503
+        assert b"app 'api'" in refused.value.response.body
+
+
+async def test_request_during_restart_is_held_then_served(tmp_path: Path,
+                                                          recorder: Recorder) -> None:
+    text = project_toml([{"name": "api", "hold_requests": 10.0}])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        sup = gw.orchestrator.get("api")
+        assert await sup.wait_ready(15)
+        old_pid = sup.pid
+        restart = asyncio.create_task(gw.orchestrator.restart_app("api"))
+        await wait_until(lambda: sup.state is not AppState.HEALTHY, what="restart to begin")
+        r = await http.get("/api/pid")
+        assert r.status_code == 200
+        assert int(r.text) != old_pid
+        await restart
+        assert gw.app.pipeline.metrics()["process_orchestration"]["held"] >= 1
+
+
+async def test_hold_gives_up_with_503_and_retry_after(tmp_path: Path,
+                                                      recorder: Recorder) -> None:
+    # A crash-looping app with a long backoff stays "restarting" for a while.
+    text = project_toml([{"name": "loop", "app_path": "apps.broken:app",
+                          "restart_delay": 20.0, "hold_requests": 0.4}])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        sup = gw.orchestrator.get("loop")
+        await wait_until(lambda: sup.state is AppState.RESTARTING, what="restarting")
+        started = time.monotonic()
+        r = await http.get("/loop/x")
+        waited = time.monotonic() - started
+        assert r.status_code == 503 and 0.35 <= waited < 3.0
+        assert r.headers["retry-after"] == "1"
+        assert "app 'loop'" in r.text and "restarting" in r.text
+
+
+async def test_crash_mid_request_is_502_then_recovers(tmp_path: Path,
+                                                      recorder: Recorder) -> None:
+    async with serve_gateway(tmp_path, project_toml([{"name": "api"}]), recorder) as gw, \
+            client(gw.url) as http:
+        sup = gw.orchestrator.get("api")
+        assert await sup.wait_ready(15)
+        r = await http.post("/api/crash", content=b"x")
+        assert r.status_code == 502
+        assert "app 'api'" in r.text
+        await wait_until(lambda: sup.restarts == 1 and sup.state is AppState.HEALTHY,
+                         what="restart after the crash")
+        assert (await http.get("/api/echo")).status_code == 200
+
+
+async def test_slow_app_times_out_with_504(tmp_path: Path, recorder: Recorder) -> None:
+    text = project_toml([{"name": "api", "proxy_timeout": 0.5}])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        assert await gw.orchestrator.get("api").wait_ready(15)
+        r = await http.get("/api/slow?s=3")
+        assert r.status_code == 504 and "app 'api'" in r.text
+        assert (await http.get("/api/slow?s=0.05")).text == "slow done"
+
+
+async def test_extension_owns_an_orchestrator_when_the_engine_gave_none(
+        tmp_path: Path, recorder: Recorder) -> None:
+    import harness
+
+    text = project_toml([{"name": "api"}], server={"backend": "uvicorn"})
+    async with harness.serve_config(text, tmp_path) as gw, client(gw.url) as http:
+        orch = gw.services.orchestrator
+        assert orch is not None
+        assert await orch.get("api").wait_ready(15)
+        recorder.pids.add(orch.get("api").pid)
+        r = await http.get("/api/echo")
+        assert r.status_code == 200 and json.loads(r.text)["path"] == "/echo"
+        assert orch.snapshot()[0]["backend"] == "uvicorn"
+    assert gw.services.orchestrator is None  # stopped and released with the pipeline
