@@ -13,6 +13,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -273,9 +274,10 @@ class WorkbenchApp(App[None]):
         self.notify(message.text, title="Project file refused", severity="error", timeout=10)
 
     def on_engine_notice(self, message: EngineNotice) -> None:
-        if message.level in ("warning", "error"):
-            severity = "error" if message.level == "error" else "warning"
-            self.notify(message.text, title=message.app or "", severity=severity)
+        if message.level == "error":
+            self.notify(message.text, title=message.app or "", severity="error")
+        elif message.level == "warning":
+            self.notify(message.text, title=message.app or "", severity="warning")
 
     # --- commands (keys, palette) -------------------------------------------------------
 
@@ -407,7 +409,7 @@ class WorkbenchApp(App[None]):
                            self.dashboard.action_toggle_follow),
             PaletteCommand("Export the request log…", "x: JSON Lines or HAR",
                            self.export_dialog),
-            PaletteCommand("Logs of all apps", "L: merged output", lambda: self.open_logs(None)),
+            PaletteCommand("Logs of all apps", "L: merged output", partial(self.open_logs, None)),
             PaletteCommand("Help: every key", "?", self.action_help),
             PaletteCommand("Quit", "q: drain, stop every app, exit", self.request_quit),
         ]
@@ -415,17 +417,17 @@ class WorkbenchApp(App[None]):
         for name in table.app_names:
             stopped = table.app_state(name) in ("stopped", "failed")
             cmds += [
-                PaletteCommand(f"Restart {name}", "r", lambda n=name: self.restart_app(n)),
+                PaletteCommand(f"Restart {name}", "r", partial(self.restart_app, name)),
                 PaletteCommand(f"{'Start' if stopped else 'Stop'} {name}", "s",
-                               lambda n=name: self.toggle_app(n)),
-                PaletteCommand(f"Logs of {name}", "l", lambda n=name: self.open_logs(n)),
+                               partial(self.toggle_app, name)),
+                PaletteCommand(f"Logs of {name}", "l", partial(self.open_logs, name)),
                 PaletteCommand(f"Requests of {name}", "filter the request log",
-                               lambda n=name: self.dashboard.set_filter(app=n)),
+                               partial(self.dashboard.set_filter, app=name)),
             ]
         for backend in self.engine.installed_backends():
             if backend != self.engine.backend:
                 cmds.append(PaletteCommand(f"Switch backend to {backend}", "b",
-                                           lambda b=backend: self.switch_backend(b)))
+                                           partial(self.switch_backend, backend)))
         return cmds
 
     def __repr__(self) -> str:

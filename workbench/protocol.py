@@ -31,16 +31,21 @@ class EventSource(Protocol):
 
 
 class RequestSource(Protocol):
-    records: deque[RequestRecord]
+    @property
+    def records(self) -> deque[RequestRecord]: ...
 
 
 class EngineAPI(Protocol):
     """The engine surface the workbench drives."""
 
-    config_path: Path
-    events: EventSource
-    request_log: RequestSource
-    project: ProjectConfig | None
+    @property
+    def config_path(self) -> Path: ...
+    @property
+    def events(self) -> EventSource: ...
+    @property
+    def request_log(self) -> RequestSource: ...
+    @property
+    def project(self) -> ProjectConfig | None: ...
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
