@@ -1,4 +1,7 @@
-"""Not an ASGI app: a plain program serving HTTP on $PORT (for `command` apps)."""
+"""Not an ASGI app: a plain program serving HTTP on $PORT (for `command` apps).
+
+With $IGNORE_SIGTERM set it ignores SIGTERM, to test the SIGKILL after shutdown_timeout.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 if __name__ == "__main__":
+    if os.environ.get("IGNORE_SIGTERM"):  # a program that will not stop when asked
+        import signal
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
     print(f"command server listening on {server.server_port}", flush=True)
     server.serve_forever()
