@@ -46,6 +46,13 @@ class ServerAdapter(ABC):
                             settings: ServerConfig) -> ServingHandle:
         """Start serving `app` on the already-listening `sock` in the running loop."""
 
+    @classmethod
+    def unsupported_in(cls, settings: ServerConfig) -> list[str]:
+        """The `unsupported` keys `settings` actually sets (differ from the default)."""
+        defaults = ServerConfig()
+        return sorted(key for key in cls.unsupported
+                      if getattr(settings, key) != getattr(defaults, key))
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
 
@@ -94,22 +101,29 @@ class DrainingApp:
 
     Once `draining` is set every HTTP/1 response carries `connection: close`: a client's
     next request on this server is answered, and then the connection ends, instead of being
-    cut while the request is in flight. It also tracks which connections (by client address)
-    are still open, for backends that do not expose their own count.
+    cut while the request is in flight. It also tracks, by client address, the connections
+    that are busy or were used within `active_window` seconds, for a backend (granian) that
+    does not expose its own connection count: those are the ones about to send another request.
     """
 
-    def __init__(self, app: ASGIApp, *, idle_grace: float) -> None:
+    def __init__(self, app: ASGIApp, *, idle_grace: float, active_window: float = 0.5) -> None:
         self.app = app
         self.idle_grace = idle_grace
+        self.active_window = active_window
         self.draining = False
         self.in_flight = 0
-        # client (host, port) -> monotonic time of its last response; dropped once closed
-        self._open: dict[tuple[str, int], float] = {}
+        # client (host, port) -> monotonic time of its last response, -1 while busy;
+        # dropped once the response said `connection: close`
+        self._seen: dict[tuple[str, int], float] = {}
 
-    def open_connections(self) -> int:
-        """Connections that served a request and may still send another (not idled out)."""
+    def active_connections(self) -> int:
+        """Connections busy now or used within `active_window` and not told to close."""
         now = time.monotonic()
-        return sum(1 for seen in self._open.values() if seen < 0 or now - seen < self.idle_grace)
+        stale = [key for key, seen in self._seen.items()
+                 if seen >= 0 and now - seen >= self.active_window]
+        for key in stale:
+            del self._seen[key]
+        return len(self._seen)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -127,7 +141,6 @@ class DrainingApp:
                 closing = any(k.lower() == b"connection" and v.lower() == b"close"
                               for k, v in headers)
                 if self.draining and not closing:
-                    headers = [(k, v) for k, v in headers if k.lower() != b"connection"]
                     headers.append((b"connection", b"close"))
                     message = {**message, "headers": headers}
                     closing = True
@@ -135,17 +148,19 @@ class DrainingApp:
 
         self.in_flight += 1
         if key is not None:
-            self._open[key] = -1.0  # busy
+            if len(self._seen) > 4096:
+                self.active_connections()  # prune
+            self._seen[key] = -1.0
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.in_flight -= 1
             if key is not None:
                 if closing:
-                    self._open.pop(key, None)
+                    self._seen.pop(key, None)
                 else:
-                    self._open[key] = time.monotonic()
+                    self._seen[key] = time.monotonic()
 
     def __repr__(self) -> str:
         state = "draining" if self.draining else "serving"
-        return f"<DrainingApp {state} in_flight={self.in_flight} open={len(self._open)}>"
+        return f"<DrainingApp {state} in_flight={self.in_flight} seen={len(self._seen)}>"

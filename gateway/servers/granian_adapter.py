@@ -16,10 +16,13 @@ import socket
 from pathlib import Path
 from typing import Any, ClassVar
 
-from granian._granian import SocketHolder
-from granian.constants import HTTPModes, Interfaces, Loops
+from granian._futures import _future_watcher_wrapper, _new_cbscheduler
+from granian._granian import ASGIWorker, SocketHolder
+from granian.asgi import _callback_wrapper as _asgi_callback_wrapper
+from granian.constants import HTTPModes, Interfaces, Loops, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
+from granian.server.embed import AsyncWorker
 from granian.server.embed import Server as EmbeddedServer
 
 from gateway.config.schema import ServerConfig
@@ -66,6 +69,37 @@ class _SharedSocketServer(EmbeddedServer):
         self._shd = SocketHolder(self._given_fd, False, self.backlog)
         self._sfd = self._given_fd
 
+    # granian's own ASGI (no lifespan) worker, except that its shutdown callback may fire
+    # twice (granian 2.x resolves the same future again: "InvalidStateError" logged on every
+    # stop); here the second call is a no-op.
+    @staticmethod
+    @AsyncWorker.wrap_target
+    async def _spawn_asgi_worker(worker_id: int, shutdown_event: Any, callback: Any,
+                                 sock: Any, loop: asyncio.AbstractEventLoop,
+                                 runtime_threads: int, runtime_blocking_threads: int | None,
+                                 blocking_threads: int, blocking_threads_idle_timeout: int,
+                                 backpressure: int, task_impl: TaskImpl, http_mode: HTTPModes,
+                                 http1_settings: HTTP1Settings | None,
+                                 http2_settings: HTTP2Settings | None, websockets: bool,
+                                 static_path: Any, log_access_fmt: str | None, ssl_ctx: Any,
+                                 scope_opts: dict[str, Any]) -> None:
+        wcallback = _future_watcher_wrapper(
+            _asgi_callback_wrapper(callback, scope_opts, {}, log_access_fmt))
+        stopped: asyncio.Future[None] = loop.create_future()
+
+        def resolve() -> None:
+            if not stopped.done():
+                stopped.set_result(None)
+
+        shutdown_event.add_cb(lambda: loop.call_soon_threadsafe(resolve))
+        worker = ASGIWorker(worker_id, sock, None, runtime_threads, runtime_blocking_threads,
+                            blocking_threads, blocking_threads_idle_timeout, backpressure,
+                            http_mode, http1_settings, http2_settings, websockets, static_path,
+                            *ssl_ctx, (None, None))
+        scheduler = _new_cbscheduler(loop, wcallback, impl_asyncio=task_impl == TaskImpl.asyncio)
+        worker.serve_async(scheduler, loop, shutdown_event)
+        await stopped
+
 
 class GranianHandle(ServingHandle):
     def __init__(self, server: _SharedSocketServer, app: DrainingApp, fd: int) -> None:
@@ -91,7 +125,7 @@ class GranianHandle(ServingHandle):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._app.draining = True
-        await wait_until(lambda: self._app.open_connections() == 0,
+        await wait_until(lambda: self._app.active_connections() == 0,
                          deadline=min(deadline, loop.time() + self._app.idle_grace))
         self._server.stop()
         if self._task is None:

@@ -57,7 +57,9 @@ class HypercornHandle(ServingHandle):
         self._wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
         self._context = WorkerContext(None)
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        # connection task -> its stream reader; a task outlives its connection by up to
+        # keep_alive_timeout (hypercorn's idle timer), so "open" looks at the stream.
+        self._connections: dict[asyncio.Task[None], asyncio.StreamReader] = {}
         self._stopped = False
 
     async def start(self) -> None:
@@ -68,8 +70,8 @@ class HypercornHandle(ServingHandle):
                                 writer: asyncio.StreamWriter) -> None:
             task = asyncio.current_task()
             if task is not None:
-                self._connections.add(task)
-                task.add_done_callback(self._connections.discard)
+                self._connections[task] = reader
+                task.add_done_callback(lambda done: self._connections.pop(done, None))
             await TCPServer(self._wrapped, loop, self._config, self._context, {}, reader, writer)
 
         self._server = await asyncio.start_server(
@@ -79,7 +81,8 @@ class HypercornHandle(ServingHandle):
 
     @property
     def connections(self) -> int:
-        return len(self._connections)
+        """Connections whose client has not hung up."""
+        return sum(1 for reader in self._connections.values() if not reader.at_eof())
 
     async def stop(self, timeout: float) -> None:
         if self._stopped:
@@ -90,7 +93,7 @@ class HypercornHandle(ServingHandle):
         self._app.draining = True
         if self._server is not None:
             self._server.close()  # stops accepting; closes our dup, not the engine's socket
-        await wait_until(lambda: not self._connections,
+        await wait_until(lambda: self.connections == 0,
                          deadline=min(deadline, loop.time() + self._app.idle_grace))
         # `terminated` makes hypercorn close idle connections and finish busy ones.
         await self._context.terminated.set()

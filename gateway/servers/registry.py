@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 
+from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled
 from gateway.servers.base import ServerAdapter
 
@@ -51,3 +52,13 @@ def resolve_backend_name(name: str) -> str:
 
 def get_backend(name: str) -> ServerAdapter:
     return BackendRegistry.get(name)
+
+
+def unsupported_settings(backend: str, settings: ServerConfig) -> list[str]:
+    """Warnings for [server] keys `settings` sets that `backend` cannot honour (for `check`).
+
+    Raises BackendNotInstalled when the backend (or, for `auto`, every backend) is missing.
+    """
+    adapter = BackendRegistry.get(str(backend))
+    return [f"server.{key} = {getattr(settings, key)!r} is not supported by {adapter.name}; "
+            "it is ignored" for key in adapter.unsupported_in(settings)]

@@ -86,7 +86,13 @@ class UvicornHandle(ServingHandle):
 class UvicornAdapter(ServerAdapter):
     name: ClassVar[str] = "uvicorn"
     package: ClassVar[str] = "uvicorn"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"http"})  # no HTTP/2 without zttp
+    unsupported: ClassVar[frozenset[str]] = frozenset({"http"})
+
+    @classmethod
+    def unsupported_in(cls, settings: ServerConfig) -> list[str]:
+        # uvicorn speaks HTTP/1.1 only (its HTTP/2 needs the separate zttp protocol), so
+        # only `http = "2"` is out of reach; "1" and "auto" are what it does anyway.
+        return ["http"] if str(settings.http) == "2" else []
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:
