@@ -23,27 +23,31 @@ class HelpScreen(ModalScreen[None]):
     def __init__(self, sections: Iterable[HelpSection]) -> None:
         super().__init__(id="help")
         self.sections = list(sections)
+        self.rows: list[tuple[str, str, str]] = []
+        """(section, keys, description) of every row shown."""
 
     def _keys(self, binding: Binding) -> str:
         keys = [k.strip() for k in binding.key.split(",")]
         return " / ".join(self.app.get_key_display(Binding(k, binding.action)) for k in keys)
 
-    def _table(self, bindings: Sequence[BindingType], extra: Sequence[tuple[str, str]]) -> Table:
+    def _table(self, title: str, bindings: Sequence[BindingType],
+               extra: Sequence[tuple[str, str]]) -> Table:
         table = Table.grid(padding=(0, 2))
         table.add_column(style="bold #2a7fd4", no_wrap=True, min_width=14)
         table.add_column()
-        for item in bindings:
-            binding = item if isinstance(item, Binding) else Binding(*item)
-            table.add_row(self._keys(binding), binding.description or binding.action)
-        for key, description in extra:
-            table.add_row(key, description)
+        rows = [(self._keys(b), b.description or b.action)
+                for b in (item if isinstance(item, Binding) else Binding(*item)
+                          for item in bindings)]
+        for keys, description in [*rows, *extra]:
+            table.add_row(keys, description)
+            self.rows.append((title, keys, description))
         return table
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
             yield Static(Text("Keys", style="bold"), id="help-heading")
             for title, bindings, extra in self.sections:
-                section = Static(self._table(bindings, extra), classes="help-section")
+                section = Static(self._table(title, bindings, extra), classes="help-section")
                 section.border_title = title
                 yield section
 

@@ -46,7 +46,7 @@ class LogsScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Static(id="logs-title")
         yield LogView(id="log-view")
-        yield Input(placeholder="search (Enter to keep, Escape to clear)", id="log-search")
+        yield Input(placeholder="search: Enter keeps it, Escape hides the field", id="log-search")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -95,6 +95,8 @@ class LogsScreen(Screen[None]):
         self._load()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
+        # Enter keeps the search (the title shows it) and gives the keys back to the log.
+        event.input.remove_class("-visible")
         self.log_view.focus()
 
     def action_merged(self) -> None:
