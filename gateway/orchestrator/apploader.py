@@ -68,7 +68,8 @@ def load_app(app_path: str, *, app_type: str = "asgi", factory: bool = False,
             from a2wsgi import WSGIMiddleware
         except ImportError:
             raise AppLoadError("WSGI apps need a2wsgi: pip install a2wsgi") from None
-        return CoroutineReceive(WSGIMiddleware(obj))
+        wsgi: Any = WSGIMiddleware(obj)
+        return CoroutineReceive(wsgi)
     return obj  # type: ignore[no-any-return]
 
 

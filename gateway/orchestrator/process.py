@@ -61,6 +61,7 @@ class AppProcess:
         self.key: dict[str, Any] = {}
         self._lifeline: int | None = lifeline
         self._pidfd = _open_pidfd(proc.pid)
+        self._term_sent = False
         self._on_line = on_line
         self._on_exit = on_exit
         self._readers = [
@@ -105,8 +106,13 @@ class AppProcess:
         """Return as soon as the leader has exited (before asyncio sees its pipes close)."""
         if self._pidfd is not None:
             loop = asyncio.get_running_loop()
-            ready = loop.create_future()
-            loop.add_reader(self._pidfd, lambda: ready.done() or ready.set_result(None))
+            ready: asyncio.Future[None] = loop.create_future()
+
+            def exited() -> None:
+                if not ready.done():
+                    ready.set_result(None)
+
+            loop.add_reader(self._pidfd, exited)
             try:
                 await ready
             finally:
@@ -181,11 +187,8 @@ class AppProcess:
             os.killpg(self.pgid, sig)
 
     def group_alive(self) -> bool:
-        try:
-            os.killpg(self.pgid, 0)
-        except (ProcessLookupError, PermissionError):
-            return False
-        return True
+        """True while a process of our group still runs (zombies awaiting init don't count)."""
+        return group_has_live_members(self.pgid)
 
     def close_lifeline(self) -> None:
         if self._lifeline is not None:
@@ -196,7 +199,9 @@ class AppProcess:
     async def terminate(self, timeout: float) -> int:
         """SIGTERM the group, SIGKILL it after `timeout` seconds; returns the exit code."""
         if not self.exited:
-            self.kill_group(signal.SIGTERM)
+            if not self._term_sent:  # a second SIGTERM makes some servers skip their drain
+                self._term_sent = True
+                self.kill_group(signal.SIGTERM)
             try:
                 async with asyncio.timeout(max(0.0, timeout)):
                     return await self.wait()
@@ -226,6 +231,30 @@ class AppProcess:
         status = "running" if self.returncode is None else f"exit={self.returncode}"
         return (f"<AppProcess pid={self.pid} port={self.port} backend={self.backend} "
                 f"{status} inflight={self.inflight}>")
+
+
+def group_has_live_members(pgid: int) -> bool:
+    try:
+        entries = os.listdir("/proc")
+    except OSError:  # no procfs: ask the kernel, which counts zombies too
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 
 
 def _open_pidfd(pid: int) -> int | None:
