@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections import deque
@@ -442,11 +443,23 @@ def create_app(engine: EngineAPI, *, poll_interval: float = 1.0,
     return WorkbenchApp(engine, poll_interval=poll_interval, max_rows=max_rows)
 
 
+async def _hang_up(app: WorkbenchApp) -> None:
+    """The terminal is gone (SIGHUP): stop every app, then leave at once. Textual would block
+    for ever trying to restore a terminal that no longer exists."""
+    app.request_quit()
+    try:
+        await app.engine.stop()  # waits for the stop the app started
+    finally:
+        os._exit(0)
+
+
 async def _serve(app: WorkbenchApp) -> None:
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, app.request_quit)
+    hang_ups: list[asyncio.Task[None]] = []
+    with contextlib.suppress(NotImplementedError, RuntimeError):
+        loop.add_signal_handler(signal.SIGTERM, app.request_quit)
+        loop.add_signal_handler(signal.SIGHUP,
+                                lambda: hang_ups.append(loop.create_task(_hang_up(app))))
     try:
         await app.run_async()
     finally:
