@@ -2,8 +2,8 @@
 
 `load_app` imports ``module:attribute``, calls a factory with its keyword arguments and wraps
 a WSGI app in `a2wsgi.WSGIMiddleware`. In an app process the server imports
-``gateway.orchestrator.apploader:app``: the module-level `__getattr__` builds the app from
-the JSON description in the environment (inherited by every worker) and wraps it in
+``gateway.orchestrator.childapp:app``, which calls `child_app`: it builds the app from the
+JSON description in the environment (inherited by every worker) and wraps it in
 `RequestIdMiddleware`, so every line the app writes while serving a request carries the
 request id for the workbench to read back.
 """
@@ -235,9 +235,3 @@ def child_app() -> ASGIApp:
         _child_app = RequestIdMiddleware(inner)
     return _child_app
 
-
-def __getattr__(name: str) -> Any:
-    # PEP 562: servers import "gateway.orchestrator.apploader:app" in each worker.
-    if name == "app":
-        return child_app()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -125,7 +125,7 @@ def serve(spec: dict[str, Any]) -> int:
         backend = get_backend(spec["backend"])
     except GatewayError as exc:
         return _fail(str(exc))
-    backend.run_app("gateway.orchestrator.apploader:app", host=spec["host"], port=spec["port"],
+    backend.run_app("gateway.orchestrator.childapp:app", host=spec["host"], port=spec["port"],
                     workers=int(spec.get("workers") or 1), settings=_server_settings(spec))
     return 0
 

@@ -40,8 +40,11 @@ async def test_start_serves_and_reports(make_orchestrator, recorder: Recorder) -
     assert "healthy" in repr(sup) and str(sup.pid) in repr(sup)
 
 
-async def test_request_id_reaches_app_log_lines(make_orchestrator, recorder: Recorder) -> None:
-    orch = make_orchestrator([app("a"), app("w", app_path="apps.wsgi_app:app", app_type="wsgi")])
+@pytest.mark.parametrize("backend", ["granian", "uvicorn", "hypercorn"])
+async def test_request_id_reaches_app_log_lines(make_orchestrator, recorder: Recorder,
+                                                backend: str) -> None:
+    orch = make_orchestrator([app("a"), app("w", app_path="apps.wsgi_app:app", app_type="wsgi")],
+                             backend=backend)
     await orch.start()
     for name in ("a", "w"):
         sup = orch.get(name)
@@ -61,6 +64,7 @@ async def test_request_id_reaches_app_log_lines(make_orchestrator, recorder: Rec
     a_lines = [ln.line for ln in orch.logs("a") if ln.request_id == "rid-a"]
     assert "logged inside a request" in a_lines  # logging output carries the id too
     assert any(isinstance(e, AppOutput) and e.request_id == "rid-a" for e in recorder.events)
+    assert {s["backend"] for s in orch.snapshot()} == {backend}
     merged = orch.logs()
     assert [ln.time for ln in merged] == sorted(ln.time for ln in merged)
     with pytest.raises(AppError, match="'zzz'"):

@@ -20,7 +20,7 @@ def group_members(pgid: int) -> list[psutil.Process]:
     return leftover_processes({pgid})
 
 
-@pytest.mark.parametrize("backend", ["granian", "uvicorn"])
+@pytest.mark.parametrize("backend", ["granian", "uvicorn", "hypercorn"])
 async def test_multi_worker_app_leaves_no_process(make_orchestrator, backend: str) -> None:
     orch = make_orchestrator([app("multi", workers=2, backend=backend)])
     await orch.start()
