@@ -168,7 +168,7 @@ class AppSupervisor:
 
     def process_key(self, config: AppConfig | None = None) -> dict[str, Any]:
         """What the process is made from; a change needs a new process."""
-        spec = self._spec(0, config or self.config)
+        spec = self._spec(0, config or self.config, strict=False)
         spec.pop("port")
         return spec
 
@@ -293,17 +293,12 @@ class AppSupervisor:
 
     async def _cancel_lifecycle(self) -> None:
         task, self._lifecycle_task = self._lifecycle_task, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_and_wait(task)
 
     async def _cancel_rollover(self) -> None:
         task = self._rollover_task
-        if task is not None and task is not asyncio.current_task() and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if task is not asyncio.current_task():
+            await _cancel_and_wait(task)
 
     async def _stop_processes(self) -> None:
         self._proc = None
@@ -347,6 +342,7 @@ class AppSupervisor:
         try:
             proc = await self._launch()
         except (GatewayError, OSError) as exc:
+            self._report(str(exc))
             return str(exc)
         self._set_live(proc)
         ok, reason = await self._wait_healthy(proc)
@@ -380,13 +376,19 @@ class AppSupervisor:
                  proc.backend)
         return proc
 
-    def _spec(self, port: int, config: AppConfig) -> dict[str, Any]:
+    def _spec(self, port: int, config: AppConfig, *, strict: bool = True) -> dict[str, Any]:
+        """The child's description; `strict` raises if the backend is not installed."""
         project = self._owner.project
         root = str(project.root.resolve())
         module_path = (str(project.resolve(config.module_path).resolve())
                        if config.module_path else None)
         server = project.server
-        backend = self.desired_backend(config)
+        try:
+            backend = self.desired_backend(config)
+        except GatewayError:
+            if strict:
+                raise
+            backend = str(config.backend or self._owner.default_backend)
         return {
             "app": config.name, "app_path": config.app_path, "app_type": config.app_type,
             "factory": config.factory, "factory_args": dict(config.factory_args),
@@ -561,6 +563,19 @@ class AppSupervisor:
         return (f"<AppSupervisor {self.name!r} {self.state} pid={self.pid} port={self.port} "
                 f"backend={self.backend} restarts={self.restarts} "
                 f"streak={self.backoff.streak}>")
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
+    """Cancel `task` and wait for it; our own cancellation still propagates."""
+    if task is None or task.done():
+        return
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
 
 
 def unknown_app(name: str, known: list[str]) -> AppError:

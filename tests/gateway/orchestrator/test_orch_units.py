@@ -6,7 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from orch_support import app, make_project
+from orch_support import app, make_project, port_range
 
 from gateway.errors import AppError
 from gateway.events import EventBus
@@ -62,22 +62,25 @@ def test_backoff_streak_resets_after_healthy_period_and_on_reset() -> None:
 
 
 def test_ports_skip_taken_and_in_use() -> None:
+    lo, hi = port_range()  # below the ephemeral range: nobody else hands these out
     with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
+        busy.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        busy.bind(("127.0.0.1", lo))
         busy.listen()
-        used = busy.getsockname()[1]
-        assert not port_is_free(used)
-        ports = PortAllocator((used, used + 3))
+        assert not port_is_free(lo)
+        ports = PortAllocator((lo, hi))
         first = ports.allocate("a")
-        assert first != used
+        assert lo < first <= hi
         second = ports.allocate("b")
-        assert second not in (used, first)
+        assert second != first and lo < second <= hi
         with pytest.raises(AppError, match="already used by app 'a'"):
             ports.allocate("c", fixed=first)
         with pytest.raises(AppError, match="already in use"):
-            ports.allocate("c", fixed=used)
+            ports.allocate("c", fixed=lo)
+        assert ports.allocate("a", fixed=first) == first  # its own port again is fine
         ports.release(first)
-        assert "taken" in repr(ports)
+        assert ports.allocate("c", fixed=first) == first
+        assert f"[{lo}, {hi}]" in repr(ports)
 
 
 def test_ports_exhausted_names_the_app() -> None:
