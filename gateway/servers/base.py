@@ -85,15 +85,49 @@ def unbuffered_stdio() -> None:
             reconfigure(line_buffering=True)
 
 
+#: How long a backend's connection count must stay at zero before it is believed: a socket
+#: the loop has accepted becomes a connection only a few loop iterations later.
+SETTLE = 0.05
+
+
 async def wait_until(predicate: Callable[[], bool], *, deadline: float,
-                     interval: float = 0.01) -> bool:
-    """Poll `predicate` until it holds or the loop clock passes `deadline`; say which."""
+                     interval: float = 0.01, steady: float = 0.0) -> bool:
+    """Poll `predicate` until it holds (for `steady` seconds running, when given) or the
+    loop clock passes `deadline`; say which."""
     loop = asyncio.get_running_loop()
-    while not predicate():
-        if loop.time() >= deadline:
+    held_since: float | None = None
+    while True:
+        now = loop.time()
+        if predicate():
+            held_since = now if held_since is None else held_since
+            if now - held_since >= steady:
+                return True
+        else:
+            held_since = None
+        if now >= deadline:
             return False
         await asyncio.sleep(interval)
-    return True
+
+
+async def stop_accepting(servers: list[asyncio.Server]) -> None:
+    """Stop `servers` accepting, then close them once accepted sockets have become transports.
+
+    Closing an asyncio server straight away races with its own accept: on the selector loop a
+    socket accepted in the same iteration is wrapped in a transport a step later, and on a
+    closed server that step fails (`Server._attach` asserts) and drops the connection with
+    its request unread, which the client sees as a reset. Unhooking the listening fd first
+    and letting the loop settle closes that gap. (uvloop accepts and wraps synchronously.)
+    """
+    loop = asyncio.get_running_loop()
+    for server in servers:
+        for sock in server.sockets:
+            try:
+                loop.remove_reader(sock.fileno())
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+    await asyncio.sleep(SETTLE)
+    for server in servers:
+        server.close()
 
 
 class DrainingApp:

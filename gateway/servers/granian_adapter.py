@@ -28,6 +28,7 @@ from granian.server.embed import Server as EmbeddedServer
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
 from gateway.servers.base import (
+    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
@@ -101,13 +102,20 @@ class _SharedSocketServer(EmbeddedServer):
         await stopped
 
 
+def _file_id(fd: int) -> tuple[int, int]:
+    stat = os.fstat(fd)
+    return stat.st_dev, stat.st_ino
+
+
 class GranianHandle(ServingHandle):
     def __init__(self, server: _SharedSocketServer, app: DrainingApp, fd: int) -> None:
         self._server = server
         self._app = app
         self._fd = fd
+        self._listener = _file_id(fd)
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
+        self.detached = False
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._server.serve(), name="granian-embedded")
@@ -118,6 +126,30 @@ class GranianHandle(ServingHandle):
             exc = self._task.exception()
             raise StartupError(f"granian failed to start: {exc}") from exc
 
+    def _detach_listener(self) -> None:
+        """Stop granian accepting from the engine's socket, leaving its connections alone.
+
+        Granian has no "stop accepting" short of its shutdown, and its shutdown closes
+        connections it has just accepted before their request is read (the client sees the
+        connection drop). So the fd granian polls is pointed, with dup2, at an idle
+        non-blocking listener of our own: its accept() then finds nothing (EAGAIN) while the
+        engine's socket, still open here, keeps queueing connections for the new backend.
+        Granian closes the stand-in when it stops.
+        """
+        if self._task is None or self._task.done():
+            return  # the worker may have closed the fd already; the number may be reused
+        try:
+            if _file_id(self._fd) != self._listener:
+                return
+        except OSError:
+            return
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as stand_in:
+            stand_in.bind(("127.0.0.1", 0))
+            stand_in.listen(1)
+            stand_in.setblocking(False)
+            os.dup2(stand_in.fileno(), self._fd, inheritable=False)
+        self.detached = True
+
     async def stop(self, timeout: float) -> None:
         if self._stopped:
             return
@@ -125,8 +157,10 @@ class GranianHandle(ServingHandle):
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         self._app.draining = True
+        self._detach_listener()
         await wait_until(lambda: self._app.active_connections() == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace))
+                         deadline=min(deadline, loop.time() + self._app.idle_grace),
+                         steady=SETTLE)
         self._server.stop()
         if self._task is None:
             return

@@ -19,10 +19,12 @@ from hypercorn.utils import wrap_app
 
 from gateway.config.schema import ServerConfig
 from gateway.servers.base import (
+    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
     sigterm_exits_cleanly,
+    stop_accepting,
     unbuffered_stdio,
     wait_until,
 )
@@ -92,9 +94,9 @@ class HypercornHandle(ServingHandle):
         deadline = loop.time() + timeout
         self._app.draining = True
         if self._server is not None:
-            self._server.close()  # stops accepting; closes our dup, not the engine's socket
+            await stop_accepting([self._server])  # closes our dup, not the engine's socket
         await wait_until(lambda: self.connections == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace))
+                         deadline=min(deadline, loop.time() + self._app.idle_grace), steady=SETTLE)
         # `terminated` makes hypercorn close idle connections and finish busy ones.
         await self._context.terminated.set()
         await wait_until(lambda: not self._connections, deadline=deadline)

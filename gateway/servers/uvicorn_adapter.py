@@ -11,10 +11,12 @@ import uvicorn
 
 from gateway.config.schema import ServerConfig
 from gateway.servers.base import (
+    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
     sigterm_exits_cleanly,
+    stop_accepting,
     unbuffered_stdio,
     wait_until,
 )
@@ -67,10 +69,9 @@ class UvicornHandle(ServingHandle):
         # response says `connection: close`, so each client's next request is its last on
         # this server and none is cut off while it is in flight.
         self._app.draining = True
-        for server in self._server.servers:
-            server.close()
+        await stop_accepting(self._server.servers)
         await wait_until(lambda: self.connections == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace))
+                         deadline=min(deadline, loop.time() + self._app.idle_grace), steady=SETTLE)
         self._server.config.timeout_graceful_shutdown = max(0.0, deadline - loop.time())
         self._server.should_exit = True
         if self._task is not None:
