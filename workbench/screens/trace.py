@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from workbench import formatting as fmt
+from workbench.widgets.log_view import level_style
 
 if TYPE_CHECKING:
     from workbench.app import WorkbenchApp
@@ -97,8 +98,8 @@ def app_lines(lines: list[Any]) -> RenderableType:
     out = Text()
     for ln in lines:
         out.append(fmt.clock(ln.time), style="dim")
-        out.append(f" {ln.stream:<6} ", style="#c83737" if ln.stream == "stderr" else "dim")
-        out.append(ln.line + "\n")
+        out.append(f" {ln.stream:<6} ", style="dim")
+        out.append(ln.line + "\n", style=level_style(ln.line))
     out.rstrip()
     return out
 

@@ -12,8 +12,21 @@ from textual.widgets import RichLog
 
 from workbench import formatting as fmt
 
-STDERR_STYLE = "#c83737"
 MATCH_STYLE = "bold reverse"
+LEVEL_STYLES: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("CRITICAL", "ERROR", "Traceback", "Exception"), "#c83737"),
+    (("WARNING", "WARN "), "#d9822b"),
+    (("DEBUG",), "dim"),
+)
+
+
+def level_style(line: str) -> str:
+    """A colour for a log line from the level word it carries (first 40 characters)."""
+    head = line[:40]
+    for words, style in LEVEL_STYLES:
+        if any(w in head for w in words):
+            return style
+    return ""
 
 
 class LogView(RichLog):
@@ -71,9 +84,9 @@ class LogView(RichLog):
         text.append(" ")
         if self.app_filter is None:
             text.append(f"{line.app[:10]:<10} ", style="bold")
-        if line.stream == "stderr":
-            text.append("err ", style=STDERR_STYLE)
-        body = Text(line.line, style=STDERR_STYLE if line.stream == "stderr" else "")
+        # Python logs everything to stderr, so the stream is a tag; colour follows the level.
+        text.append("err " if line.stream == "stderr" else "out ", style="dim")
+        body = Text(line.line, style=level_style(line.line))
         if self.search:
             body.highlight_words([self.search], style=MATCH_STYLE, case_sensitive=False)
         text.append_text(body)

@@ -92,7 +92,9 @@ class RequestLogTable(DataTable[str | Text]):
         """Give the path column whatever width the fixed columns leave (at least 12)."""
         fixed = sum(w for key, _, w in COLUMNS if key != "path")
         padding = 2 * self.cell_padding * len(COLUMNS)
-        width = max(12, self.scrollable_content_region.width - fixed - padding)
+        # Reserve the vertical scrollbar even before there are enough rows to show it.
+        scrollbar = 0 if self.show_vertical_scrollbar else self.styles.scrollbar_size_vertical
+        width = max(12, self.scrollable_content_region.width - fixed - padding - scrollbar)
         column = self.columns.get(ColumnKey("path"))
         if column is not None and column.width != width:
             column.width = width
