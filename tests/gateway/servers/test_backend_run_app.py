@@ -1,0 +1,88 @@
+"""`run_app` in a child process: serves with its workers, exits 0 on SIGTERM, leaves nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+HERE = Path(__file__).resolve().parent
+
+CHILD = """
+import sys
+from gateway.config.schema import ServerConfig
+from gateway.servers.registry import get_backend
+
+get_backend(sys.argv[1]).run_app("backend_test_apps:app", host="127.0.0.1",
+                                 port=int(sys.argv[2]), workers=int(sys.argv[3]),
+                                 settings=ServerConfig())
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def answering_pids(child: subprocess.Popen[bytes], url: str, want: int,
+                   timeout: float) -> set[int]:
+    """PIDs that answered, polling with new connections until `want` differ or time is up."""
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while len(seen) < want and time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise AssertionError(f"the server exited early with {child.returncode}")
+        try:
+            response = httpx.get(url, timeout=2)
+        except httpx.TransportError:
+            time.sleep(0.05)  # not listening yet; poll again
+            continue
+        assert response.status_code == 200
+        seen.add(int(response.text.split()[0].removeprefix("pid=")))
+    return seen
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("name", ["granian", "uvicorn", "hypercorn"])
+def test_run_app_serves_with_workers_and_stops_on_sigterm(name: str, workers: int) -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
+           "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), str(workers)],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started: list[psutil.Process] = [psutil.Process(child.pid)]
+    try:
+        pids = answering_pids(child, f"http://127.0.0.1:{port}/", workers, timeout=30)
+        assert len(pids) == workers, f"{workers} workers expected, {len(pids)} answered"
+        started += psutil.Process(child.pid).children(recursive=True)
+        if workers > 1:
+            assert child.pid not in pids  # the parent supervises, the workers serve
+        assert pids <= {p.pid for p in started}
+
+        child.send_signal(signal.SIGTERM)
+        output, _ = child.communicate(timeout=30)
+        assert child.returncode == 0, output.decode(errors="replace")
+        gone, alive = psutil.wait_procs(started, timeout=10)
+        assert alive == [], f"left running: {alive}"
+        with pytest.raises(httpx.TransportError):
+            httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+    finally:
+        for proc in started:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if child.poll() is None:
+            child.wait(10)
