@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import sys
 import time
@@ -49,22 +50,24 @@ def free_port() -> int:
 
 
 def free_port_range(size: int = 20) -> tuple[int, int]:
-    """A run of `size` ports that are free now (best effort: nothing reserves them)."""
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65000:
-            continue
-        ok = True
-        for port in range(base, base + size):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", port))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
+    """A run of `size` ports that are free now, below the ephemeral range so that client
+    sockets do not take them meanwhile (best effort: nothing reserves them)."""
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000 - size)
+        if all(_bindable(port) for port in range(base, base + size)):
             return base, base + size - 1
     raise RuntimeError("no free port range")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the apps' servers do
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def real_project_text(gateway_port: int, port_range: tuple[int, int], *,
