@@ -13,6 +13,8 @@ import asyncio
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -22,6 +24,7 @@ from granian.asgi import _callback_wrapper as _asgi_callback_wrapper
 from granian.constants import HTTPModes, Interfaces, Loops, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
+from granian.server import common as granian_common
 from granian.server.embed import AsyncWorker
 from granian.server.embed import Server as EmbeddedServer
 
@@ -56,6 +59,37 @@ def _options(settings: ServerConfig) -> dict[str, Any]:
         "log_level": LogLevels.warning,
         **ssl,
     }
+
+
+class _DropExperimentalNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Embedded server is experimental" not in record.getMessage()
+
+
+def _configure_logging_quietly(level: LogLevels, config: Any = None,
+                               enabled: bool = True) -> None:
+    """Stand-in for granian's `configure_logging` in the workbench process.
+
+    Granian's own runs `logging.config.dictConfig`, which closes every handler in the process
+    and sends granian's logger to stdout, where it would scribble over the terminal UI.
+    Here granian's loggers just propagate to whatever logging the workbench set up.
+    """
+    logger = logging.getLogger("_granian")
+    logger.setLevel(logging.WARNING)
+    logger.propagate = True
+    if not any(isinstance(f, _DropExperimentalNotice) for f in logger.filters):
+        logger.addFilter(_DropExperimentalNotice())
+    logging.getLogger("granian.access").setLevel(logging.CRITICAL + 1)
+
+
+@contextmanager
+def _workbench_logging() -> Iterator[None]:
+    original = granian_common.configure_logging
+    granian_common.configure_logging = _configure_logging_quietly
+    try:
+        yield
+    finally:
+        granian_common.configure_logging = original
 
 
 class _SharedSocketServer(EmbeddedServer):
@@ -118,13 +152,35 @@ class GranianHandle(ServingHandle):
         self.detached = False
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._server.serve(), name="granian-embedded")
-        # `serve` spawns its worker synchronously once it runs; give it that first step and
-        # surface a startup failure here rather than in a task nobody awaits.
-        await asyncio.sleep(0)
-        if self._task.done():
-            exc = self._task.exception()
-            raise StartupError(f"granian failed to start: {exc}") from exc
+        task = self._task = asyncio.create_task(self._server.serve(), name="granian-embedded")
+        loop = asyncio.get_running_loop()
+        await wait_until(lambda: task.done() or bool(self._server.wrks),
+                         deadline=loop.time() + 5, interval=0)
+        # The worker's first steps build the Rust worker and start it serving, or fail;
+        # granian reports a failed worker only in its log, so look at the task here.
+        for _ in range(3):
+            await asyncio.sleep(0)
+        failure = self._failure()
+        if failure is not None:
+            self._stopped = True
+            self._server.stop()
+            await asyncio.gather(task, return_exceptions=True)
+            try:
+                if _file_id(self._fd) == self._listener:
+                    os.close(self._fd)  # granian never took it over
+            except OSError:
+                pass
+            raise StartupError(f"granian failed to start: {failure}")
+
+    def _failure(self) -> str | None:
+        tasks = [self._task] + [worker._task for worker in self._server.wrks]
+        for task in tasks:
+            if task is not None and task.done():
+                if task.cancelled():
+                    return "its worker was cancelled"
+                exc = task.exception()
+                return str(exc) if exc is not None else "its worker exited"
+        return None
 
     def _detach_listener(self) -> None:
         """Stop granian accepting from the engine's socket, leaving its connections alone.
@@ -205,8 +261,13 @@ class GranianAdapter(ServerAdapter):
                             settings: ServerConfig) -> ServingHandle:
         wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
         fd = os.dup(sock.fileno())
-        logging.getLogger("_granian").setLevel(logging.WARNING)
-        server = _SharedSocketServer(wrapped, fd, interface=Interfaces.ASGINL, **_options(settings))
+        try:
+            with _workbench_logging():
+                server = _SharedSocketServer(wrapped, fd, interface=Interfaces.ASGINL,
+                                             **_options(settings))
+        except BaseException:
+            os.close(fd)  # granian never saw it
+            raise
         handle = GranianHandle(server, wrapped, fd)
         await handle.start()
         return handle

@@ -9,6 +9,7 @@ are still open, and drain them, all on a listening socket the engine keeps.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from typing import ClassVar
 
@@ -136,6 +137,10 @@ class HypercornAdapter(ServerAdapter):
     async def serve_gateway(self, app: ASGIApp, sock: socket.socket,
                             settings: ServerConfig) -> ServingHandle:
         wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
-        handle = HypercornHandle(wrapped, _config(settings), sock.dup())
+        config = _config(settings)
+        # A logger (not "-") keeps hypercorn from installing its own stderr handler: the
+        # workbench's logging configuration decides where these go.
+        config.errorlog = logging.getLogger("hypercorn.error")
+        handle = HypercornHandle(wrapped, config, sock.dup())
         await handle.start()
         return handle

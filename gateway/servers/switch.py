@@ -19,6 +19,19 @@ from gateway.servers.registry import BackendRegistry
 from gateway.types import ASGIApp
 
 
+async def _serve(name: str, app: ASGIApp, sock: socket.socket,
+                 settings: ServerConfig) -> ServingHandle:
+    """Start `name` on `sock`; whatever stops it (bad TLS files, a backend refusing an
+    option) becomes one StartupError naming the backend."""
+    adapter = BackendRegistry.get(name)
+    try:
+        return await adapter.serve_gateway(app, sock, settings)
+    except StartupError:
+        raise
+    except Exception as exc:
+        raise StartupError(f"{name} could not start serving: {exc}") from exc
+
+
 class GatewayServer:
     """Owns the gateway's listening socket and the backend serving it."""
 
@@ -65,10 +78,10 @@ class GatewayServer:
             if self._handle is not None:
                 raise RuntimeError(f"{self!r} is already started")
             name = BackendRegistry.resolve(str(backend_name))
-            adapter = BackendRegistry.get(name)
+            BackendRegistry.get(name)  # a missing backend fails before the port is taken
             sock = create_listener(settings.host, settings.port, backlog=settings.backlog)
             try:
-                handle = await adapter.serve_gateway(app, sock, settings)
+                handle = await _serve(name, app, sock, settings)
             except BaseException:
                 sock.close()
                 raise
@@ -96,8 +109,7 @@ class GatewayServer:
             name = BackendRegistry.resolve(str(backend_name))
             if name == self._backend and settings is None:
                 return name
-            adapter = BackendRegistry.get(name)
-            handle = await adapter.serve_gateway(self._app, self._sock, new_settings)
+            handle = await _serve(name, self._app, self._sock, new_settings)
             old, self._handle = self._handle, handle
             self._settings, self._backend = new_settings, name
             self.switches += 1

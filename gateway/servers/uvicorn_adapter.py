@@ -113,7 +113,10 @@ class UvicornAdapter(ServerAdapter):
     async def serve_gateway(self, app: ASGIApp, sock: socket.socket,
                             settings: ServerConfig) -> ServingHandle:
         wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
-        config = uvicorn.Config(wrapped, lifespan="off", loop="none", **_common_options(settings))
+        # log_config=None: uvicorn's default runs logging.config.dictConfig, which closes
+        # every handler in the process; the workbench owns logging, uvicorn's loggers propagate.
+        config = uvicorn.Config(wrapped, lifespan="off", loop="none", log_config=None,
+                                **_common_options(settings))
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
+import ssl
+import subprocess
 from collections.abc import AsyncIterator
 
 import httpx
@@ -12,9 +15,11 @@ import pytest
 from backend_test_apps import app
 
 from gateway.config.schema import ServerConfig
+from gateway.errors import StartupError
 from gateway.servers.base import ServingHandle, wait_until
 from gateway.servers.listener import create_listener
 from gateway.servers.registry import BackendRegistry
+from gateway.servers.switch import GatewayServer
 
 BACKENDS = ["granian", "uvicorn", "hypercorn"]
 
@@ -127,3 +132,58 @@ async def test_stop_finishes_a_request_in_flight(name: str, listener: socket.soc
         await asyncio.wait_for(stopping, 10)
     assert response.text == "finished"
     assert response.headers.get("connection") == "close"
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is not installed")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+async def test_serves_tls(name: str, listener: socket.socket,
+                          certificate: tuple[str, str]) -> None:
+    port = listener.getsockname()[1]
+    cert, key = certificate
+    handle = await serve(name, listener, ServerConfig(ssl_certfile=cert, ssl_keyfile=key))
+    try:
+        trust = ssl.create_default_context(cafile=cert)
+        async with httpx.AsyncClient(verify=trust) as client:
+            response = await client.get(f"https://127.0.0.1:{port}/tls")
+        assert response.status_code == 200
+        assert response.text.endswith("path=/tls")
+    finally:
+        await handle.stop(5)
+
+
+@pytest.mark.parametrize("name", ["granian", "hypercorn"])
+async def test_serves_http2_when_asked(name: str, listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    handle = await serve(name, listener, ServerConfig(http="2"))
+    try:
+        async with httpx.AsyncClient(http1=False, http2=True) as client:
+            responses = [await client.get(f"http://127.0.0.1:{port}/h2/{i}") for i in range(3)]
+        assert {r.http_version for r in responses} == {"HTTP/2"}
+        assert all(r.status_code == 200 for r in responses)
+    finally:
+        await handle.stop(5)
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+async def test_a_backend_that_cannot_start_is_a_startup_error(name: str) -> None:
+    server = GatewayServer()
+    settings = ServerConfig(host="127.0.0.1", port=0, ssl_certfile="/nonexistent/cert.pem",
+                            ssl_keyfile="/nonexistent/key.pem")
+    with pytest.raises(StartupError, match=f"^{name} could not start serving: "):
+        await server.start(app, name, settings)
+    assert not server.running
+    assert repr(server) == "<GatewayServer stopped>"
