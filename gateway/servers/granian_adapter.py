@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
+from granian import _granian
 from granian._futures import _future_watcher_wrapper, _new_cbscheduler
-from granian._granian import ASGIWorker, SocketHolder
 from granian.asgi import _callback_wrapper as _asgi_callback_wrapper
 from granian.constants import HTTPModes, Interfaces, Loops, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
@@ -41,6 +41,10 @@ from gateway.servers.base import (
 )
 from gateway.servers.loops import resolve_loop
 from gateway.types import ASGIApp
+
+# granian's bundled type stubs lag behind its Rust extension's real signatures.
+SocketHolder: Any = _granian.SocketHolder
+ASGIWorker: Any = _granian.ASGIWorker
 
 _HTTP = {"auto": HTTPModes.auto, "1": HTTPModes.http1, "2": HTTPModes.http2}
 
@@ -102,7 +106,7 @@ class _SharedSocketServer(EmbeddedServer):
     def _init_shared_socket(self) -> None:
         self._ssp = None
         self._shd = SocketHolder(self._given_fd, False, self.backlog)
-        self._sfd = self._given_fd
+        self._sfd = self._given_fd  # type: ignore[assignment]  # granian annotates it None
 
     # granian's own ASGI (no lifespan) worker, except that its shutdown callback may fire
     # twice (granian 2.x resolves the same future again: "InvalidStateError" logged on every

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from typing import ClassVar
+from typing import Any, ClassVar, cast
 
 from hypercorn.asyncio.tcp_server import TCPServer
 from hypercorn.asyncio.worker_context import WorkerContext
@@ -57,7 +57,7 @@ class HypercornHandle(ServingHandle):
         self._app = app
         self._config = config
         self._sock = sock
-        self._wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
+        self._wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
         self._context = WorkerContext(None)
         self._server: asyncio.Server | None = None
         # connection task -> its stream reader; a task outlives its connection by up to

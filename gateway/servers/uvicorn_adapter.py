@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import math
 import socket
 from typing import Any, ClassVar
 
@@ -72,7 +73,7 @@ class UvicornHandle(ServingHandle):
         await stop_accepting(self._server.servers)
         await wait_until(lambda: self.connections == 0,
                          deadline=min(deadline, loop.time() + self._app.idle_grace), steady=SETTLE)
-        self._server.config.timeout_graceful_shutdown = max(0.0, deadline - loop.time())
+        self._server.config.timeout_graceful_shutdown = max(0, math.ceil(deadline - loop.time()))
         self._server.should_exit = True
         if self._task is not None:
             await self._task
