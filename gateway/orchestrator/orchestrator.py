@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable
 
 from gateway.config.schema import OrchestrationOptions, ProjectConfig
-from gateway.events import EngineMessage, EventBus
+from gateway.events import EventBus
 from gateway.orchestrator.health import HealthChecker
 from gateway.orchestrator.logs import LogLine, merge_by_time
 from gateway.orchestrator.ports import PortAllocator
-from gateway.orchestrator.states import AppState
+from gateway.orchestrator.states import IDLE, SERVING
 from gateway.orchestrator.supervisor import AppSupervisor, unknown_app
 from gateway.servers import resolve_backend_name
 
@@ -44,9 +45,10 @@ class Orchestrator:
     # --- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Start every app; an app starts once the apps it depends on are healthy.
+        """Start every app; an app launches once the apps it depends on are healthy.
 
-        Returns when every app has been launched, or skipped because a dependency failed.
+        Returns at once: every app is "starting" (requests for it wait up to
+        `hold_requests`), and one whose dependency fails goes to "failed" saying which.
         """
         await self._start_group(list(self.supervisors))
 
@@ -172,30 +174,24 @@ class Orchestrator:
         return out
 
     async def _start_group(self, names: list[str]) -> None:
-        tasks: dict[str, asyncio.Task[None]] = {}
+        """Start `names`; an app with dependencies launches its process once they serve."""
         for name in self._order(names):
-            tasks[name] = asyncio.create_task(self._start_after_deps(name, tasks),
-                                              name=f"start-{name}")
-        if tasks:
-            await asyncio.gather(*tasks.values())
+            sup = self.supervisors[name]
+            deps = [d for d in sup.config.depends_on if d in self.supervisors]
+            await sup.start(after=functools.partial(self._dependencies_ready, deps)
+                            if deps else None)
 
-    async def _start_after_deps(self, name: str, launching: dict[str, asyncio.Task[None]]) -> None:
-        sup = self.supervisors[name]
-        for dep in sup.config.depends_on:
-            if dep in launching:
-                await launching[dep]
-            dep_sup = self.supervisors.get(dep)
-            if dep_sup is None:
+    async def _dependencies_ready(self, deps: list[str]) -> str | None:
+        """None once every dependency serves; else why one never will."""
+        for dep in deps:
+            sup = self.supervisors.get(dep)
+            if sup is None:
                 continue
-            while dep_sup.state not in (AppState.HEALTHY, AppState.UNHEALTHY,
-                                        AppState.STOPPED, AppState.FAILED):
-                await dep_sup.wait_ready(self.start_timeout)
-            if dep_sup.state not in (AppState.HEALTHY, AppState.UNHEALTHY):
-                sup.last_error = f"not started: dependency {dep!r} is {dep_sup.state}"
-                self.events.emit(EngineMessage("error", f"app {name!r} {sup.last_error}",
-                                               app=name))
-                return
-        await sup.start()
+            while sup.state not in SERVING and sup.state not in IDLE:
+                await sup.wait_ready(self.start_timeout)
+            if sup.state not in SERVING:
+                return f"dependency {dep!r} is {sup.state}"
+        return None
 
     async def _stop_group(self, names: list[str]) -> None:
         """Stop in waves: an app stops once no app still running depends on it."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from gateway.config.schema import AppConfig
@@ -196,15 +197,21 @@ class AppSupervisor:
 
     # --- operations -----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start a stopped or failed app (a no-op if it runs or is starting)."""
+    async def start(self, *, after: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        """Start a stopped or failed app (a no-op if it runs or is starting).
+
+        `after` (the orchestrator's dependency check) is awaited before the first process
+        is launched; the app is "starting" meanwhile, so requests wait for it. If it returns
+        a reason, the app fails with that reason instead.
+        """
         async with self._op_lock:
             if self.state not in IDLE:
                 return
             self.backoff.reset()
             self.last_error = None
-            self._transition(AppState.STARTING, "start requested")
-            self._begin_lifecycle()
+            self._transition(AppState.STARTING,
+                             "waiting for its dependencies" if after else "start requested")
+            self._begin_lifecycle(after)
             self._ensure_watcher()
 
     async def stop(self, reason: str = "stop requested") -> None:
@@ -288,8 +295,9 @@ class AppSupervisor:
 
     # --- lifecycle ------------------------------------------------------------------------
 
-    def _begin_lifecycle(self) -> None:
-        self._lifecycle_task = asyncio.create_task(self._lifecycle(), name=f"app-{self.name}")
+    def _begin_lifecycle(self, after: Callable[[], Awaitable[str | None]] | None = None) -> None:
+        self._lifecycle_task = asyncio.create_task(self._lifecycle(after),
+                                                   name=f"app-{self.name}")
 
     async def _cancel_lifecycle(self) -> None:
         task, self._lifecycle_task = self._lifecycle_task, None
@@ -305,8 +313,14 @@ class AppSupervisor:
         timeout = self.opt("shutdown_timeout")
         await asyncio.gather(*(p.terminate(timeout) for p in list(self._processes)))
 
-    async def _lifecycle(self) -> None:
+    async def _lifecycle(self, after: Callable[[], Awaitable[str | None]] | None = None) -> None:
         try:
+            problem = await after() if after is not None else None
+            if problem:
+                self.last_error = problem
+                self._transition(AppState.FAILED, problem)
+                self._message("error", f"app {self.name!r} not started: {problem}")
+                return
             while True:
                 if self.state is not AppState.STARTING:
                     self._transition(AppState.STARTING, "starting a new process")

@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 from orch_support import Recorder, app, wait_until
 
@@ -167,8 +168,16 @@ async def test_depends_on_order(make_orchestrator, recorder: Recorder) -> None:
     for name in ("db", "api", "web"):
         assert await orch.get(name).wait_ready(15)
     changes = [(e.app, e.new) for e in recorder.events if hasattr(e, "new")]
-    assert changes.index(("api", "starting")) > changes.index(("db", "healthy"))
-    assert changes.index(("web", "starting")) > changes.index(("api", "healthy"))
+    assert changes.index(("db", "healthy")) < changes.index(("api", "healthy")) \
+        < changes.index(("web", "healthy"))
+    # Each process was launched only once its dependency was healthy (process start times
+    # have jiffy resolution, hence the small tolerance; a launch beside it would be ~0.2 s
+    # earlier).
+    created = {n: psutil.Process(orch.get(n).pid).create_time() for n in ("api", "web")}
+    assert created["api"] >= orch.get("db").started_at - 0.05
+    assert created["web"] >= orch.get("api").started_at - 0.05
+    reasons = {e.app: e.reason for e in recorder.events if getattr(e, "new", "") == "starting"}
+    assert reasons["web"] == "waiting for its dependencies"
     recorder.events.clear()
     await orch.stop()
     stops = [e.app for e in recorder.events if getattr(e, "new", "") == "stopped"]
@@ -180,10 +189,14 @@ async def test_dependency_failure_keeps_dependent_stopped(make_orchestrator,
     orch = make_orchestrator([app("broken", app_path="apps.broken:app", max_restart_count=0),
                               app("web", depends_on=["broken"])])
     await orch.start()
-    assert orch.get("broken").state is AppState.FAILED
     web = orch.get("web")
-    assert web.state is AppState.STOPPED
-    assert "dependency 'broken' is failed" in web.last_error
+    assert web.state is AppState.STARTING  # waiting: requests for it are held meanwhile
+    await wait_until(lambda: web.state is AppState.FAILED, what="web to fail")
+    assert orch.get("broken").state is AppState.FAILED
+    assert web.last_error == "dependency 'broken' is failed" and web.pid is None
+    assert recorder.states("web") == ["starting", "failed"]
+    messages = [e.text for e in recorder.of(EngineMessage) if e.app == "web"]
+    assert messages == ["app 'web' not started: dependency 'broken' is failed"]
 
 
 async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
