@@ -106,3 +106,36 @@ async def test_killed_workbench_takes_its_apps_down(tmp_path: Path, backend: str
         if pgid is not None:  # never leave anything, even when the test fails
             for proc in group_members(pgid):
                 proc.kill()
+
+
+@pytest.mark.chaos
+@pytest.mark.parametrize("backend", ["granian", "uvicorn"])
+async def test_killing_any_process_of_the_group_heals(make_orchestrator, backend: str) -> None:
+    """SIGKILL the leader, the server or a worker, round after round: the app comes back
+    each time (through its exit or its health checks) and nothing is left at the end."""
+    orch = make_orchestrator([app("chaos", workers=2, backend=backend, max_restart_count=10)])
+    await orch.start()
+    sup = orch.get("chaos")
+    assert await sup.wait_ready(20)
+    leaders: set[int] = set()
+
+    def serving_without(victim: int) -> bool:
+        if sup.state is not AppState.HEALTHY or sup.pid is None:
+            return False
+        members = {p.pid for p in group_members(sup.pid)}
+        return len(members) >= 4 and victim not in members
+
+    for round_ in range(4):
+        leader = sup.pid
+        assert leader is not None
+        leaders.add(leader)
+        members = await wait_until(lambda: len(group_members(sup.pid or 0)) >= 4
+                                   and group_members(sup.pid or 0), 10, what="workers")
+        victim = members[round_ % len(members)] if round_ else psutil.Process(leader)
+        victim.kill()
+        await wait_until(lambda v=victim.pid: serving_without(v), 30,
+                         what=f"recovery in round {round_}")
+    assert sup.restarts >= 1
+    leaders.add(sup.pid or 0)
+    await orch.stop()
+    assert not leftover_processes(leaders)
