@@ -14,6 +14,7 @@ from backend_test_apps import app
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
 from gateway.servers.base import wait_until
+from gateway.servers.loops import loop_factory
 from gateway.servers.switch import GatewayServer
 
 SETTINGS = ServerConfig(host="127.0.0.1", port=0, graceful_timeout=5, keep_alive_timeout=2)
@@ -113,18 +114,39 @@ async def test_switch_cannot_move_the_port(gateway: GatewayServer) -> None:
     assert gateway.backend == "uvicorn"
 
 
-async def test_switching_under_load_loses_nothing(gateway: GatewayServer) -> None:
-    await gateway.start(app, "granian", SETTINGS)
-    clients = ClientLoop(gateway.port)
-    clients.start()
+async def switch_under_load(sequence: tuple[str, ...]) -> tuple[int, dict[str, int], int]:
+    """Serve on sequence[0], switch through the rest while clients loop; (ok, failures,
+    switches)."""
+    gateway = GatewayServer()
+    await gateway.start(app, sequence[0], SETTINGS)
     try:
-        assert await clients.served_more(200)
-        for name in ("uvicorn", "hypercorn", "granian"):
-            assert await gateway.switch(name) == name
-            assert gateway.backend == name
-            assert await clients.served_more(200), f"no progress after switching to {name}"
+        clients = ClientLoop(gateway.port)
+        clients.start()
+        try:
+            assert await clients.served_more(200)
+            for name in sequence[1:]:
+                assert await gateway.switch(name) == name
+                assert gateway.backend == name
+                assert await clients.served_more(200), f"no progress after switching to {name}"
+        finally:
+            await clients.stop()
+        return clients.ok, dict(clients.failures), gateway.switches
     finally:
-        await clients.stop()
-    assert gateway.switches == 3
-    assert dict(clients.failures) == {}
-    assert clients.ok >= 800
+        await gateway.stop(5)
+
+
+async def test_switching_under_load_loses_nothing() -> None:
+    ok, failures, switches = await switch_under_load(
+        ("granian", "uvicorn", "hypercorn", "granian"))
+    assert switches == 3
+    assert failures == {}
+    assert ok >= 800
+
+
+def test_switching_under_load_on_uvloop() -> None:
+    """The workbench runs on uvloop when it is installed (`event_loop = "auto"`)."""
+    with asyncio.Runner(loop_factory=loop_factory("uvloop")) as runner:
+        ok, failures, switches = runner.run(switch_under_load(
+            ("uvicorn", "granian", "hypercorn", "uvicorn")))
+    assert (switches, failures) == (3, {})
+    assert ok >= 800
