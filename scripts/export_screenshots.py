@@ -131,11 +131,10 @@ async def capture(app: WorkbenchApp, out: Path, real: bool) -> None:
 
         async def pick_request() -> None:
             log.focus()
-            rows = [log.get_row_at(i) for i in range(log.row_count)]
             # The newest listing: examples/api.py logs a line for it, so the trace shows one.
-            row = max((i for i, r in enumerate(rows) if str(r[3]) == "/api/items"),
+            row = max((i for i in range(log.row_count) if log.record_at(i).path == "/api/items"),
                       default=log.row_count - 1)
-            log.move_cursor(row=row)
+            log.move_cursor(row)
             await pilot.pause()
 
         await shot("request-trace", "enter", before=pick_request)

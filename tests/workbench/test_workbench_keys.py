@@ -107,9 +107,9 @@ async def test_requests_trace_copy_filter_and_export(real_project: Path,
                          "the app's log line for the request")
         await pilot.press("tab")
         assert app.focused is log
-        row = next(i for i in range(log.row_count)
-                   if log.get_row_at(i)[1] == rid[:8])
-        log.move_cursor(row=row)
+        row = next(i for i in range(log.row_count) if log.record_at(i).request_id == rid)
+        await pilot.press("home", *["down"] * row)
+        assert log.selected_record is not None and log.selected_record.request_id == rid
         await pilot.press("enter")
         trace = app.screen
         assert isinstance(trace, TraceScreen)

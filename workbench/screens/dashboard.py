@@ -15,7 +15,7 @@ from workbench.messages import AppHighlighted, FilterChanged, RequestChosen
 from workbench.widgets.apps_table import AppsTable
 from workbench.widgets.filter_bar import FilterBar
 from workbench.widgets.header_bar import HeaderBar
-from workbench.widgets.request_log import RequestFilter, RequestLogTable
+from workbench.widgets.request_log import RequestFilter, RequestLogView
 from workbench.widgets.sparklines import AppSparklines
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ class DashboardScreen(Screen[None]):
             yield AppSparklines()
         with Vertical(id="requests-pane"):
             yield FilterBar()
-            yield RequestLogTable(max_rows=self.max_rows, id="requests")
+            yield RequestLogView(max_rows=self.max_rows, id="requests")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -69,8 +69,8 @@ class DashboardScreen(Screen[None]):
         return self.query_one(AppsTable)
 
     @property
-    def request_log(self) -> RequestLogTable:
-        return self.query_one(RequestLogTable)
+    def request_log(self) -> RequestLogView:
+        return self.query_one(RequestLogView)
 
     @property
     def selected_app(self) -> str | None:
