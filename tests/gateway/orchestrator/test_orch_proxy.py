@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from gateway_support import serve_gateway
+from orch_gateway import serve_gateway
 from orch_support import TESTS_DIR, Recorder, project_toml, wait_until
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from gateway_support import ServedGateway, serve_gateway
+from orch_gateway import ServedGateway, serve_gateway
 from orch_support import Recorder, project_toml, wait_until
 
 from gateway.events import EngineMessage
