@@ -107,8 +107,11 @@ def serve(spec: dict[str, Any]) -> int:
 
     command = spec.get("command")
     if command:
+        # $PORT / ${PORT} in an argument become the port (there is no shell to do it).
+        port = str(spec["port"])
+        argv = [str(a).replace("${PORT}", port).replace("$PORT", port) for a in command]
         try:
-            os.execvp(command[0], list(command))
+            os.execvp(argv[0], argv)
         except OSError as exc:
             return _fail(f"cannot run {command[0]!r}: {exc.strerror or exc}")
     try:

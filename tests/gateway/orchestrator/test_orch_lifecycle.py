@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import sys
 from pathlib import Path
 
 import httpx
@@ -236,3 +237,18 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
     assert (added, removed, changed) == ([], [], ["keep"])
     assert orch.get("keep").pid == keep_pid
     assert orch.resolve("/kept/a")[0].name == "keep"
+
+
+async def test_health_checks_off_means_healthy_once_the_port_accepts(make_orchestrator) -> None:
+    # python -m http.server answers 404 on /health: only a TCP check can call it healthy.
+    orch = make_orchestrator([app("files", command=[sys.executable, "-m", "http.server",
+                                                     "--bind", "127.0.0.1", "$PORT"],
+                                  health_check_enabled=False)])
+    await orch.start()
+    sup = orch.get("files")
+    assert await sup.wait_ready(15)
+    r = await get(sup, "/")
+    assert r.status_code == 200 and "Directory listing" in r.text
+    assert (await get(sup, "/health")).status_code == 404
+    await wait_until(lambda: orch.health.probes >= 1, what="a probe")
+    assert sup.state is AppState.HEALTHY and orch.snapshot()[0]["backend"] == "command"
