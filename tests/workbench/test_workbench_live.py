@@ -1,0 +1,124 @@
+"""Live behaviour on the fake engine: floods stay bounded and smooth, follow/pause, filters,
+notifications for crashes, restarts and failures (asserted on the Notify messages)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+from conftest import wait_until
+from fake_engine import FakeEngine, make_record
+from textual.message import Message
+from textual.notifications import Notify
+
+from gateway.events import AppStateChanged, RequestsCompleted
+from workbench.app import WorkbenchApp, create_app
+from workbench.messages import RequestsArrived
+
+
+def started(folder: Path, *, max_rows: int = 1000, poll_interval: float = 0.2,
+            ) -> tuple[WorkbenchApp, FakeEngine]:
+    engine = FakeEngine(folder / "workbench.toml")
+    return create_app(engine, poll_interval=poll_interval, max_rows=max_rows), engine
+
+
+def flood(engine: FakeEngine, start: int, count: int) -> None:
+    records = tuple(make_record(start + i) for i in range(count))
+    engine.request_log.records.extend(records)
+    engine.events.emit(RequestsCompleted(records))
+
+
+async def test_a_flood_keeps_the_table_bounded_and_the_loop_responsive(shop_dir: Path) -> None:
+    app, engine = started(shop_dir, max_rows=500)
+    arrived: list[Message] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, RequestsArrived):
+            arrived.append(message)
+
+    async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        log = app.dashboard.request_log
+        lags: list[float] = []
+        stop = asyncio.Event()
+
+        async def probe() -> None:
+            while not stop.is_set():
+                t = time.perf_counter()
+                await asyncio.sleep(0.02)
+                lags.append(time.perf_counter() - t - 0.02)
+
+        prober = asyncio.create_task(probe())
+        n = 1000
+        for _ in range(12):  # 3 s of 4 batches a second, 1000 requests each
+            flood(engine, n, 1000)
+            n += 1000
+            await asyncio.sleep(0.25)
+        await pilot.pause(0.3)
+        stop.set()
+        await prober
+        assert log.row_count == 500
+        assert log.record_at(log.row_count - 1).request_id == make_record(n - 1).request_id
+        assert max(lags) < 0.5, f"the loop stalled {max(lags):.3f}s"
+        assert len(arrived) <= 13  # one message per batch at most, never one per request
+
+
+async def test_f_pauses_and_resumes_following(shop_dir: Path) -> None:
+    app, engine = started(shop_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        log = app.dashboard.request_log
+        before = log.row_count
+        await pilot.press("f")
+        assert log.follow is False
+        flood(engine, 5000, 7)
+        await wait_until(pilot, lambda: log.held == 7, "held rows")
+        assert log.row_count == before
+        assert "paused, 7 new" in str(app.dashboard.query_one("#requests-pane").border_title)
+        await pilot.press("f")
+        assert log.follow is True and log.held == 0
+        assert log.row_count == before + 7
+        assert log.selected_record is not None
+        assert log.selected_record.request_id == make_record(5006).request_id
+
+
+async def test_filter_by_app_status_class_and_text(shop_dir: Path) -> None:
+    app, _ = started(shop_dir)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        log = app.dashboard.request_log
+        app.dashboard.set_filter(app="api", status_class="5xx")
+        await wait_until(pilot, lambda: 0 < log.row_count < 60, "the filtered log")
+        rows = [log.record_at(i) for i in range(log.row_count)]
+        assert all(r.app == "api" and r.status >= 500 for r in rows)
+        app.dashboard.set_filter(text="checkout")
+        await wait_until(pilot, lambda: all("checkout" in log.record_at(i).path
+                                            for i in range(log.row_count)), "text filter")
+        app.dashboard.set_filter()
+        await wait_until(pilot, lambda: log.row_count == 60, "the whole log back")
+
+
+async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> None:
+    app, engine = started(shop_dir, poll_interval=3600)  # the fake's fixed pids stay out
+    notes: list[Notify] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message)
+
+    async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
+        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        assert not notes  # starting up is no news
+        emit = engine.events.emit
+        emit(AppStateChanged("api", "healthy", "restarting", 41021, 9001, "exited with -9", 2))
+        emit(AppStateChanged("api", "restarting", "healthy", 41099, 9001, "", 2))
+        emit(AppStateChanged("jobs", "unhealthy", "failed", None, None,
+                             "gave up after 5 restarts", 5))
+        await wait_until(pilot, lambda: len(notes) >= 3, "three notifications")
+        by_text = {n.notification.message: n.notification.severity for n in notes}
+        assert by_text["api is restarting (restart 2): exited with -9"] == "warning"
+        assert by_text["api is healthy (pid 41099)"] == "information"
+        assert by_text["jobs failed: gave up after 5 restarts"] == "error"
+        assert app.dashboard.apps_table.app_state("jobs") == "failed"
+        assert app.dashboard.apps_table.get_cell("api", "pid") == "41099"
