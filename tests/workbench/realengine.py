@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import psutil
 from conftest import wait_until
+from textual.message import Message
 from textual.pilot import Pilot
 
 from gateway.engine import Engine
@@ -62,6 +63,7 @@ def all_healthy(app: WorkbenchApp) -> bool:
 
 @contextlib.asynccontextmanager
 async def real_workbench(config: Path, size: tuple[int, int] = (120, 40),
+                         message_hook: Callable[[Message], None] | None = None,
                          ) -> AsyncIterator[tuple[WorkbenchApp, Pilot[None]]]:
     """The workbench on a real engine, its apps healthy. On the way out the engine is
     stopped (whatever the test did) and no process may be left."""
@@ -75,7 +77,7 @@ async def real_workbench(config: Path, size: tuple[int, int] = (120, 40),
 
     engine.events.subscribe(remember)
     try:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size, message_hook=message_hook) as pilot:
             await wait_until(pilot, lambda: app.phase != "starting", "the engine to start", 60)
             assert app.phase == "running", app.startup_error
             await wait_until(pilot, lambda: all_healthy(app), "every app healthy", 60)

@@ -4,6 +4,8 @@ engine and real app processes (examples/api.py behind the gateway)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import httpx
@@ -11,6 +13,8 @@ import pytest
 from conftest import ROOT, wait_until
 from realengine import all_healthy, app_pids, apps, real_workbench
 from textual.command import CommandPalette
+from textual.message import Message
+from textual.notifications import Notify
 from textual.widgets import Input, RadioButton, Static, TextArea
 
 from workbench.screens.apply_preview import ApplyPreview
@@ -63,6 +67,24 @@ async def test_r_restarts_and_s_stops_and_starts_the_selected_app(real_project: 
         await pilot.press("down", "r")
         await wait_until(pilot, lambda: apps(app)["shop"]["restarts"] > shop_restarts,
                          "the newly selected app restarted")
+
+
+async def test_a_killed_app_is_restarted_and_the_user_told(real_project: Path) -> None:
+    notes: list[str] = []
+
+    def hook(message: Message) -> None:
+        if isinstance(message, Notify):
+            notes.append(message.notification.message)
+
+    async with real_workbench(real_project, message_hook=hook) as (app, pilot):
+        before = apps(app)["shop"]
+        os.kill(before["pid"], signal.SIGKILL)
+        await wait_until(pilot, lambda: apps(app)["shop"]["restarts"] > before["restarts"]
+                         and apps(app)["shop"]["state"] == "healthy", "shop restarted")
+        await wait_until(pilot, lambda: any(n.startswith("shop is restarting") for n in notes),
+                         "a restart notification")
+        await wait_until(pilot, lambda: any(n.startswith("shop is healthy") for n in notes),
+                         "a back-to-health notification")
 
 
 async def test_b_switches_the_backend(real_project: Path) -> None:
