@@ -162,7 +162,7 @@ def run_wrk(port: int, connections: int, seconds: int, threads: int = 2) -> dict
                           "--latency", "--timeout", "5s", f"http://127.0.0.1:{port}/"],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)", out, re.M))
+    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     sock_err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
                          out)

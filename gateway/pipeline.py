@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
+from random import getrandbits
 from typing import Any
 
 from gateway.builtin import handle_builtin
@@ -29,6 +29,19 @@ log = logging.getLogger("pyserve.gateway")
 _REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,128}")
 _TRACEPARENT_RE = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _BUILTIN_PATHS = frozenset(("/health", "/metrics"))
+
+
+def new_request_id() -> str:
+    """A random (version 4) UUID, formatted; about 3x cheaper than str(uuid.uuid4()).
+
+    Request ids need uniqueness, not secrecy, so the Mersenne Twister is enough.
+    """
+    h = "%032x" % (getrandbits(128) & _UUID_CLEAR | _UUID_V4)  # noqa: UP031 - fastest here
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID_V4 = (0x4000 << 64) | (0x8000 << 48)
 
 
 async def not_found(scope: Scope, receive: Receive, send: Send) -> None:
@@ -104,7 +117,7 @@ class GatewayApp:
             elif name == b"traceparent":
                 if _TRACEPARENT_RE.fullmatch(value):
                     tp = value.decode("ascii")
-        ctx = RequestContext(request_id=rid or str(uuid.uuid4()), traceparent=tp)
+        ctx = RequestContext(request_id=rid or new_request_id(), traceparent=tp)
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
         tp_header = (b"traceparent", tp.encode("ascii")) if tp else None
