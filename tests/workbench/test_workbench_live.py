@@ -11,10 +11,12 @@ from conftest import wait_until
 from fake_engine import FakeEngine, make_record
 from textual.message import Message
 from textual.notifications import Notify
+from textual.widgets import Static
 
 from gateway.events import AppStateChanged, RequestsCompleted
 from workbench.app import WorkbenchApp, create_app
 from workbench.messages import RequestsArrived
+from workbench.screens.config_editor import ConfigEditorScreen
 
 
 def started(folder: Path, *, max_rows: int = 1000, poll_interval: float = 0.2,
@@ -122,3 +124,20 @@ async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> Non
         assert by_text["jobs failed: gave up after 5 restarts"] == "error"
         assert app.dashboard.apps_table.app_state("jobs") == "failed"
         assert app.dashboard.apps_table.get_cell("api", "pid") == "41099"
+
+
+async def test_escape_in_the_editor_asks_before_discarding_an_edit(shop_dir: Path) -> None:
+    app, engine = started(shop_dir, poll_interval=3600)
+    original = engine.config_path.read_text()
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await pilot.press("e")
+        assert isinstance(app.screen, ConfigEditorScreen)
+        await pilot.press("escape")  # unmodified: closes at once
+        assert not isinstance(app.screen, ConfigEditorScreen)
+        await pilot.press("e", "x", "escape")
+        assert isinstance(app.screen, ConfigEditorScreen)
+        assert "unsaved" in str(app.screen.query_one("#editor-status", Static).render())
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ConfigEditorScreen)
+    assert engine.config_path.read_text() == original

@@ -40,7 +40,8 @@ class ConfigEditorScreen(Screen[None]):
 
     BINDINGS = [
         Binding("ctrl+s", "save", "Validate & apply", priority=True),
-        Binding("escape", "close", "Close"),
+        # priority: the code editor would otherwise take Escape to move focus.
+        Binding("escape", "close", "Close", priority=True),
     ]
 
     def __init__(self, text: str, file_name: str) -> None:
