@@ -102,3 +102,20 @@ def test_config_editor_with_error(snap_compare, shop_dir: Path) -> None:
         await pilot.press("ctrl+s")
 
     assert snap_compare(fake_app(shop_dir), terminal_size=(100, 30), run_before=broken_edit)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tree_sitter_toml") is None,
+                    reason="TOML highlighting needs textual[syntax]")
+def test_apply_preview(snap_compare, shop_dir: Path) -> None:
+    async def valid_edit(pilot: Pilot[None]) -> None:
+        await ready(pilot)
+        await pilot.press("e")
+        area = pilot.app.screen.query_one(TextArea)
+        area.text = area.text.replace("workers = 2", "workers = 4").replace(
+            '[[extensions.config.apps]]\nname = "jobs"',
+            '[[extensions.config.apps]]\nname = "mail"\npath = "/mail"\n'
+            'app_path = "shop.mail:app"\n\n[[extensions.config.apps]]\nname = "jobs"')
+        await pilot.pause()
+        await pilot.press("ctrl+s")
+
+    assert snap_compare(fake_app(shop_dir), terminal_size=(80, 24), run_before=valid_edit)

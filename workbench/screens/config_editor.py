@@ -32,7 +32,8 @@ def toml_editor(text: str) -> TextArea:
 def text_diff(before: str, after: str, name: str) -> str:
     return "".join(difflib.unified_diff(before.splitlines(keepends=True),
                                         after.splitlines(keepends=True),
-                                        fromfile=f"{name} (running)", tofile=f"{name} (edited)"))
+                                        fromfile=f"{name} (running)", tofile=f"{name} (edited)",
+                                        n=2))
 
 
 class ConfigEditorScreen(Screen[None]):
