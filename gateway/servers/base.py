@@ -28,6 +28,11 @@ class ServingHandle(ABC):
     @abstractmethod
     async def stop(self, timeout: float) -> None: ...
 
+    @property
+    def serving(self) -> bool:
+        """False once stopped, or if the server died on its own."""
+        return True
+
 
 class ServerAdapter(ABC):
     name: ClassVar[str]
@@ -146,6 +151,7 @@ class DrainingApp:
         self.active_window = active_window
         self.draining = False
         self.in_flight = 0
+        self._tasks: set[asyncio.Task[object]] = set()
         # client (host, port) -> monotonic time of its last response, -1 while busy;
         # dropped once the response said `connection: close`
         self._seen: dict[tuple[str, int], float] = {}
@@ -181,6 +187,9 @@ class DrainingApp:
             await send(message)
 
         self.in_flight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
         if key is not None:
             if len(self._seen) > 4096:
                 self.active_connections()  # prune
@@ -189,11 +198,20 @@ class DrainingApp:
             await self.app(scope, receive, send_wrapper)
         finally:
             self.in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
             if key is not None:
                 if closing:
                     self._seen.pop(key, None)
                 else:
                     self._seen[key] = time.monotonic()
+
+    def cancel_in_flight(self) -> int:
+        """Cancel the requests still running (the drain ran out of time); how many."""
+        tasks = [task for task in self._tasks if not task.done()]
+        for task in tasks:
+            task.cancel("the server is stopping and its graceful timeout ran out")
+        return len(tasks)
 
     def __repr__(self) -> str:
         state = "draining" if self.draining else "serving"

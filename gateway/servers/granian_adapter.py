@@ -46,6 +46,9 @@ from gateway.types import ASGIApp
 SocketHolder: Any = _granian.SocketHolder
 ASGIWorker: Any = _granian.ASGIWorker
 
+#: After the graceful timeout, how long cancelled requests get to unwind in granian.
+_KILL_GRACE = 5.0
+
 _HTTP = {"auto": HTTPModes.auto, "1": HTTPModes.http1, "2": HTTPModes.http2}
 
 
@@ -176,6 +179,10 @@ class GranianHandle(ServingHandle):
                 pass
             raise StartupError(f"granian failed to start: {failure}")
 
+    @property
+    def serving(self) -> bool:
+        return not self._stopped and self._failure() is None
+
     def _failure(self) -> str | None:
         tasks = [self._task] + [worker._task for worker in self._server.wrks]
         for task in tasks:
@@ -226,13 +233,23 @@ class GranianHandle(ServingHandle):
             return
         try:
             await asyncio.wait_for(asyncio.shield(self._task), max(0.0, deadline - loop.time()))
+            return
+        except TimeoutError:
+            pass
+        # Out of time: granian waits for its in-flight requests, so end them (each answers
+        # 500 or drops), then give the Rust side a moment to wind down before the last resort.
+        self._app.cancel_in_flight()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), _KILL_GRACE)
         except TimeoutError:
             for worker in list(self._server.wrks):
                 worker.kill()
             await asyncio.gather(self._task, return_exceptions=True)
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "serving"
+        if self._stopped:
+            return f"<GranianHandle stopped {self._app!r}>"
+        state = "serving" if self.serving else "died"
         return f"<GranianHandle {state} fd={self._fd} {self._app!r}>"
 
 

@@ -75,12 +75,22 @@ class HypercornHandle(ServingHandle):
             if task is not None:
                 self._connections[task] = reader
                 task.add_done_callback(lambda done: self._connections.pop(done, None))
-            await TCPServer(self._wrapped, loop, self._config, self._context, {}, reader, writer)
+            try:
+                await TCPServer(self._wrapped, loop, self._config, self._context, {}, reader,
+                                writer)
+            except asyncio.CancelledError:
+                # Only `stop` cancels these (graceful timeout exceeded). Ending normally keeps
+                # asyncio's stream callback from logging the cancellation as an error (3.11).
+                writer.close()
 
         self._server = await asyncio.start_server(
             on_connection, sock=self._sock, backlog=self._config.backlog, ssl=ssl_context,
             ssl_handshake_timeout=self._config.ssl_handshake_timeout if ssl_context else None,
         )
+
+    @property
+    def serving(self) -> bool:
+        return not self._stopped and self._server is not None and self._server.is_serving()
 
     @property
     def connections(self) -> int:

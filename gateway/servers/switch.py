@@ -9,6 +9,7 @@ refused connection nor a cut request.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 from gateway.config.schema import ServerConfig
@@ -32,6 +33,9 @@ async def _serve(name: str, app: ASGIApp, sock: socket.socket,
         raise StartupError(f"{name} could not start serving: {exc}") from exc
 
 
+logger = logging.getLogger(__name__)
+
+
 class GatewayServer:
     """Owns the gateway's listening socket and the backend serving it."""
 
@@ -52,6 +56,11 @@ class GatewayServer:
     @property
     def running(self) -> bool:
         return self._handle is not None
+
+    @property
+    def serving(self) -> bool:
+        """Started and its backend still serving (False if the backend died on its own)."""
+        return self._handle is not None and self._handle.serving
 
     @property
     def address(self) -> tuple[str, int]:
@@ -113,7 +122,12 @@ class GatewayServer:
             old, self._handle = self._handle, handle
             self._settings, self._backend = new_settings, name
             self.switches += 1
-            await old.stop(current.graceful_timeout)
+            try:
+                await old.stop(current.graceful_timeout)
+            except Exception:
+                # The new backend already serves; a messy exit of the old one is not the
+                # switch failing.
+                logger.exception("stopping the previous backend failed: %r", old)
             return name
 
     async def stop(self, timeout: float | None = None) -> None:

@@ -60,6 +60,10 @@ class UvicornHandle(ServingHandle):
     def connections(self) -> int:
         return len(self._server.server_state.connections)
 
+    @property
+    def serving(self) -> bool:
+        return not self._stopped and self._task is not None and not self._task.done()
+
     async def stop(self, timeout: float) -> None:
         if self._stopped:
             return

@@ -187,3 +187,34 @@ async def test_a_backend_that_cannot_start_is_a_startup_error(name: str) -> None
         await server.start(app, name, settings)
     assert not server.running
     assert repr(server) == "<GatewayServer stopped>"
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+async def test_stop_ends_requests_that_outlive_the_graceful_timeout(
+        name: str, listener: socket.socket) -> None:
+    port = listener.getsockname()[1]
+    started = asyncio.Event()
+
+    async def hangs(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            started.set()
+            await asyncio.Event().wait()
+
+    threads_before = len(os.listdir("/proc/self/task"))
+    handle = await BackendRegistry.get(name).serve_gateway(hangs, listener, ServerConfig())
+    assert handle.serving
+    loop = asyncio.get_running_loop()
+    async with httpx.AsyncClient(timeout=10) as client:
+        request = asyncio.create_task(client.get(f"http://127.0.0.1:{port}/"))
+        await asyncio.wait_for(started.wait(), 5)
+        began = loop.time()
+        await asyncio.wait_for(handle.stop(0.5), 10)
+        assert loop.time() - began < 3
+        try:
+            response = await asyncio.wait_for(request, 5)
+            assert response.status_code == 500
+        except httpx.TransportError:
+            pass  # dropping the connection is also an answer; hanging is not
+    assert not handle.serving
+    assert await wait_until(lambda: len(os.listdir("/proc/self/task")) <= threads_before,
+                            deadline=loop.time() + 5)
