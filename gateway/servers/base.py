@@ -128,7 +128,7 @@ async def stop_accepting(servers: list[asyncio.Server]) -> None:
         for sock in server.sockets:
             try:
                 loop.remove_reader(sock.fileno())
-            except (NotImplementedError, RuntimeError, ValueError):
+            except (RuntimeError, ValueError):  # RuntimeError covers NotImplementedError
                 pass
     await asyncio.sleep(SETTLE)
     for server in servers:
