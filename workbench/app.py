@@ -210,7 +210,13 @@ class WorkbenchApp(App[None]):
 
     @property
     def dashboard(self) -> DashboardScreen:
-        return next(s for s in self.screen_stack if isinstance(s, DashboardScreen))
+        found = self._dashboard()
+        if found is None:
+            raise LookupError("the dashboard is not mounted")
+        return found
+
+    def _dashboard(self) -> DashboardScreen | None:
+        return next((s for s in self.screen_stack if isinstance(s, DashboardScreen)), None)
 
     def _headers(self) -> list[HeaderBar]:
         return [h for s in self.screen_stack for h in s.query(HeaderBar)]
@@ -222,14 +228,15 @@ class WorkbenchApp(App[None]):
         self.history.tick(message.metrics)
         for header in self._headers():
             header.update_from_metrics(message.metrics)
-        self.dashboard.show_metrics(message.metrics)
+        if (dashboard := self._dashboard()) is not None:
+            dashboard.show_metrics(message.metrics)
 
     def on_requests_arrived(self) -> None:
         records = list(self._pending_requests)
         self._pending_requests.clear()
-        if records:
+        if records and (dashboard := self._dashboard()) is not None:
             self.history.observe(records)
-            self.dashboard.add_requests(records)
+            dashboard.add_requests(records)
 
     def on_output_arrived(self) -> None:
         lines = list(self._pending_output)
@@ -243,7 +250,8 @@ class WorkbenchApp(App[None]):
         entry: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
         if ev.port is not None:
             entry["port"] = ev.port
-        self.dashboard.apps_table.update_app(ev.app, entry)
+        if (dashboard := self._dashboard()) is not None:
+            dashboard.apps_table.update_app(ev.app, entry)
         if self.phase != "running":
             return  # starting up or stopping: every app changes state, no news there
         reason = f": {ev.reason}" if ev.reason else ""
@@ -350,12 +358,22 @@ class WorkbenchApp(App[None]):
 
     @work(exclusive=True, group="export", exit_on_error=False)
     async def export_requests(self, path: Path, fmt_name: str) -> None:
-        try:
-            written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
-        except Exception as exc:
-            self.notify(f"export to {path} failed: {exc}", severity="error")
+        # In a thread: exporting thousands of traces must not stall the gateway's loop. The
+        # loop may append to the request log meanwhile ("deque mutated during iteration"),
+        # so a collision is simply tried again.
+        for attempt in range(3):
+            try:
+                written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
+            except RuntimeError as exc:
+                if "mutated" in str(exc) and attempt < 2:
+                    continue
+                self.notify(f"export to {path} failed: {exc}", severity="error")
+                return
+            except Exception as exc:
+                self.notify(f"export to {path} failed: {exc}", severity="error")
+                return
+            self.notify(f"Exported {written} requests to {path}", title="Export")
             return
-        self.notify(f"Exported {written} requests to {path}", title="Export")
 
     def copy(self, text: str, *, what: str) -> None:
         self.copy_to_clipboard(text)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
 from workbench.widgets.log_view import LogView
@@ -34,6 +35,7 @@ class LogsScreen(Screen[None]):
         self.app_name = app_name
         self.apps = apps
         self._last_app = app_name or (apps[0] if apps else None)
+        self._search_timer: Timer | None = None
 
     @property
     def workbench(self) -> WorkbenchApp:
@@ -91,11 +93,21 @@ class LogsScreen(Screen[None]):
         search.focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
-        self.log_view.search = event.value.strip()
-        self._load()
+        # Debounced: each search re-reads and re-renders up to thousands of lines.
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        self._search_timer = self.set_timer(0.15, self._apply_search)
+
+    def _apply_search(self) -> None:
+        self._search_timer = None
+        value = self.query_one("#log-search", Input).value.strip()
+        if value != self.log_view.search:
+            self.log_view.search = value
+            self._load()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         # Enter keeps the search (the title shows it) and gives the keys back to the log.
+        self._apply_search()
         event.input.remove_class("-visible")
         self.log_view.focus()
 
