@@ -55,10 +55,9 @@ def get_backend(name: str) -> ServerAdapter:
 
 
 def unsupported_settings(backend: str, settings: ServerConfig) -> list[str]:
-    """Warnings for [server] keys `settings` sets that `backend` cannot honour (for `check`).
-
-    Raises BackendNotInstalled when the backend (or, for `auto`, every backend) is missing.
+    """The [server] keys `settings` sets that `backend` cannot honour, for `check` to warn
+    about (e.g. ``["max_concurrent_connections"]`` for granian). Only keys that differ from
+    their default count. Raises BackendNotInstalled when the backend (for `auto`: every
+    backend) is missing.
     """
-    adapter = BackendRegistry.get(str(backend))
-    return [f"server.{key} = {getattr(settings, key)!r} is not supported by {adapter.name}; "
-            "it is ignored" for key in adapter.unsupported_in(settings)]
+    return BackendRegistry.get(str(backend)).unsupported_in(settings)

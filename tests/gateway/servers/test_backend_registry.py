@@ -12,6 +12,7 @@ import pytest
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
 from gateway.servers import loops, registry
+from gateway.servers.base import unsupported_settings as base_unsupported_settings
 from gateway.servers.listener import create_listener
 from gateway.servers.registry import BackendRegistry, unsupported_settings
 
@@ -106,13 +107,14 @@ def test_unsupported_settings_only_reports_what_is_set() -> None:
     assert unsupported_settings("uvicorn", ServerConfig()) == []
     assert unsupported_settings("hypercorn", ServerConfig()) == []
     capped = ServerConfig(max_concurrent_connections=100, http="2")
-    assert [w.split(" ")[0] for w in unsupported_settings("granian", capped)] == [
-        "server.max_concurrent_connections"]
-    assert [w.split(" ")[0] for w in unsupported_settings("hypercorn", capped)] == [
-        "server.max_concurrent_connections"]
-    assert [w.split(" ")[0] for w in unsupported_settings("uvicorn", capped)] == ["server.http"]
+    assert unsupported_settings("granian", capped) == ["max_concurrent_connections"]
+    assert unsupported_settings("hypercorn", capped) == ["max_concurrent_connections"]
+    assert unsupported_settings("uvicorn", capped) == ["http"]
     assert unsupported_settings("uvicorn", ServerConfig(http="1")) == []
-    assert "granian" in unsupported_settings("auto", capped)[0]
+    assert unsupported_settings("granian", ServerConfig(keep_alive_timeout=30)) == [
+        "keep_alive_timeout"]
+    assert unsupported_settings("auto", capped) == ["max_concurrent_connections"]
+    assert base_unsupported_settings("uvicorn", capped) == ["http"]
 
 
 def test_listener_is_bound_listening_and_reusable() -> None:
