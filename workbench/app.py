@@ -7,14 +7,9 @@ messages; screens get their data handed down by this app ("attributes down, mess
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import os
-import signal
-import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +30,7 @@ from gateway.events import (
 )
 from gateway.requestlog import RequestRecord
 from workbench import formatting as fmt
-from workbench.commands import PaletteCommand, WorkbenchCommands
+from workbench.commands import PaletteCommand, WorkbenchCommands, palette_commands
 from workbench.history import MetricsHistory
 from workbench.messages import (
     AppStateChange,
@@ -418,36 +413,7 @@ class WorkbenchApp(App[None]):
                 f"p99={fmt.millis(lat.get('p99'))}ms")
 
     def palette_commands(self) -> list[PaletteCommand]:
-        cmds = [
-            PaletteCommand("Edit the project file", "e: TOML editor with validation",
-                           self.edit_config),
-            PaletteCommand("Switch backend…", "b: pick an installed backend", self.pick_backend),
-            PaletteCommand("Filter requests", "/: by text, app and status class",
-                           self.dashboard.action_filter),
-            PaletteCommand("Follow / pause the request log", "f",
-                           self.dashboard.action_toggle_follow),
-            PaletteCommand("Export the request log…", "x: JSON Lines or HAR",
-                           self.export_dialog),
-            PaletteCommand("Logs of all apps", "L: merged output", partial(self.open_logs, None)),
-            PaletteCommand("Help: every key", "?", self.action_help),
-            PaletteCommand("Quit", "q: drain, stop every app, exit", self.request_quit),
-        ]
-        table = self.dashboard.apps_table
-        for name in table.app_names:
-            stopped = table.app_state(name) in ("stopped", "failed")
-            cmds += [
-                PaletteCommand(f"Restart {name}", "r", partial(self.restart_app, name)),
-                PaletteCommand(f"{'Start' if stopped else 'Stop'} {name}", "s",
-                               partial(self.toggle_app, name)),
-                PaletteCommand(f"Logs of {name}", "l", partial(self.open_logs, name)),
-                PaletteCommand(f"Requests of {name}", "filter the request log",
-                               partial(self.dashboard.set_filter, app=name)),
-            ]
-        for backend in self.engine.installed_backends():
-            if backend != self.engine.backend:
-                cmds.append(PaletteCommand(f"Switch backend to {backend}", "b",
-                                           partial(self.switch_backend, backend)))
-        return cmds
+        return palette_commands(self)
 
     def __repr__(self) -> str:
         # Textual reprs the app while still constructing it, hence getattr.
@@ -461,49 +427,9 @@ def create_app(engine: EngineAPI, *, poll_interval: float = 1.0,
     return WorkbenchApp(engine, poll_interval=poll_interval, max_rows=max_rows)
 
 
-async def _hang_up(app: WorkbenchApp) -> None:
-    """The terminal is gone (SIGHUP): stop every app, then leave at once. Textual would block
-    for ever trying to restore a terminal that no longer exists."""
-    app.request_quit()
-    try:
-        await app.engine.stop()  # waits for the stop the app started
-    finally:
-        os._exit(0)
-
-
-async def _serve(app: WorkbenchApp) -> None:
-    loop = asyncio.get_running_loop()
-    hang_ups: list[asyncio.Task[None]] = []
-    with contextlib.suppress(NotImplementedError, RuntimeError):
-        loop.add_signal_handler(signal.SIGTERM, app.request_quit)
-        loop.add_signal_handler(signal.SIGHUP,
-                                lambda: hang_ups.append(loop.create_task(_hang_up(app))))
-    try:
-        await app.run_async()
-    finally:
-        # The app stops the engine on quit; this covers every other way out (a crash).
-        await app.engine.stop()
-
-
 def run_workbench(config_path: Path, overrides: Mapping[str, Any] | None = None) -> int:
-    """Run the interactive workbench on `config_path`; returns the process exit code.
+    """Run the interactive workbench on `config_path`; returns the process exit code
+    (see `workbench.runner.run`)."""
+    from workbench.runner import run
 
-    A configuration error at start exits with 2, any other start failure with 1; the message
-    is printed once the terminal is restored.
-    """
-    from gateway.config.loader import load_config
-    from gateway.engine import Engine
-    from gateway.servers.loops import loop_factory
-
-    try:
-        loop_name = load_config(config_path, overrides=overrides).server.event_loop.value
-        factory = loop_factory(loop_name)
-    except GatewayError as exc:
-        print(f"pyserve-tui: {exc}", file=sys.stderr)
-        return exc.exit_code
-    app = create_app(Engine(config_path, overrides=dict(overrides or {})))
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(_serve(app))
-    if app.startup_error:
-        print(f"pyserve-tui: {app.startup_error}", file=sys.stderr)
-    return app.return_code or 0
+    return run(config_path, overrides)
