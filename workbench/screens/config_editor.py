@@ -98,7 +98,7 @@ class ConfigEditorScreen(Screen[None]):
         self.app.push_screen(ApplyPreview(change, diff), confirmed)
 
     def show_error(self, exc: ConfigError) -> None:
-        """Show the message, put the cursor on the offending line and select it."""
+        """Show the message and put the cursor where the error is."""
         status = self.query_one("#editor-status", Static)
         status.add_class("-error")
         status.update(f" {exc}")
@@ -107,8 +107,7 @@ class ConfigEditorScreen(Screen[None]):
             row = min(max(exc.line - 1, 0), area.document.line_count - 1)
             col = max((exc.col or 1) - 1, 0)
             line_len = len(area.document.get_line(row))
-            area.select_line(row)
-            area.move_cursor((row, min(col, line_len)), select=False)
+            area.move_cursor((row, min(col, line_len)))  # the cursor line is highlighted
             area.scroll_cursor_visible(center=True)
         area.focus()
 
