@@ -1,10 +1,19 @@
 """granian: the Rust (hyper/tokio) ASGI server, first in the `auto` cascade.
 
-Embedded serving uses `granian.server.embed.Server` ("experimental" upstream). It normally
-binds its own socket (on Linux a fresh SO_REUSEPORT listener per worker); we hand it the
-engine's listening socket instead by overriding `_init_shared_socket` with a
-`SocketHolder(fd, is_uds, backlog)` around a dup of the engine's fd. Granian's Rust side owns
-that fd from then on (it closes it when the worker stops), which is exactly why it gets a dup.
+Embedded serving uses `granian.server.embed.Server` ("experimental" upstream) with the ASGINL
+interface (no lifespan: the engine runs its own startup). How it is made to share the
+engine's socket and to hand over without dropping a client:
+
+- Granian normally binds its own listener (on Linux one SO_REUSEPORT socket per worker).
+  `_init_shared_socket` is overridden to give the worker `SocketHolder(fd, False, backlog)`
+  around a dup of the engine's fd. Granian's Rust side owns that fd from then on and closes
+  it when the worker stops, which is why it gets a dup.
+- Granian cannot stop accepting without shutting down, and its shutdown closes connections it
+  has just accepted before their request is read. `GranianHandle._detach_listener` therefore
+  points granian's fd (dup2) at an idle listener of our own first; see there.
+- Its constructor reconfigures the whole process's logging; see `_configure_logging_quietly`.
+- Its ASGINL worker resolves a future twice on stop; `_spawn_asgi_worker` is granian's own,
+  made idempotent.
 """
 
 from __future__ import annotations
