@@ -151,6 +151,11 @@ class HypercornAdapter(ServerAdapter):
         # A logger (not "-") keeps hypercorn from installing its own stderr handler: the
         # workbench's logging configuration decides where these go.
         config.errorlog = logging.getLogger("hypercorn.error")
-        handle = HypercornHandle(wrapped, config, sock.dup())
-        await handle.start()
+        own = sock.dup()  # closing the asyncio server closes it; the engine's socket stays
+        handle = HypercornHandle(wrapped, config, own)
+        try:
+            await handle.start()
+        except BaseException:
+            own.close()
+            raise
         return handle

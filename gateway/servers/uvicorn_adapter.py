@@ -125,6 +125,11 @@ class UvicornAdapter(ServerAdapter):
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
-        handle = UvicornHandle(server, wrapped, sock.dup())
-        await handle.start()
+        own = sock.dup()  # uvicorn closes the sockets it serves; the engine's must outlive it
+        handle = UvicornHandle(server, wrapped, own)
+        try:
+            await handle.start()
+        except BaseException:
+            own.close()
+            raise
         return handle
