@@ -111,7 +111,7 @@ async def capture(app: WorkbenchApp, out: Path, real: bool) -> None:
             await traffic(app, 120)
             await pilot.pause(2.5)  # a few metrics ticks for the sparklines
         else:
-            from test_workbench_snapshots import LATENCY, RATE
+            from fake_engine import LATENCY, RATE
 
             app.history.seed("api", LATENCY, RATE)
             app.dashboard.show_metrics(app.metrics)

@@ -1,22 +1,19 @@
-"""Fixtures of the workbench tests: a deterministic fake project for snapshots, a real
-project with real app processes for behaviour, and a helper that waits on a condition."""
+"""Fixtures of the workbench tests: a deterministic fake project for snapshots and a real
+project with real app processes for behaviour (helpers live in wbsupport.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import random
-import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from textual.pilot import Pilot
 
-ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from wbsupport import free_port, free_port_range, real_project_text  # noqa: E402
 
 
 @pytest.fixture
@@ -43,85 +40,8 @@ def shop_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, utc: None) -> Path
     return folder
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_range(size: int = 20) -> tuple[int, int]:
-    """A run of `size` ports that are free now, below the ephemeral range so that client
-    sockets do not take them meanwhile (best effort: nothing reserves them)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000 - size)
-        if all(_bindable(port) for port in range(base, base + size)):
-            return base, base + size - 1
-    raise RuntimeError("no free port range")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the apps' servers do
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def real_project_text(gateway_port: int, port_range: tuple[int, int], *,
-                      apps: tuple[str, ...] = ("api", "shop"), backend: str = "uvicorn") -> str:
-    """Two (or more) copies of examples/api.py behind the gateway, tuned for quick tests."""
-    lines = [
-        "# workbench tests: real app processes",
-        "[server]",
-        'host = "127.0.0.1"',
-        f"port = {gateway_port}",
-        f'backend = "{backend}"',
-        "graceful_timeout = 3.0",
-        "",
-        "[[extensions]]",
-        'type = "process_orchestration"',
-        "[extensions.config]",
-        f"port_range = [{port_range[0]}, {port_range[1]}]",
-        "health_check_interval = 0.5",
-        "health_check_timeout = 2.0",
-        "restart_delay = 0.2",
-        "shutdown_timeout = 5.0",
-        "",
-    ]
-    for name in apps:
-        lines += [
-            "[[extensions.config.apps]]",
-            f'name = "{name}"',
-            f'path = "/{name}"',
-            'app_path = "examples.api:app"',
-            f'module_path = "{ROOT}"',
-            "",
-        ]
-    lines += [
-        "[[extensions]]",
-        'type = "routing"',
-        "[extensions.config.regex_locations]",
-        '"=/ping" = { return = "200 pong", content_type = "text/plain" }',
-        "",
-    ]
-    return "\n".join(lines)
-
-
 @pytest.fixture
 def real_project(tmp_path: Path) -> Path:
     path = tmp_path / "workbench.toml"
     path.write_text(real_project_text(free_port(), free_port_range()), encoding="utf-8")
     return path
-
-
-async def wait_until(pilot: Pilot[object], predicate: Callable[[], object], what: str,
-                     timeout: float = 30.0) -> None:
-    """Let the app run until `predicate()` is true; fail naming `what` after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.1)

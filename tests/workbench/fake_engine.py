@@ -86,6 +86,12 @@ APPS: dict[str, dict[str, Any]] = {
              "uptime_s": 41.0, "health": "failing"},
 }
 
+# A minute of sparkline history for the screenshots (seeded, not measured).
+LATENCY = [3.1, 3.4, 3.2, 4.0, 5.5, 3.3, 3.0, 2.9, 8.4, 12.0, 6.1, 3.6, 3.4, 3.2, 3.3, 3.5,
+           3.1, 4.2, 3.8, 3.3, 3.4, 3.0, 2.8, 3.1, 3.6, 4.4, 9.9, 4.1, 3.3, 3.2]
+RATE = [20, 22, 25, 31, 38, 41, 40, 36, 30, 28, 33, 39, 44, 47, 45, 40, 38, 37, 35, 36, 38,
+        41, 43, 40, 39, 38, 37, 39, 40, 38.5]
+
 PATHS = ["/api/orders", "/api/orders/1042", "/web/", "/web/static/app.js", "/api/cart",
          "/jobs/run", "/api/users/me", "/ping", "/web/checkout", "/api/orders?page=2"]
 STATUSES = [200, 200, 201, 304, 200, 500, 200, 200, 404, 200, 502, 200]

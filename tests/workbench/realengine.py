@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from conftest import wait_until
 from textual.message import Message
 from textual.pilot import Pilot
+from wbsupport import wait_until
 
 from gateway.engine import Engine
 from gateway.events import AppStateChanged

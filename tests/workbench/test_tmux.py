@@ -12,7 +12,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import free_port, free_port_range, real_project_text
+from wbsupport import free_port, free_port_range, real_project_text
 
 pytestmark = pytest.mark.slow
 

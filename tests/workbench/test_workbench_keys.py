@@ -10,12 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ROOT, wait_until
 from realengine import all_healthy, app_pids, apps, real_workbench
 from textual.command import CommandPalette
 from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Input, RadioButton, Static, TextArea
+from wbsupport import ROOT, wait_until
 
 from workbench.screens.apply_preview import ApplyPreview
 from workbench.screens.backend_picker import BackendPicker

@@ -7,11 +7,11 @@ import asyncio
 import time
 from pathlib import Path
 
-from conftest import wait_until
 from fake_engine import FakeEngine, make_record
 from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Static
+from wbsupport import wait_until
 
 from gateway.events import AppStateChanged, RequestsCompleted
 from workbench.app import WorkbenchApp, create_app

@@ -10,17 +10,12 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from fake_engine import FakeEngine
+from fake_engine import LATENCY, RATE, FakeEngine
 from textual.pilot import Pilot
 from textual.widgets import TextArea
 
 from workbench.app import WorkbenchApp, create_app
 from workbench.screens.config_editor import ConfigEditorScreen
-
-LATENCY = [3.1, 3.4, 3.2, 4.0, 5.5, 3.3, 3.0, 2.9, 8.4, 12.0, 6.1, 3.6, 3.4, 3.2, 3.3, 3.5,
-           3.1, 4.2, 3.8, 3.3, 3.4, 3.0, 2.8, 3.1, 3.6, 4.4, 9.9, 4.1, 3.3, 3.2]
-RATE = [20, 22, 25, 31, 38, 41, 40, 36, 30, 28, 33, 39, 44, 47, 45, 40, 38, 37, 35, 36, 38,
-        41, 43, 40, 39, 38, 37, 39, 40, 38.5]
 
 
 def fake_app(folder: Path) -> WorkbenchApp:

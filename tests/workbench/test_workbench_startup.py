@@ -8,8 +8,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from conftest import free_port, free_port_range, real_project_text, wait_until
 from realengine import assert_no_process_left
+from wbsupport import free_port, free_port_range, real_project_text, wait_until
 
 from gateway.engine import Engine
 from workbench.app import create_app, run_workbench
