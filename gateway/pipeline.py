@@ -21,6 +21,7 @@ from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
 from gateway.responses import send_error
+from gateway.servers.base import CLOSING_KEY, DRAIN_KEY
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -96,6 +97,9 @@ class Pipeline:
 class GatewayApp:
     """The ASGI app the serving backend runs."""
 
+    #: A draining server may ask, through the scope, for `connection: close` on responses.
+    honours_drain = True
+
     def __init__(self, pipeline: Pipeline, services: Services) -> None:
         self.pipeline = pipeline
         self.services = services
@@ -132,6 +136,10 @@ class GatewayApp:
                 headers.append(rid_header)
                 if tp_header is not None:
                     headers.append(tp_header)
+                drain = scope.get(DRAIN_KEY)
+                if drain is not None and drain.draining and mtype == "http.response.start":
+                    headers.append((b"connection", b"close"))
+                    scope[CLOSING_KEY] = True
                 message["headers"] = headers
                 ctx.status = message.get("status", 101)
                 ctx.response_headers = headers

@@ -142,6 +142,13 @@ async def stop_accepting(servers: list[asyncio.Server]) -> None:
         server.close()
 
 
+# Scope keys of the drain protocol between `DrainingApp` and an app that sets
+# `honours_drain = True` (the gateway): the app reads `scope[DRAIN_KEY].draining` when it
+# starts a response, adds `connection: close` if set, and reports that in CLOSING_KEY.
+DRAIN_KEY = "pyserve.drain"
+CLOSING_KEY = "pyserve.closing"
+
+
 class DrainingApp:
     """Wraps the gateway's app so a stopping server lets keep-alive clients go cleanly.
 
@@ -156,6 +163,7 @@ class DrainingApp:
         self.app = app
         self.idle_grace = idle_grace
         self.active_window = active_window
+        self._app_honours_drain = bool(getattr(app, "honours_drain", False))
         self.draining = False
         self.in_flight = 0
         self._tasks: set[asyncio.Task[object]] = set()
@@ -177,21 +185,28 @@ class DrainingApp:
             await self.app(scope, receive, send)
             return
         client = scope.get("client")
-        key = (str(client[0]), int(client[1])) if client else None
-        http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
+        key = (client[0], client[1]) if client else None
         closing = False
+        if self._app_honours_drain:
+            # The app adds `connection: close` itself while we drain (see DRAIN_KEY), which
+            # saves a send wrapper on every request of the hot path.
+            scope[DRAIN_KEY] = self
+        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
+            raw_send = send
 
-        async def send_wrapper(message: Message) -> None:
-            nonlocal closing
-            if message["type"] == "http.response.start" and http1:
-                headers = list(message.get("headers", []))
-                closing = any(k.lower() == b"connection" and v.lower() == b"close"
-                              for k, v in headers)
-                if self.draining and not closing:
-                    headers.append((b"connection", b"close"))
-                    message = {**message, "headers": headers}
-                    closing = True
-            await send(message)
+            async def send_wrapper(message: Message) -> None:
+                nonlocal closing
+                if message["type"] == "http.response.start":
+                    headers = list(message.get("headers", []))
+                    closing = any(k.lower() == b"connection" and v.lower() == b"close"
+                                  for k, v in headers)
+                    if self.draining and not closing:
+                        headers.append((b"connection", b"close"))
+                        message = {**message, "headers": headers}
+                        closing = True
+                await raw_send(message)
+
+            send = send_wrapper
 
         self.in_flight += 1
         task = asyncio.current_task()
@@ -202,13 +217,13 @@ class DrainingApp:
                 self.active_connections()  # prune
             self._seen[key] = -1.0
         try:
-            await self.app(scope, receive, send_wrapper)
+            await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
             if task is not None:
                 self._tasks.discard(task)
             if key is not None:
-                if closing:
+                if closing or scope.get(CLOSING_KEY):
                     self._seen.pop(key, None)
                 else:
                     self._seen[key] = time.monotonic()
