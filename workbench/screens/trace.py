@@ -138,11 +138,11 @@ class TraceScreen(Screen[None]):
             for section_id, label, renderable in (
                 ("trace-summary", "Request", summary(req)),
                 ("trace-timings", "Timings", timings(req)),
+                ("trace-app-lines", "App log lines", app_lines(self.trace.get("app_lines", []))),
                 ("trace-request-headers", "Request headers",
                  _headers_table(req.get("request_headers") or [])),
                 ("trace-response-headers", "Response headers",
                  _headers_table(req.get("response_headers") or [])),
-                ("trace-app-lines", "App log lines", app_lines(self.trace.get("app_lines", []))),
             ):
                 section = Static(renderable, id=section_id, classes="trace-section")
                 section.border_title = label
