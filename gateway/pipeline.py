@@ -179,8 +179,9 @@ class GatewayApp:
             app=ctx.app, route=ctx.route, upstream=ctx.upstream,
             upstream_connect_ms=ctx.upstream_connect_ms, upstream_ttfb_ms=ctx.upstream_ttfb_ms,
             upstream_total_ms=ctx.upstream_total_ms, cache=ctx.cache,
-            traceparent=ctx.traceparent, request_headers=scope["headers"],
-            response_headers=ctx.response_headers, notes=ctx.notes,
+            traceparent=ctx.traceparent, request_headers=tuple(scope["headers"]),
+            response_headers=tuple(ctx.response_headers),
+            notes=tuple(ctx.notes.items()) if ctx.notes else (),
         )
         self.services.request_log.add(record)
         for hook in self.on_record:

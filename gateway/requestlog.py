@@ -6,15 +6,20 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 from gateway.events import EventBus, RequestsCompleted
-from gateway.types import Headers
 
 
-@dataclass(slots=True)
-class RequestRecord:
+class RequestRecord(NamedTuple):
+    """One finished request.
+
+    A tuple of atomic values (headers as tuples of bytes pairs, notes as pairs), so once it
+    has survived one collection the garbage collector stops tracking it: ten thousand kept
+    records then cost full collections nothing, which keeps the p99 latency flat.
+    """
+
     time: float
     request_id: str
     method: str
@@ -31,9 +36,9 @@ class RequestRecord:
     upstream_total_ms: float | None = None
     cache: str | None = None
     traceparent: str | None = None
-    request_headers: Headers = field(default_factory=list)
-    response_headers: Headers = field(default_factory=list)
-    notes: dict[str, Any] = field(default_factory=dict)
+    request_headers: Sequence[tuple[bytes, bytes]] = ()
+    response_headers: Sequence[tuple[bytes, bytes]] = ()
+    notes: Any = ()
 
     @property
     def status_class(self) -> str:
@@ -53,7 +58,7 @@ class RequestRecord:
                                 for k, v in self.request_headers],
             "response_headers": [(k.decode("latin-1"), v.decode("latin-1"))
                                  for k, v in self.response_headers],
-            "notes": self.notes,
+            "notes": dict(self.notes),
         }
 
 
