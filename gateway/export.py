@@ -47,8 +47,13 @@ def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
 
 
 def export_requests(engine: Engine, path: Path, fmt: str) -> int:
-    records = list(engine.request_log.records)
-    traces = [engine.trace(r.request_id) or {"request": r.to_dict(), "app_lines": []}
+    """Write every kept request with its app lines; safe to call from a worker thread."""
+    records = list(engine.request_log.records)  # one C-level copy: appends may go on
+    by_id: dict[str, list[Any]] = {}
+    for line in engine.app_logs(None):
+        if line.request_id:
+            by_id.setdefault(line.request_id, []).append(line)
+    traces = [{"request": r.to_dict(), "app_lines": by_id.get(r.request_id, [])}
               for r in records]
     if fmt == "jsonl":
         lines = []
