@@ -47,15 +47,17 @@ class Transport(Protocol):
 class PooledTransport:
     """The default transport: keep-alive HTTP/1.1 pools, one per ``(host, port)``.
 
-    Pools are created on first use and live as long as the transport, so a request allocates
-    no client objects. All connections belong to the event loop that opened them; use one
-    transport per loop.
+    Pools are created on first use and kept while they hold connections, so a request
+    allocates no client objects; empty ones are pruned when a new upstream appears. All
+    connections belong to the event loop that opened them; use one transport per loop.
     """
 
     def __init__(self, *, max_idle_per_host: int = 512, connect_timeout: float = 5.0) -> None:
         self.max_idle_per_host = max_idle_per_host
         self.connect_timeout = connect_timeout
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
+        #: Requests in progress per upstream, so a pool still connecting is never pruned.
+        self._users: dict[tuple[str, int], int] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -63,21 +65,46 @@ class PooledTransport:
         state = " closed" if self._closed else ""
         return f"<PooledTransport{state} {pools}>"
 
-    def _pool(self, target: UpstreamTarget) -> UpstreamPool:
-        key = (target.host, target.port)
+    def _pool(self, key: tuple[str, int]) -> UpstreamPool:
         pool = self._pools.get(key)
         if pool is None:
+            self._prune()
             pool = self._pools[key] = UpstreamPool(
-                target.host, target.port, max_idle=self.max_idle_per_host,
+                key[0], key[1], max_idle=self.max_idle_per_host,
                 connect_timeout=self.connect_timeout,
             )
         return pool
+
+    def _prune(self) -> None:
+        """Forget the pools that have no connection and no request in progress.
+
+        Restarts and blue/green rollovers move an app to a new port for good; without this
+        every old port kept its empty pool for the life of the gateway. Pruning whenever a
+        new pool is made costs nothing per request and bounds the map by the upstreams in
+        use plus those whose last connections are still closing.
+        """
+        users = self._users
+        empty = [key for key, pool in self._pools.items()
+                 if pool.open <= 0 and not pool.idle_count and not users.get(key)]
+        for key in empty:
+            del self._pools[key]
 
     async def http(self, scope: Scope, receive: Receive, send: Send,
                    target: UpstreamTarget) -> None:
         """Proxy an HTTP request. Raises ``gateway.errors.Upstream*`` (see ``proxy.http``:
         after the response started, raising is how the client connection gets aborted)."""
-        await forward_http(self._pool(target), scope, receive, send, target)
+        key = (target.host, target.port)
+        pool = self._pool(key)
+        users = self._users
+        users[key] = users.get(key, 0) + 1
+        try:
+            await forward_http(pool, scope, receive, send, target)
+        finally:
+            left = users[key] - 1
+            if left:
+                users[key] = left
+            else:
+                del users[key]
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send,
                         target: UpstreamTarget) -> None:
