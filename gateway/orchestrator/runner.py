@@ -101,15 +101,33 @@ def _fail(message: str) -> int:
     return EXIT_IMPORT_ERROR
 
 
+#: Program names in a `command` that mean "the Python the workbench runs on".
+PYTHON_NAMES = frozenset({"python", "python3"})
+
+
+def command_argv(command: list[Any], port: int, python: str | None = None) -> list[str]:
+    """The argv to exec for a `command` app.
+
+    $PORT / ${PORT} in an argument become the port (there is no shell to do it). A bare
+    ``python`` or ``python3`` as the program runs with the workbench's own interpreter
+    (`sys.executable`; this runner is started with it): a virtualenv's python is often not
+    on PATH (the workbench was started by its full path or its console script), and a
+    ``python`` found on PATH may be another installation without the project's packages.
+    """
+    text = str(port)
+    argv = [str(a).replace("${PORT}", text).replace("$PORT", text) for a in command]
+    if argv and argv[0] in PYTHON_NAMES:
+        argv[0] = python or sys.executable
+    return argv
+
+
 def serve(spec: dict[str, Any]) -> int:
     """The server side: load the app, then serve it (or exec the command)."""
     from gateway.orchestrator.apploader import AppLoadError, child_app
 
     command = spec.get("command")
     if command:
-        # $PORT / ${PORT} in an argument become the port (there is no shell to do it).
-        port = str(spec["port"])
-        argv = [str(a).replace("${PORT}", port).replace("$PORT", port) for a in command]
+        argv = command_argv(command, spec["port"])
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:
