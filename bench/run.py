@@ -1,248 +1,184 @@
-"""Gateway throughput and latency against nginx and a direct baseline, in one run.
+"""Throughput and latency: direct granian vs nginx proxy_pass vs our gateway per backend,
+headless and with the TUI open.
 
-    python bench/run.py                     # default: 64 and 256 connections, 3 rounds, 5 s each
-    python bench/run.py --quick             # one round, 3 s, 64 connections
+    python bench/run.py                     # 64 and 256 connections, 3 rounds of 5 s, all backends
+    python bench/run.py --quick             # 1 round of 3 s, granian only (plus the TUI)
+    python bench/run.py --no-ui --backends granian,uvicorn --rounds 5
 
-Every configuration proxies to the same upstream: a plain-text ASGI app served directly by
-granian on 127.0.0.1. Configurations are run in alternating rounds (the machine is shared and
-noisy) and the median of each is compared with nginx `proxy_pass` (upstream keep-alive) and
-with the upstream itself. Load comes from wrk, bounded by duration. Everything binds
-127.0.0.1. Output: a Markdown table on stdout and JSON in bench/results/.
+Every configuration serves the same plain-text app (`bench.apps:plaintext`): "direct" is that
+app under granian (one worker) on 127.0.0.1, the ceiling; every other configuration proxies
+to it: nginx `proxy_pass` with upstream keep-alive (generated config), our gateway headless
+(`pyserve-tui --no-ui`) on each backend, and our gateway on granian with the workbench TUI
+open (bench/ui_gateway.py: Textual headless, real Engine, same loop) whose loop-lag probe is
+read for the measurement windows. Load comes from wrk (bounded by duration), 1 s warm-up
+then the measurement; configurations alternate within each round (and the order rotates
+between rounds) because the machine is shared and noisy; the table shows medians.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import re
-import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from bench.harness import (  # noqa: E402
+    Section,
+    Target,
+    cleanup,
+    lag_summary,
+    machine_load,
+    remove_workdir,
+    require_tools,
+    save,
+    start_gateway,
+    start_nginx,
+    start_upstream,
+)
+from bench.load import wrk  # noqa: E402
+
+ALL_BACKENDS = "granian,uvicorn,hypercorn"
+UI_CONFIG = "gateway-granian-ui"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def throughput(quick: bool = False, *, backends: str | None = None, rounds: int | None = None,
+               seconds: float | None = None, connections: str = "64,256", ui: bool = True,
+               nginx_workers: str = "auto") -> Section:
+    backend_list = [b for b in (backends or ("granian" if quick else ALL_BACKENDS)).split(",")
+                    if b]
+    rounds = rounds or (1 if quick else 3)
+    seconds = seconds or (3 if quick else 5)
+    conns = [int(c) for c in connections.split(",")]
+
+    upstream, upstream_port = start_upstream()
+    ports: dict[str, int] = {"direct": upstream_port}
+    _, ports["nginx"] = start_nginx(upstream_port, nginx_workers)
+    gateways = {}
+    routes = {"/": f"http://127.0.0.1:{upstream_port}"}
+    for b in backend_list:
+        gateways[f"gateway-{b}"] = start_gateway(f"gateway-{b}", backend=b, routes=routes)
+    if ui:
+        gateways[UI_CONFIG] = start_gateway(UI_CONFIG, ui=True, backend="granian",
+                                            routes=routes)
+    ports.update({name: gw.port for name, gw in gateways.items()})
+
+    results: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in conns}
+                                                            for n in ports}
+    windows: dict[int, list[tuple[float, float]]] = {c: [] for c in conns}
+    names = list(ports)
+    for rnd in range(rounds):
+        order = names[rnd % len(names):] + names[:rnd % len(names)]
+        for c in conns:
+            for name in order:
+                wrk(ports[name], c, 1)  # warm the pools
+                began = time.time()
+                r = wrk(ports[name], c, seconds)
+                if name == UI_CONFIG:
+                    windows[c].append((began, time.time()))
+                results[name][c].append(r)
+                print(f"round {rnd + 1}/{rounds} c={c} {name}: {r['rps']:.0f} req/s "
+                      f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
+    lag: dict[int, dict[str, float]] = {}
+    ui_facts: dict[str, Any] = {}
+    if ui:
+        dump = gateways[UI_CONFIG].lag_dump()
+        lag = {c: lag_summary(dump["samples"], windows[c]) for c in conns}
+        ui_facts = {k: v for k, v in dump.items() if k != "samples"}
+    for gw in gateways.values():
+        gw.stop()
+    return report(results, conns, backend_list, lag, ui_facts,
+                  {"rounds": rounds, "seconds": seconds, "backends": backend_list})
 
 
-def wait_http(port: int, path: str = "/", timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
-                if s.recv(12).startswith(b"HTTP/1.1 200"):
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"nothing answered 200 on 127.0.0.1:{port}{path} in {timeout}s")
-
-
-@dataclass
-class Proc:
-    name: str
-    popen: subprocess.Popen[bytes]
-    extra: list[Path] = field(default_factory=list)
-
-    def stop(self) -> None:
-        if self.popen.poll() is None:
-            try:
-                os.killpg(self.popen.pid, signal.SIGTERM)
-                self.popen.wait(15)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
-                    os.killpg(self.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                self.popen.wait()
-
-
-def spawn(name: str, argv: list[str], **kw: object) -> Proc:
-    popen = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
-    return Proc(name, popen)
-
-
-def start_upstream(port: int) -> Proc:
-    return spawn("upstream", [sys.executable, "-m", "granian", "--interface", "asgi",
-                              "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-                              "--no-ws", "--log-level", "error", "bench.apps:plaintext"],
-                 cwd=ROOT)
-
-
-NGINX_CONF = """
-worker_processes {workers};
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log error;
-daemon off;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body;
-  proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi;
-  uwsgi_temp_path {tmp}/uwsgi;
-  scgi_temp_path {tmp}/scgi;
-  upstream app {{ server 127.0.0.1:{upstream}; keepalive 256; }}
-  server {{
-    listen 127.0.0.1:{port} backlog=1024;
-    location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }}
-  }}
-}}
-"""
-
-
-def start_nginx(port: int, upstream: int, workers: str) -> Proc:
-    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-    tmp = Path(tempfile.mkdtemp(prefix="pyserve-bench-nginx-"))
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(tmp=tmp, port=port, upstream=upstream, workers=workers))
-    return spawn("nginx", [nginx, "-c", str(conf), "-p", str(tmp)])
-
-
-GATEWAY_TOML = """
-[server]
-host = "127.0.0.1"
-port = {port}
-backend = "{backend}"
-graceful_timeout = 2.0
-
-[logging]
-level = "warning"     # no per-request access line: we measure the proxy, not stdout
-
-[[extensions]]
-type = "routing"
-[extensions.config.regex_locations]
-"/" = {{ proxy_pass = "http://127.0.0.1:{upstream}" }}
-"""
-
-
-def start_gateway(port: int, upstream: int, backend: str, ui: bool) -> Proc:
-    tmp = Path(tempfile.mkdtemp(prefix="pyserve-bench-gw-"))
-    (tmp / "workbench.toml").write_text(GATEWAY_TOML.format(port=port, upstream=upstream,
-                                                            backend=backend))
-    argv = [sys.executable, str(ROOT / "bench" / "ui_gateway.py"), str(tmp / "workbench.toml")] \
-        if ui else [sys.executable, "-m", "workbench.cli", "--no-ui", "-c",
-                    str(tmp / "workbench.toml")]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return spawn(f"gateway-{backend}{'-ui' if ui else ''}", argv, cwd=tmp, env=env)
-
-
-_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-
-def _ms(text: str) -> float:
-    m = re.fullmatch(r"([\d.]+)(us|ms|s)", text.strip())
-    if not m:
-        return float("nan")
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
-def run_wrk(port: int, connections: int, seconds: int, threads: int = 2) -> dict[str, float]:
-    out = subprocess.run(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
-                          "--latency", "--timeout", "5s", f"http://127.0.0.1:{port}/"],
-                         capture_output=True, text=True, timeout=seconds + 30).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    lat = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
-    errors = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
-    sock_err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)",
-                         out)
-    return {"rps": rps, "p50_ms": _ms(lat.get("50", "nan")), "p99_ms": _ms(lat.get("99", "nan")),
-            "non2xx": int(errors.group(1)) if errors else 0,
-            "socket_errors": sum(map(int, sock_err.groups())) if sock_err else 0}
-
-
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--connections", default="64,256")
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=5)
-    ap.add_argument("--backends", default="granian,uvicorn,hypercorn")
-    ap.add_argument("--ui", action="store_true", help="also measure with the TUI running")
-    ap.add_argument("--nginx-workers", default="auto")
-    ap.add_argument("--quick", action="store_true")
-    args = ap.parse_args()
-    if args.quick:
-        args.connections, args.rounds, args.seconds, args.backends = "64", 1, 3, "granian"
-    for tool in ("wrk", "nginx"):
-        if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
-            print(f"{tool} is required: apt-get install -y {tool}", file=sys.stderr)
-            return 1
-
-    upstream_port = free_port()
-    procs: dict[str, tuple[Proc, int]] = {}
-    upstream = start_upstream(upstream_port)
-    try:
-        wait_http(upstream_port)
-        configs = [("direct", None), ("nginx", None)]
-        configs += [(f"gateway-{b}", b) for b in args.backends.split(",")]
-        if args.ui:
-            configs.append(("gateway-granian-ui", "granian"))
-        for name, backend in configs:
-            port = free_port()
-            if name == "nginx":
-                proc = start_nginx(port, upstream_port, args.nginx_workers)
-            elif name == "direct":
-                proc, port = upstream, upstream_port
-            else:
-                proc = start_gateway(port, upstream_port, backend or "granian", name.endswith("-ui"))
-            wait_http(port)
-            procs[name] = (proc, port)
-
-        results: dict[str, dict[int, list[dict[str, float]]]] = {n: {} for n in procs}
-        conns = [int(c) for c in args.connections.split(",")]
-        for rnd in range(args.rounds):
-            for c in conns:
-                for name, (_, port) in procs.items():
-                    run_wrk(port, c, 1)  # warm the pools
-                    r = run_wrk(port, c, args.seconds)
-                    results[name].setdefault(c, []).append(r)
-                    print(f"round {rnd + 1} c={c} {name}: {r['rps']:.0f} req/s "
-                          f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms", file=sys.stderr)
-    finally:
-        for proc, _ in procs.values():
-            proc.stop()
-        upstream.stop()
-
-    table = ["| config | conns | req/s | p50 ms | p99 ms | vs nginx | p99 vs nginx | vs direct |",
-             "|---|---|---|---|---|---|---|---|"]
+def report(results: dict[str, dict[int, list[dict[str, float]]]], conns: list[int],
+           backends: list[str], lag: dict[int, dict[str, float]], ui_facts: dict[str, Any],
+           params: dict[str, Any]) -> Section:
+    section = Section("Throughput: direct, nginx, gateway (headless per backend, TUI open)")
+    section.markdown = [
+        f"`bench.apps:plaintext` under granian; wrk -t2, {params['rounds']} round(s) of "
+        f"{params['seconds']} s after 1 s warm-up, configurations alternating; medians "
+        "(req/s range over rounds in brackets).", "",
+        "| config | conns | req/s | p50 ms | p99 ms | vs nginx | p99 vs nginx | vs direct "
+        "| errors |",
+        "|---|---|---|---|---|---|---|---|---|"]
     summary: dict[str, dict[str, dict[str, float]]] = {}
     for c in conns:
         med = {n: {k: statistics.median(r[k] for r in runs[c]) for k in runs[c][0]}
                for n, runs in results.items()}
         for name, m in med.items():
-            ratio = m["rps"] / med["nginx"]["rps"]
-            p99r = m["p99_ms"] / med["nginx"]["p99_ms"]
-            direct = m["rps"] / med["direct"]["rps"]
-            table.append(f"| {name} | {c} | {m['rps']:.0f} | {m['p50_ms']:.2f} | "
-                         f"{m['p99_ms']:.2f} | {ratio:.2f}x | {p99r:.2f}x | {direct:.2f}x |")
-            summary.setdefault(name, {})[str(c)] = {**m, "ratio_nginx": ratio,
-                                                   "p99_ratio_nginx": p99r,
-                                                   "ratio_direct": direct}
-    print("\n".join(table))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"throughput-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.write_text(json.dumps({"args": vars(args), "results": summary}, indent=1))
-    print(f"\nJSON: {out}", file=sys.stderr)
+            rps = [r["rps"] for r in results[name][c]]
+            m["rps_min"], m["rps_max"] = min(rps), max(rps)
+            m["ratio_nginx"] = m["rps"] / med["nginx"]["rps"]
+            m["p99_ratio_nginx"] = m["p99_ms"] / med["nginx"]["p99_ms"]
+            m["ratio_direct"] = m["rps"] / med["direct"]["rps"]
+            spread = f" [{m['rps_min']:.0f}–{m['rps_max']:.0f}]" if len(rps) > 1 else ""
+            section.markdown.append(
+                f"| {name} | {c} | {m['rps']:.0f}{spread} | {m['p50_ms']:.2f} | "
+                f"{m['p99_ms']:.2f} | {m['ratio_nginx']:.2f}x | {m['p99_ratio_nginx']:.2f}x | "
+                f"{m['ratio_direct']:.2f}x | {int(m['non2xx'] + m['socket_errors'])} |")
+            summary.setdefault(name, {})[str(c)] = m
+        for b in backends:
+            m = med[f"gateway-{b}"]
+            section.targets.append(Target(
+                f"gateway-{b} throughput, c={c}", ">= 1.0x nginx",
+                f"{m['ratio_nginx']:.2f}x ({m['rps']:.0f} vs {med['nginx']['rps']:.0f} req/s)",
+                m["ratio_nginx"] >= 1.0))
+            section.targets.append(Target(
+                f"gateway-{b} p99, c={c}", "<= 1.2x nginx",
+                f"{m['p99_ratio_nginx']:.2f}x ({m['p99_ms']:.1f} vs "
+                f"{med['nginx']['p99_ms']:.1f} ms)", m["p99_ratio_nginx"] <= 1.2))
+        if UI_CONFIG in med and "gateway-granian" in med:
+            cost = 1 - med[UI_CONFIG]["rps"] / med["gateway-granian"]["rps"]
+            section.targets.append(Target(
+                f"UI cost (throughput), c={c}", "<= 10% of headless",
+                f"{cost * 100:.1f}% ({med[UI_CONFIG]['rps']:.0f} vs "
+                f"{med['gateway-granian']['rps']:.0f} req/s)", cost <= 0.10))
+            summary[UI_CONFIG][str(c)]["ui_cost"] = cost
+    if lag:
+        section.markdown += ["", "Loop lag of the TUI process during its wrk runs (saturated, "
+                             "not a target; see the loop-lag section for ~5k req/s): " + "; ".join(
+                                 f"c={c}: p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, "
+                                 f"max {v['max_ms']:.1f} ms" for c, v in lag.items()) + "."]
+    if ui_facts:
+        section.markdown.append(f"The TUI was live: {ui_facts.get('request_log_rows')} rows in "
+                                f"its request log, its last metrics poll showed "
+                                f"{ui_facts.get('ui_seen_requests')} gateway requests.")
+    section.data = {"params": params, "results": summary,
+                    "ui_lag_saturated": {str(c): v for c, v in lag.items()},
+                    "ui_facts": ui_facts}
+    return section
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--connections", default="64,256")
+    ap.add_argument("--rounds", type=int)
+    ap.add_argument("--seconds", type=float)
+    ap.add_argument("--backends", help=f"default {ALL_BACKENDS} (--quick: granian)")
+    ap.add_argument("--no-ui", action="store_true", help="skip the TUI-open configuration")
+    ap.add_argument("--ui", action="store_true", help=argparse.SUPPRESS)  # the default now
+    ap.add_argument("--nginx-workers", default="auto")
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    if problem := require_tools():
+        print(problem, file=sys.stderr)
+        return 1
+    with cleanup():
+        load = machine_load()
+        section = throughput(args.quick, backends=args.backends, rounds=args.rounds,
+                             seconds=args.seconds, connections=args.connections,
+                             ui=not args.no_ui, nginx_workers=args.nginx_workers)
+    text = section.render()
+    print(text)
+    out = save("throughput", {"machine": load, "args": vars(args), **section.data}, text)
+    print(f"JSON: {out}", file=sys.stderr)
+    remove_workdir()
     return 0
 
 
