@@ -30,6 +30,7 @@ log = logging.getLogger("pyserve.gateway")
 _REQUEST_ID_RE = re.compile(rb"[\x21-\x7e]{1,128}")
 _TRACEPARENT_RE = re.compile(rb"[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
 _BUILTIN_PATHS = frozenset(("/health", "/metrics"))
+_make_record = RequestRecord._make
 
 
 def new_request_id() -> str:
@@ -171,18 +172,15 @@ class GatewayApp:
         latency = ctx.elapsed_ms()
         self.services.metrics.record(ctx.app, ctx.status, latency)
         client = scope.get("client")
-        record = RequestRecord(
-            time=ctx.wall_time, request_id=ctx.request_id,
-            method=scope.get("method", "WS"), path=scope.get("path", ""),
-            query=scope.get("query_string", b"").decode("latin-1"),
-            client=client[0] if client else "", status=ctx.status, latency_ms=latency,
-            app=ctx.app, route=ctx.route, upstream=ctx.upstream,
-            upstream_connect_ms=ctx.upstream_connect_ms, upstream_ttfb_ms=ctx.upstream_ttfb_ms,
-            upstream_total_ms=ctx.upstream_total_ms, cache=ctx.cache,
-            traceparent=ctx.traceparent, request_headers=tuple(scope["headers"]),
-            response_headers=tuple(ctx.response_headers),
-            notes=tuple(ctx.notes.items()) if ctx.notes else (),
-        )
+        # Positional, through tuple.__new__: a third of the cost of the keyword constructor.
+        record = _make_record((
+            ctx.wall_time, ctx.request_id, scope.get("method", "WS"), scope.get("path", ""),
+            scope.get("query_string", b"").decode("latin-1"), client[0] if client else "",
+            ctx.status, latency, ctx.app, ctx.route, ctx.upstream, ctx.upstream_connect_ms,
+            ctx.upstream_ttfb_ms, ctx.upstream_total_ms, ctx.cache, ctx.traceparent,
+            tuple(scope["headers"]), tuple(ctx.response_headers),
+            tuple(ctx.notes.items()) if ctx.notes else (),
+        ))
         self.services.request_log.add(record)
         for hook in self.on_record:
             hook(record)
