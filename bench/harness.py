@@ -485,7 +485,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 def lag_summary(samples: Sequence[tuple[float, float]],
                 windows: Sequence[tuple[float, float]]) -> dict[str, float]:
     """p50/p99/max lateness (ms) of the probe samples taken within any of `windows`."""
-    late = [ms for t, ms in samples if any(a <= t <= b for a, b in windows)]
+    late = [max(0.0, ms) for t, ms in samples if any(a <= t <= b for a, b in windows)]
     return {"samples": len(late), "p50_ms": percentile(late, 50), "p99_ms": percentile(late, 99),
             "max_ms": max(late, default=float("nan"))}
 
