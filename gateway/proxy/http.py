@@ -165,9 +165,25 @@ async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool) -> 
 async def _relay_response(conn: UpstreamConnection, scope: Scope, receive: Receive,
                           send: Send) -> None:
     """Send the response head, then the body as it arrives (the final piece carries
-    ``more_body=False``: if the whole body is already here, that is the only body message)."""
+    ``more_body=False``: if the whole body is already here, that is the only body message).
+
+    The head is only committed together with body bytes (or the end of the body), because
+    the ASGI servers disagree about a response that was started but got no body message yet:
+    uvicorn and hypercorn have sent the head, granian has not and, when the app then raises,
+    answers with its own bodiless 500 (no request id, no app name). So a sized body is waited
+    for before the head goes out (an upstream dying or stalling in between is still a clean
+    502/504), and a streamed one gets an empty body message right after the head, which makes
+    every server send the head at once (Server-Sent Events clients see the stream open).
+    """
     try:
+        if not (conn.has_data or conn.complete) and _sized(conn):
+            while not (conn.has_data or conn.complete) and conn.error is None:
+                await conn.wait()
+            if conn.error is not None and not conn.has_data:
+                raise conn.error  # nothing sent yet: the caller answers 502/504
         await send({"type": _START, "status": conn.status, "headers": conn.headers})
+        if not (conn.has_data or conn.complete):
+            await send({"type": _BODY, "body": b"", "more_body": True})
         watcher: asyncio.Task[None] | None = None
         try:
             while True:
@@ -197,6 +213,11 @@ async def _relay_response(conn: UpstreamConnection, scope: Scope, receive: Recei
                 watcher.cancel()
     except OSError as exc:  # ASGI servers raise OSError subclasses for a vanished client
         raise _ClientGone from exc
+
+
+def _sized(conn: UpstreamConnection) -> bool:
+    """The response body is framed by Content-Length (not chunked, not ended by a close)."""
+    return any(name == b"content-length" for name, _ in conn.headers)
 
 
 async def _watch_disconnect(receive: Receive, conn: UpstreamConnection) -> None:
