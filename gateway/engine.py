@@ -266,6 +266,9 @@ class Engine:
 
                 options = new.orchestration or OrchestrationOptions()
                 added, removed, changed = await self.orchestrator.apply(options, new)
+                # Else /metrics (and the status table) would list a removed app for ever,
+                # as "mounted", from the counters of the requests it once served.
+                self.metrics_registry.forget(removed)
             self.services.project = new
             self.project = new
             self.request_log.resize(new.logging.request_log_size)
@@ -277,11 +280,12 @@ class Engine:
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
             new_backend = BackendRegistry.resolve(new.server.backend.value)
-            if new_backend != self.backend and "backend" not in self.overrides:
+            old_backend = self.backend
+            if new_backend != old_backend and "backend" not in self.overrides:
                 await self._server.switch(new_backend)
                 if self.orchestrator is not None:
                     await self.orchestrator.switch_backend(new_backend)
-                self.events.emit(BackendChanged(self.backend, new_backend))
+                self.events.emit(BackendChanged(old_backend, new_backend))
             event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
             self.events.emit(event)
             settle_heap()
@@ -301,6 +305,14 @@ class Engine:
             except OSError:
                 continue
             if text == self._applied_text:
+                continue
+            if not text.strip():
+                # Saving in place truncates the file before writing it: an empty project
+                # file is a save in progress (its end brings another change), not a wish
+                # to stop every app and drop every route.
+                self.events.emit(EngineMessage(
+                    "warning", f"{self.given_path.name} is empty; the running configuration "
+                               "is kept until it has content"))
                 continue
             try:
                 await self.reload()

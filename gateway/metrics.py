@@ -9,6 +9,7 @@ from __future__ import annotations
 import bisect
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 # 0.05 ms .. ~60 s, 12 buckets per decade.
@@ -112,6 +113,12 @@ class MetricsRegistry:
                 self.app_rates[app] = RateMeter()
             counter.record(status, ms)
             self.app_rates[app].mark()
+
+    def forget(self, apps: Iterable[str]) -> None:
+        """Drop the counters of apps that are gone (removed from the project file)."""
+        for app in apps:
+            self.apps.pop(app, None)
+            self.app_rates.pop(app, None)
 
     def uptime(self) -> float:
         return time.monotonic() - self.started
