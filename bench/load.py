@@ -152,8 +152,7 @@ async def _connection(port: int, path: str, interval: float, offset: float, unti
             if now >= until:
                 break
             if next_at > now:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), next_at - now)
+                await asyncio.sleep(next_at - now)  # a timer, not a task: cheap at 5k/s
                 if stop.is_set():
                     break
             # Behind schedule: go now, but do not bank the missed slots (no catch-up bursts).

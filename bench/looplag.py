@@ -5,7 +5,7 @@
 bench/ui_gateway.py (the TUI, headless Textual, around a real Engine on one loop) proxies to
 `bench.apps:plaintext` under granian. Its loop-lag probe is due every 10 ms; the lateness of
 each tick during the load (the first second excluded) gives p50/p99/max. The load is the
-paced client (bench/load.py; plain wrk has no fixed-rate mode) at `--rate` requests/s over 32
+paced client (bench/load.py; plain wrk has no fixed-rate mode) at `--rate` requests/s over 64
 keep-alive connections; the achieved rate is reported, and the target is judged on it. The
 same is then measured for the engine alone (ui_gateway.py --no-ui), for comparison.
 Target: loop lag p99 < 50 ms with the UI open.
@@ -33,6 +33,7 @@ from bench.harness import (  # noqa: E402
 from bench.load import Paced  # noqa: E402
 
 RATE = 5000.0
+CONNECTIONS = 64
 
 
 def measure(name: str, upstream_port: int, ui: bool, rate: float, seconds: float
@@ -40,7 +41,7 @@ def measure(name: str, upstream_port: int, ui: bool, rate: float, seconds: float
     gw = start_gateway(name, ui=ui, probe=not ui, backend="granian",
                        routes={"/": f"http://127.0.0.1:{upstream_port}"})
     try:
-        load = Paced(gw.port, "/", rate, seconds + 1, connections=32).result()
+        load = Paced(gw.port, "/", rate, seconds + 1, connections=CONNECTIONS).result()
         start = load["started"] + 1.0
         dump = gw.lag_dump()
     finally:
@@ -62,7 +63,8 @@ def looplag(quick: bool = False, rate: float = RATE, seconds: float | None = Non
     section = Section("Event-loop lag with the TUI open, under a fixed rate")
     rows = [("TUI open", ui), ("engine alone (no TUI)", alone)]
     section.markdown = [
-        f"Paced client: target {rate:.0f} req/s, 32 connections, {seconds:g} s measured "
+        f"Paced client: target {rate:.0f} req/s, {CONNECTIONS} connections, {seconds:g} s "
+        "measured "
         "(after 1 s); probe due every 10 ms on the workbench's loop.", "",
         "| process | achieved req/s | failed | client p50 ms | client p99 ms | lag p50 ms "
         "| lag p99 ms | lag max ms | probe samples |",
