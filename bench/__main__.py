@@ -65,6 +65,22 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
     }
 
 
+def _run_sections(args: argparse.Namespace, chosen: list[str], sections: list[Section],
+                  began: float) -> None:
+    run = runners(args)
+    for name in chosen:
+        print(f"== {name} ({time.monotonic() - began:.0f} s in)", file=sys.stderr)
+        try:
+            sections.append(run[name]())
+        except Exception as exc:
+            traceback.print_exc()
+            sections.append(Section(f"{name}: FAILED", [f"`{exc!r}`; process logs in "
+                                                        f"{workdir()}"],
+                                    [Target(name, "-", f"failed: {exc}", None)]))
+        finally:
+            stop_all()  # whatever a section left running
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke test, about 2 minutes")
@@ -86,21 +102,14 @@ def main() -> int:
     load_before = machine_load()
     began = time.monotonic()
     sections: list[Section] = []
-    failed = False
-    with cleanup():
-        run = runners(args)
-        for name in chosen:
-            print(f"== {name} ({time.monotonic() - began:.0f} s in)", file=sys.stderr)
-            try:
-                sections.append(run[name]())
-            except Exception as exc:
-                failed = True
-                traceback.print_exc()
-                sections.append(Section(f"{name}: FAILED", [f"`{exc!r}`; process logs in "
-                                                            f"{workdir()}"],
-                                        [Target(name, "-", f"failed: {exc}", None)]))
-            finally:
-                stop_all()  # whatever a section left running
+    try:
+        with cleanup():
+            _run_sections(args, chosen, sections, began)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started is stopped", file=sys.stderr)
+        remove_workdir()
+        return 130
+    failed = any(t.met is None for s in sections for t in s.targets)
     elapsed = time.monotonic() - began
     load_after = machine_load()
     targets = [t for s in sections for t in s.targets]

@@ -511,9 +511,14 @@ def standalone(run: Callable[[bool], Section | list[Section]], kind: str) -> int
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    with cleanup():
-        load = machine_load()
-        result = run(args.quick)
+    try:
+        with cleanup():
+            load = machine_load()
+            result = run(args.quick)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started is stopped", file=sys.stderr)
+        remove_workdir()
+        return 130
     sections = result if isinstance(result, list) else [result]
     text = "\n".join(s.render() for s in sections)
     print(text)

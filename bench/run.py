@@ -169,11 +169,16 @@ def main() -> int:
     if problem := require_tools():
         print(problem, file=sys.stderr)
         return 1
-    with cleanup():
-        load = machine_load()
-        section = throughput(args.quick, backends=args.backends, rounds=args.rounds,
-                             seconds=args.seconds, connections=args.connections,
-                             ui=not args.no_ui, nginx_workers=args.nginx_workers)
+    try:
+        with cleanup():
+            load = machine_load()
+            section = throughput(args.quick, backends=args.backends, rounds=args.rounds,
+                                 seconds=args.seconds, connections=args.connections,
+                                 ui=not args.no_ui, nginx_workers=args.nginx_workers)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process it started is stopped", file=sys.stderr)
+        remove_workdir()
+        return 130
     text = section.render()
     print(text)
     out = save("throughput", {"machine": load, "args": vars(args), **section.data}, text)
