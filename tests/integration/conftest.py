@@ -9,6 +9,7 @@ Nothing sleeps blindly: `poll` waits for a condition with a deadline.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import random
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -374,6 +376,15 @@ class Workbench:
             self.tracker.add(pid, group=True)
         return pids
 
+    def app_processes(self, name: str) -> list[psutil.Process]:
+        """The app's process group as it runs now: its guard, server and workers."""
+        pid = self.app_pids()[name]
+        root = self.tracker.get([pid])[0]
+        procs = [root, *root.children(recursive=True)]
+        for p in procs:
+            self.tracker.add(p.pid)
+        return procs
+
     def tree(self) -> set[int]:
         """The workbench and every process under it (app runners, servers, workers)."""
         try:
@@ -473,3 +484,93 @@ def assert_gone(procs: Iterable[psutil.Process], timeout: float = 10.0,
     procs = list(procs)
     poll(lambda: all(not alive(p) for p in procs), timeout,
          what=f"{what} {sorted(p.pid for p in procs)} to end")
+
+
+# --- load -------------------------------------------------------------------------------------
+
+class ClientLoop:
+    """Clients sending GETs round `paths` until stopped (at most `limit` each), counting
+    every outcome: `clients` on keep-alive connections, `fresh` opening one per request.
+
+    In an async test, ``async with ClientLoop(...)`` runs them in the test's loop; in a
+    sync test, ``with ClientLoop(...)`` runs them in a thread of their own.
+    """
+
+    def __init__(self, url: str, paths: Sequence[str], *, clients: int = 2, fresh: int = 1,
+                 limit: int = 50_000) -> None:
+        self.url = url
+        self.paths = list(paths)
+        self.outcomes: Counter[str] = Counter()
+        #: Successes per kind of connection ("fresh" or "keep-alive").
+        self.served: Counter[str] = Counter()
+        self.failures: list[str] = []
+        self.bodies: list[str] = []
+        self._plan = [False] * clients + [True] * fresh
+        self._limit = limit
+        self._stopped = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ok(self) -> int:
+        return self.outcomes["200"]
+
+    async def _run(self, fresh: bool) -> None:
+        limits = httpx.Limits(max_keepalive_connections=0 if fresh else 1)
+        async with httpx.AsyncClient(base_url=self.url, trust_env=False, timeout=30,
+                                     limits=limits) as http:
+            for i in range(self._limit):
+                if self._stopped:
+                    return
+                path = self.paths[i % len(self.paths)]
+                try:
+                    r = await http.get(path)
+                except httpx.HTTPError as exc:
+                    self.outcomes[type(exc).__name__] += 1
+                    self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
+                    continue
+                self.outcomes[str(r.status_code)] += 1
+                if r.status_code == 200:
+                    self.served["fresh" if fresh else "keep-alive"] += 1
+                    self.bodies.append(r.text)
+                else:
+                    self.failures.append(f"{path}: {r.status_code} {r.text[:200]}")
+
+    async def _all(self) -> None:
+        await asyncio.gather(*(self._run(fresh) for fresh in self._plan))
+
+    # in the test's event loop
+    async def until(self, count: int, timeout: float = 60.0) -> None:
+        """Wait for `count` more successful requests from now."""
+        target = self.ok + count
+        async with asyncio.timeout(timeout):
+            while self.ok < target:  # noqa: ASYNC110 - counters, nothing to await on
+                await asyncio.sleep(0.01)
+
+    async def __aenter__(self) -> ClientLoop:
+        self._tasks = [asyncio.create_task(self._run(fresh)) for fresh in self._plan]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stopped = True
+        await asyncio.gather(*self._tasks)
+
+    # in a thread
+    def wait(self, count: int, timeout: float = 60.0) -> None:
+        """Block until `count` more successful requests from now."""
+        target = self.ok + count
+        poll(lambda: self.ok >= target or (self._thread is not None
+                                           and not self._thread.is_alive()
+                                           and "client loop ended"),
+             timeout, interval=0.01, what=f"{count} more answered requests")
+        assert self.ok >= target, (self.outcomes, self.failures[:5])
+
+    def __enter__(self) -> ClientLoop:
+        self._thread = threading.Thread(target=asyncio.run, args=(self._all(),), daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stopped = True
+        assert self._thread is not None
+        self._thread.join(60)

@@ -1,0 +1,69 @@
+"""Editing an app's source while clients keep sending requests: the app rolls over to a
+new process running the new code, and no request fails (SPEC §2 `reload` / `watch`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ClientLoop, Project, WorkbenchFactory, assert_gone
+
+HOT_APP = '''\
+import os
+
+VERSION = {version}
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/health":
+        body = b"ok"
+    else:
+        body = b"version %d pid %d" % (VERSION, os.getpid())
+    await send({{"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"content-length", str(len(body)).encode())]}})
+    await send({{"type": "http.response.body", "body": body}})
+'''
+
+
+def write_app(folder: Path, version: int) -> None:
+    """Write the new source beside the old and rename it in, as editors and git do."""
+    tmp = folder / "hot.py.new"
+    tmp.write_text(HOT_APP.format(version=version))
+    tmp.replace(folder / "hot.py")
+
+
+@pytest.mark.parametrize("how", [
+    pytest.param({"watch": ["app_dir/*.py"]}, id="watch-globs"),
+    pytest.param({"reload": True}, id="reload-module-path"),
+])
+def test_source_edit_rolls_over_without_failing_a_request(
+        project: Project, start_workbench: WorkbenchFactory, how: dict[str, Any]) -> None:
+    app_dir = project.folder / "app_dir"
+    app_dir.mkdir()
+    write_app(app_dir, 1)
+    project.write(apps=[{"name": "hot", "path": "/hot", "app_path": "hot:app",
+                         "module_path": "app_dir", **how}])
+    wb = start_workbench(project, apps=["hot"])
+    assert wb.http.get("/hot/").text.startswith("version 1 ")
+
+    with ClientLoop(wb.url, ["/hot/", "/ping"]) as load:
+        load.wait(50)
+        for version in (2, 3):
+            old = wb.app_processes("hot")
+            write_app(app_dir, version)
+            entry = wb.wait_app("hot", where=lambda e, o=old: e["pid"] != o[0].pid)
+            assert_gone(old, what=f"the processes running version {version - 1}")
+            mark = len(load.bodies)
+            load.wait(50)  # from now on only the new code answers
+            versions = {b.split(" pid ")[0] for b in load.bodies[mark:] if b != "pong"}
+            assert versions == {f"version {version}"}
+            assert entry["restarts"] == 0  # a reload is a rollover, not a crash
+
+    assert load.failures == [], (load.outcomes, load.failures[:5])
+    assert load.served["fresh"] >= 20 and load.served["keep-alive"] >= 20, load.served
+    assert wb.http.get("/hot/x").text.startswith("version 3 ")
+    assert "app 'hot': " in wb.output() and "changed; reloading" in wb.output()
