@@ -274,12 +274,13 @@ class Workbench:
     """One `pyserve-tui --no-ui` process; its stdout and stderr are collected line by line."""
 
     def __init__(self, project: Project, tracker: ProcessTracker,
-                 args: Sequence[str] = (), env: Mapping[str, str] | None = None) -> None:
+                 args: Sequence[str] = (), env: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> None:
         self.project = project
         self.tracker = tracker
         self.proc = subprocess.Popen(
             [*cli_argv(), "--no-ui", "-c", str(project.config), *args],
-            cwd=project.folder, env=clean_env(env), text=True, bufsize=1,
+            cwd=cwd or project.folder, env=clean_env(env), text=True, bufsize=1,
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             start_new_session=True)
         tracker.add(self.proc.pid)
@@ -452,9 +453,11 @@ class WorkbenchFactory:
         self.started: list[Workbench] = []
 
     def __call__(self, project: Project, *args: str, env: Mapping[str, str] | None = None,
-                 apps: Sequence[str] = (), timeout: float = 30.0) -> Workbench:
-        """Start one and wait until the gateway answers and `apps` are healthy."""
-        wb = Workbench(project, self.tracker, args, env)
+                 cwd: Path | None = None, apps: Sequence[str] = (),
+                 timeout: float = 30.0) -> Workbench:
+        """Start one (in the project folder unless `cwd`) and wait until the gateway
+        answers and `apps` are healthy."""
+        wb = Workbench(project, self.tracker, args, env, cwd)
         self.started.append(wb)
         wb.wait_ready(timeout)
         for name in apps:
