@@ -86,7 +86,7 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="smoke test, about 2 minutes")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--backends", help="throughput: backends (default all; --quick: granian)")
-    ap.add_argument("--rounds", type=int, help="throughput: rounds (default 3; --quick: 1)")
+    ap.add_argument("--rounds", type=int, help="throughput: rounds (default 3; --quick: 2)")
     ap.add_argument("--seconds", type=float, help="throughput: seconds per wrk run")
     ap.add_argument("--rate", type=float, default=5000.0, help="looplag: req/s (default 5000)")
     ap.add_argument("--requests", type=int,

@@ -2,7 +2,7 @@
 headless and with the TUI open.
 
     python bench/run.py                     # 64 and 256 connections, 3 rounds of 5 s, all backends
-    python bench/run.py --quick             # 1 round of 3 s, granian only (plus the TUI)
+    python bench/run.py --quick             # 2 rounds of 2 s, granian only (plus the TUI)
     python bench/run.py --no-ui --backends granian,uvicorn --rounds 5
 
 Every configuration serves the same plain-text app (`bench.apps:plaintext`): "direct" is that
@@ -52,8 +52,8 @@ def throughput(quick: bool = False, *, backends: str | None = None, rounds: int 
                nginx_workers: str = "auto") -> Section:
     backend_list = [b for b in (backends or ("granian" if quick else ALL_BACKENDS)).split(",")
                     if b]
-    rounds = rounds or (1 if quick else 3)
-    seconds = seconds or (3 if quick else 5)
+    rounds = rounds or (2 if quick else 3)  # one round alone is too noisy on a shared box
+    seconds = seconds or (2 if quick else 5)
     conns = [int(c) for c in connections.split(",")]
 
     upstream, upstream_port = start_upstream()
