@@ -176,16 +176,19 @@ async def _connection(port: int, path: str, interval: float, offset: float, unti
                         response.parser.feed_data(data)
             except ConnectionRefusedError:
                 stats.fail("refused")
-                writer = _close(writer)
+                _close(writer)
+                writer = None
                 continue
             except TimeoutError:
                 stats.fail("timeout")
-                writer = _close(writer)
+                _close(writer)
+                writer = None
                 continue
             except Exception as exc:  # reset, EOF, parse error: the request failed
                 idle = reused and response is not None and not response.started
                 stats.fail(type(exc).__name__ + (" (reused connection, no answer)" if idle else ""))
-                writer = _close(writer)
+                _close(writer)
+                writer = None
                 continue
             status = response.parser.get_status_code()
             if status == 200:
@@ -197,15 +200,16 @@ async def _connection(port: int, path: str, interval: float, offset: float, unti
             else:
                 stats.fail(f"status {status}")
             if response.close or not response.parser.should_keep_alive():
-                writer = _close(writer)
+                _close(writer)
+                writer = None
     finally:
         _close(writer)
 
 
 def _close(writer: asyncio.StreamWriter | None) -> None:
+    """Close `writer` if open (the caller then forgets it)."""
     if writer is not None:
         writer.close()
-    return None
 
 
 async def paced(port: int, path: str, rate: float, seconds: float, connections: int,
@@ -288,14 +292,14 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--max-requests", type=int, default=10**9)
     args = ap.parse_args()
-    try:
+    factory: Any = asyncio.new_event_loop
+    with contextlib.suppress(ImportError):
         import uvloop
 
-        run = uvloop.run
-    except ImportError:
-        run = asyncio.run
-    result = run(paced(args.port, args.path, args.rate, args.seconds, args.connections,
-                       args.max_requests))
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        result = runner.run(paced(args.port, args.path, args.rate, args.seconds,
+                                  args.connections, args.max_requests))
     print(json.dumps(result))
 
 

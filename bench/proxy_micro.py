@@ -24,7 +24,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -110,7 +112,7 @@ async def run_transport(port: int, concurrency: int, total: int) -> tuple[float,
     async def receive() -> dict:
         return request
 
-    async def send(msg: dict) -> None:
+    async def send(msg: MutableMapping[str, Any]) -> None:
         nonlocal body_bytes
         if msg["type"] == "http.response.body":
             body_bytes += len(msg["body"])
