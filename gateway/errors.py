@@ -7,6 +7,9 @@
     │   └── BackendNotInstalled  a serving backend or event loop package is not installed
     ├── ControlError             the control channel failed, or no instance is running; exit 1
     ├── AppError                 an app does not exist or cannot do what was asked
+    ├── RequestError             the client's request cannot be forwarded as sent -> 4xx
+    │   ├── RequestBodyIncomplete  its body ended early: cut short, or malformed -> 400
+    │   └── RequestBodyTimeout     its body stalled for longer than the proxy timeout -> 408
     └── UpstreamError            talking to an upstream failed; becomes a 5xx, never a traceback
         ├── UpstreamConnectError   could not connect (refused, reset before a response) -> 502
         ├── UpstreamProtocolError  the upstream sent something that is not HTTP/1.1 -> 502
@@ -71,6 +74,23 @@ class ControlError(GatewayError):
 
 class AppError(GatewayError):
     exit_code = 1
+
+
+class RequestError(GatewayError):
+    """The client's side of a proxied request failed; answered with `status` if possible."""
+
+    status = 400
+
+
+class RequestBodyIncomplete(RequestError):
+    """The server reported the end of the request (``http.disconnect``) inside its body: the
+    client went away, or (granian) the body was not valid HTTP, e.g. broken chunked coding."""
+
+    status = 400
+
+
+class RequestBodyTimeout(RequestError):
+    status = 408
 
 
 class UpstreamError(GatewayError):

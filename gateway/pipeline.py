@@ -16,7 +16,7 @@ from typing import Any
 from gateway.builtin import handle_builtin
 from gateway.config.schema import ExtensionConfig
 from gateway.context import SCOPE_KEY, RequestContext
-from gateway.errors import UpstreamError
+from gateway.errors import RequestError, UpstreamError
 from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
@@ -154,11 +154,14 @@ class GatewayApp:
                 await handle_builtin(scope, send_wrapper, self)
             else:
                 await self.pipeline.app(scope, receive, send_wrapper)
-        except UpstreamError as exc:
+        except (UpstreamError, RequestError) as exc:
             if started:
                 raise  # the response is under way: the server must cut the connection
+            unread_body = isinstance(exc, RequestError)
+            if unread_body:
+                scope[CLOSING_KEY] = True
             await send_error(scope, send_wrapper, exc.status, str(exc) or type(exc).__name__,
-                             app=ctx.app)
+                             app=ctx.app, close=unread_body)
         except Exception:
             log.exception("request %s failed", ctx.request_id)
             if started:

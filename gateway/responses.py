@@ -7,7 +7,8 @@ from gateway.types import Headers, Scope, Send
 
 REASONS = {
     400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-    413: "Payload Too Large", 416: "Range Not Satisfiable", 429: "Too Many Requests",
+    408: "Request Timeout", 413: "Payload Too Large", 416: "Range Not Satisfiable",
+    429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
     504: "Gateway Timeout",
 }
@@ -27,8 +28,10 @@ async def send_plain(send: Send, status: int, body: bytes | str, *,
 
 
 async def send_error(scope: Scope, send: Send, status: int, detail: str = "", *,
-                     app: str | None = None, retry_after: float | None = None) -> None:
-    """A short, plain error naming the app (if any) and the request id."""
+                     app: str | None = None, retry_after: float | None = None,
+                     close: bool = False) -> None:
+    """A short, plain error naming the app (if any) and the request id; `close` ends the
+    connection after it (the request's body was not read to its end)."""
     ctx = get_context(scope)
     rid = ctx.request_id if ctx else "-"
     reason = REASONS.get(status, "Error")
@@ -41,5 +44,7 @@ async def send_error(scope: Scope, send: Send, status: int, detail: str = "", *,
     headers: Headers = []
     if retry_after is not None:
         headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
+    if close:
+        headers.append((b"connection", b"close"))
     await send_plain(send, status, ": ".join(parts[:1]) + (" - " + "; ".join(parts[1:]))
                      + "\n", headers=headers, head=scope.get("method") == "HEAD")

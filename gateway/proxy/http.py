@@ -12,10 +12,17 @@ Failure contract (what the caller, which turns errors into 502/504, can rely on)
 * After it was sent, a dying upstream still raises ``UpstreamClosed``: an ASGI server aborts
   the client connection when the app raises after the start, so the client sees a truncated
   response instead of a clean, wrong end. The caller must not try to send an error page then.
-* A client that goes away (``http.disconnect``, or ``send`` raising ``OSError``) makes us
-  close the upstream connection and return quietly. ``receive()`` is watched only while a
-  streamed body is waiting for upstream data; while waiting for the response head, a departed
-  client is noticed when the head arrives (or ``target.timeout`` passes).
+* A request body that ends early (``http.disconnect`` before its last piece: the client
+  left, or, with granian, sent broken chunked coding) raises ``RequestBodyIncomplete`` (400),
+  and one that stalls for ``target.timeout`` raises ``RequestBodyTimeout`` (408); the
+  upstream connection is closed. Nobody reads that answer if the client is really gone, but
+  nothing waits forever and a live client learns why (instead of the server's own bare 500
+  for a request the app returned from without answering).
+* A client that goes away after the request (``http.disconnect``, or ``send`` raising
+  ``OSError``) makes us close the upstream connection and return quietly. ``receive()`` is
+  watched only while a streamed body is waiting for upstream data; while waiting for the
+  response head, a departed client is noticed when the head arrives (or ``target.timeout``
+  passes).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from time import perf_counter
 from typing import TYPE_CHECKING
 
 from gateway.context import SCOPE_KEY
-from gateway.errors import UpstreamConnectError
+from gateway.errors import RequestBodyIncomplete, RequestBodyTimeout, UpstreamConnectError
 from gateway.proxy.client import UpstreamConnection, UpstreamPool
 from gateway.proxy.headers import (
     BODY_CHUNKED,
@@ -34,7 +41,7 @@ from gateway.proxy.headers import (
     IDEMPOTENT_METHODS,
     build_request_head,
 )
-from gateway.types import Receive, Scope, Send
+from gateway.types import Message, Receive, Scope, Send
 
 if TYPE_CHECKING:
     from gateway.proxy.transport import UpstreamTarget
@@ -65,9 +72,7 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
     else:
         # Read the first body piece before connecting: a small body then leaves in the same
         # write (one packet) as the head, and BODY_UNKNOWN learns whether it needs chunking.
-        msg = await receive()
-        if msg["type"] != "http.request":
-            return  # client left before sending its body
+        msg = await _receive_body(receive, target.timeout)
         body = msg.get("body", b"")
         more = msg.get("more_body", False)
         if framing == BODY_UNKNOWN:
@@ -100,7 +105,7 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
             conn.begin(target, head_only)
             conn.transport.write(payload)
             if more:
-                await _upload(conn, receive, framing == BODY_CHUNKED)
+                await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
             conn.head_deadline = conn.loop.time() + target.timeout
             while not conn.head_done and conn.error is None:
                 await conn.wait()
@@ -133,7 +138,21 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
             conn.close()
 
 
-async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool) -> None:
+async def _receive_body(receive: Receive, timeout: float) -> Message:
+    """The next piece of the request body (see the module docstring for the failures)."""
+    try:
+        async with asyncio.timeout(timeout):
+            msg = await receive()
+    except TimeoutError:
+        raise RequestBodyTimeout(f"no request body for {timeout:g}s") from None
+    if msg["type"] != "http.request":
+        raise RequestBodyIncomplete("the request body ended before it was complete "
+                                    "(cut short, or not valid HTTP)")
+    return msg
+
+
+async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool,
+                  timeout: float) -> None:
     """Stream the remaining request body, pausing while the upstream socket is full.
 
     Stops early if the upstream already answered (e.g. 413): the response is what matters
@@ -141,9 +160,13 @@ async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool) -> 
     """
     write = conn.transport.write
     while True:
-        msg = await receive()
-        if msg["type"] != "http.request":
-            raise _ClientGone
+        try:
+            msg = await _receive_body(receive, timeout)
+        except RequestBodyTimeout:
+            if conn.head_done:  # it answered without waiting for the rest: relay that
+                conn.keep_alive = False
+                return
+            raise
         body = msg.get("body", b"")
         more = msg.get("more_body", False)
         if conn.head_done or conn.error is not None or conn.closed:
