@@ -115,6 +115,7 @@ class GatewayApp:
             return
 
         rid = tp = None
+        framing = 0
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 if _REQUEST_ID_RE.fullmatch(value):
@@ -122,6 +123,14 @@ class GatewayApp:
             elif name == b"traceparent":
                 if _TRACEPARENT_RE.fullmatch(value):
                     tp = value.decode("ascii")
+            elif name == b"content-length":
+                framing |= 1
+            elif name == b"transfer-encoding":
+                framing |= 2
+        # RFC 9112 §6.1: a request framed both ways may be a smuggling attempt; whatever the
+        # server made of it, the connection MUST end after the response (h11, under
+        # hypercorn, keeps it open).
+        ambiguous = framing == 3
         ctx = RequestContext(request_id=rid or new_request_id(), traceparent=tp)
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
@@ -138,7 +147,8 @@ class GatewayApp:
                 if tp_header is not None:
                     headers.append(tp_header)
                 drain = scope.get(DRAIN_KEY)
-                if drain is not None and drain.draining and mtype == "http.response.start":
+                if (ambiguous or (drain is not None and drain.draining)) \
+                        and mtype == "http.response.start" and not scope.get(CLOSING_KEY):
                     headers.append((b"connection", b"close"))
                     scope[CLOSING_KEY] = True
                 message["headers"] = headers
