@@ -343,10 +343,26 @@ class Workbench:
         poll(ready, timeout, what=f"the gateway on {self.url}")
 
     def metrics(self) -> dict[str, Any]:
+        """/metrics as JSON; the app pids it names are recorded."""
         response = self.http.get("/metrics")
         assert response.status_code == 200, response.text
         data: dict[str, Any] = response.json()
+        for entry in data["apps"].values():
+            self._adopt(entry.get("pid"))
         return data
+
+    def _adopt(self, pid: int | None) -> None:
+        """Record an app's pid (its process group), if it really is a child of ours."""
+        if not pid or pid in self.tracker.processes:
+            return
+        try:
+            proc = psutil.Process(pid)
+            if proc.ppid() != self.pid:  # gone, and the pid is someone else's by now
+                return
+        except psutil.Error:
+            return
+        self.tracker.processes[pid] = proc
+        self.tracker.groups.add(pid)
 
     def app(self, name: str) -> dict[str, Any]:
         entry: dict[str, Any] = self.metrics()["apps"][name]
@@ -360,7 +376,6 @@ class Workbench:
         def reached() -> dict[str, Any] | None:
             self._check_running()
             entry = last[name] = self.app(name)
-            self.tracker.add(entry.get("pid"), group=True)
             if entry["state"] == state and (where is None or where(entry)):
                 return entry
             return None
@@ -371,11 +386,8 @@ class Workbench:
 
     def app_pids(self) -> dict[str, int]:
         """The pid of every running app (its process group leader), recorded."""
-        pids = {name: entry["pid"] for name, entry in self.metrics()["apps"].items()
+        return {name: entry["pid"] for name, entry in self.metrics()["apps"].items()
                 if entry.get("pid")}
-        for pid in pids.values():
-            self.tracker.add(pid, group=True)
-        return pids
 
     def app_processes(self, name: str) -> list[psutil.Process]:
         """The app's process group as it runs now: its guard, server and workers."""

@@ -54,8 +54,9 @@ def test_source_edit_rolls_over_without_failing_a_request(
         load.wait(50)
         for version in (2, 3):
             old = wb.app_processes("hot")
+            old_pid = old[0].pid
             write_app(app_dir, version)
-            entry = wb.wait_app("hot", where=lambda e, o=old: e["pid"] != o[0].pid)
+            entry = wb.wait_app("hot", where=lambda e: e["pid"] != old_pid)  # noqa: B023 - used at once
             assert_gone(old, what=f"the processes running version {version - 1}")
             mark = len(load.bodies)
             load.wait(50)  # from now on only the new code answers
