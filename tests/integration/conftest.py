@@ -201,6 +201,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """This environment without PYSERVE_TUI_* overrides (they would beat the file)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYSERVE_TUI_")}
     env["PYTHONUNBUFFERED"] = "1"
+    if len(cli_argv()) > 1:  # not installed: run the code of this checkout
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra or {})
     return env
 

@@ -58,8 +58,8 @@ def test_status_prints_the_table_of_apps(wb: Workbench) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == f"gateway {wb.url}  backend {wb.metrics()['gateway']['backend']}"
-    assert lines[1].split() == ["APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS",
-                                "P50", "MS", "P99", "MS"]
+    header = lines[1].split()
+    assert header[:4] == ["APP", "STATE", "PID", "PORT"] and "RESTARTS" in header
     rows = {line.split()[0]: line.split() for line in lines[2:]}
     apps = wb.metrics()["apps"]
     assert set(rows) == {"asgi", "wsgi"}
