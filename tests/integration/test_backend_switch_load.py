@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from conftest import ASGI_APP, ClientLoop, ProcessTracker, Project, comments
+from integration_support import ASGI_APP, ClientLoop, ProcessTracker, Project, comments
 
 from gateway.engine import Engine
 from gateway.events import AppStateChanged

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from conftest import Project, Workbench, WorkbenchFactory
+from integration_support import Project, Workbench, WorkbenchFactory
 
 MiB = 1024 * 1024
 SIZE = 200 * MiB

@@ -7,7 +7,7 @@ import shutil
 import time
 
 import tomlkit
-from conftest import ROOT, Project, WorkbenchFactory
+from integration_support import ROOT, Project, WorkbenchFactory
 
 APPS = ("api", "guestbook", "clock")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ClientLoop, Project, WorkbenchFactory, assert_gone
+from integration_support import ClientLoop, Project, WorkbenchFactory, assert_gone
 
 HOT_APP = '''\
 import os

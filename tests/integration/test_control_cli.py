@@ -14,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import (
+from integration_support import (
     ASGI_APP,
     WSGI_APP,
     Project,

@@ -7,7 +7,7 @@ import signal
 import sys
 
 import psutil
-from conftest import (
+from integration_support import (
     ASGI_APP,
     TESTS_DIR,
     WSGI_APP,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import (
+from integration_support import (
     ASGI_APP,
     WSGI_APP,
     Project,
