@@ -291,10 +291,18 @@ class GranianAdapter(ServerAdapter):
                             settings: ServerConfig) -> ServingHandle:
         wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
         fd = os.dup(sock.fileno())
+        options = _options(settings)
+        # Facing clients, a connection must deliver a whole request head within
+        # keep_alive_timeout of opening or of its previous response (hyper's default is
+        # 30 s; uvicorn and hypercorn serve the gateway with keep_alive_timeout too), so
+        # slow or silent clients cannot pile up. App processes keep granian's default.
+        options["http1_settings"] = HTTP1Settings(
+            keep_alive=settings.keep_alive_timeout > 0,
+            header_read_timeout=max(1000, round(settings.keep_alive_timeout * 1000)))
         try:
             with _workbench_logging():
                 server = _SharedSocketServer(wrapped, fd, interface=Interfaces.ASGINL,
-                                             **_options(settings))
+                                             **options)
         except BaseException:
             os.close(fd)  # granian never saw it
             raise
