@@ -53,8 +53,8 @@ def export_requests(engine: Engine, path: Path, fmt: str) -> int:
     for line in engine.app_logs(None):
         if line.request_id:
             by_id.setdefault(line.request_id, []).append(line)
-    traces = [{"request": r.to_dict(), "app_lines": by_id.get(r.request_id, [])}
-              for r in records]
+    traces: list[dict[str, Any]] = [
+        {"request": r.to_dict(), "app_lines": by_id.get(r.request_id, [])} for r in records]
     if fmt == "jsonl":
         lines = []
         for t in traces:

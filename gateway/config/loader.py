@@ -215,7 +215,7 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
         raise v.error(("extensions",), "must be an array of tables ([[extensions]])")
     from gateway.extensions.registry import known_extension_types, plugin_options_class
 
-    extensions = []
+    extensions: list[ExtensionConfig] = []
     for i, raw in enumerate(raw_exts):
         where: PathKey = ("extensions", i)
         if not isinstance(raw, Mapping):

@@ -108,10 +108,11 @@ class RoutingOptions:
         errors = []
         for pattern in self.regex_locations:
             regex = None
+            flags = re.NOFLAG
             if pattern.startswith("~*"):
                 regex, flags = pattern[2:], re.IGNORECASE
             elif pattern.startswith("~"):
-                regex, flags = pattern[1:], 0
+                regex = pattern[1:]
             if regex is not None:
                 try:
                     re.compile(regex, flags)
