@@ -199,28 +199,34 @@ class Exchange:
     """What one raw exchange with the gateway came to."""
 
     response: RawResponse | None = None
-    closed: bool = False  # the server closed the connection (after any response)
-    timed_out: bool = False
-    error: str = ""
+    closed: bool = False  # the server ended the connection (after any response)
+    timed_out: bool = False  # neither an answer nor the end of the connection in time
+    error: str = ""  # a send cut off, a broken or truncated response
+    extra: bytes = b""  # bytes after the first response: an answer to a smuggled request?
 
     def __repr__(self) -> str:
         what = repr(self.response) if self.response else "no response"
         flags = " closed" if self.closed else ""
         flags += " timed-out" if self.timed_out else ""
-        flags += f" error={self.error}" if self.error else ""
+        flags += f" error={self.error!r}" if self.error else ""
+        flags += f" extra={self.extra[:60]!r}" if self.extra else ""
         return f"<Exchange {what}{flags}>"
 
 
-async def exchange(port: int, data: bytes, *, timeout: float = 10.0,
-                   half_close: bool = False) -> Exchange:
-    """Send `data` on a new connection and read one response and then the connection's end.
+async def exchange(port: int, data: bytes, *, timeout: float = 10.0, half_close: bool = False,
+                   linger: float = 0.0) -> Exchange:
+    """Send `data` on a new connection, read one response, then what follows it.
 
-    `timed_out` means the server neither answered nor closed within `timeout` seconds.
+    After a response that keeps the connection open, up to `linger` seconds are spent
+    watching for the end of the connection (and for any further answer, kept in `extra`);
+    after one that says `close`, or none, up to `timeout` seconds.
     """
     out = Exchange()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
     reader, writer = await open_connection(port)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout_at(deadline):
             try:
                 writer.write(data)
                 await writer.drain()
@@ -230,16 +236,24 @@ async def exchange(port: int, data: bytes, *, timeout: float = 10.0,
                 out.error = type(exc).__name__  # the server cut us off mid-send
             try:
                 out.response = await read_response(reader)
+            except TruncatedBody as exc:
+                out.response, out.error = exc.response, str(exc)
             except BrokenResponse as exc:
                 out.error = str(exc)
-            if out.response is None or out.response.closes or out.error:
-                with contextlib.suppress(ConnectionError):
-                    await reader.read()
-                out.closed = True
-            else:
-                # Keep-alive: the connection stays; whether it is still usable is checked
-                # by the callers that care.
-                out.closed = reader.at_eof()
+        settled = out.response is None or bool(out.error) or out.response.closes
+        wait_until = deadline if settled else min(deadline, loop.time() + linger)
+        rest = bytearray()
+        try:
+            async with asyncio.timeout_at(wait_until):
+                while chunk := await reader.read(65536):
+                    rest += chunk
+            out.closed = True
+        except ConnectionError:
+            out.closed = True
+        except TimeoutError:
+            if settled:
+                out.timed_out = True
+        out.extra = bytes(rest)
     except TimeoutError:
         out.timed_out = True
     finally:
