@@ -61,7 +61,8 @@ class Engine:
         self._watch_task: asyncio.Task[None] | None = None
         self._watch_config = watch_config
         self._with_control = control
-        self._applied_text = ""
+        self._applied_text = ""  # the last text the watcher dealt with (applied or refused)
+        self._running_text = ""  # the text of the configuration that runs
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._stopping = False
@@ -70,7 +71,7 @@ class Engine:
 
     def load(self) -> ProjectConfig:
         project = load_config(self.given_path, overrides=self.overrides, environ=self.environ)
-        self._applied_text = self.config_path.read_text(encoding="utf-8")
+        self._applied_text = self._running_text = self.config_path.read_text(encoding="utf-8")
         return project
 
     async def start(self) -> None:
@@ -207,13 +208,34 @@ class Engine:
             if self.orchestrator is not None:
                 await self.orchestrator.switch_backend(new)
             if persist:
+                await self._write_backend_back(name)
+            self.events.emit(BackendChanged(old, new))
+
+    async def _write_backend_back(self, name: str) -> None:
+        """Write `server.backend = name` into the project file, if it holds what runs.
+
+        A file that differs from the running configuration is being edited: saved invalid
+        and refused, half-written, or saved and not applied yet. Rewriting it (read, edit,
+        rename over it) could drop what the editor writes meanwhile, or mark an edit as
+        applied that never was; the user's file wins and is left alone.
+        """
+        try:
+            current = await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
+            if current == self._running_text:
                 text = await asyncio.to_thread(set_value, self.config_path,
                                                ["server", "backend"], name)
-                self._applied_text = text
-                self.project = validate_text(self.given_path, text,
-                                             overrides=self._overrides_without_backend(),
-                                             environ=self.environ)
-            self.events.emit(BackendChanged(old, new))
+                project = validate_text(self.given_path, text,
+                                        overrides=self._overrides_without_backend(),
+                                        environ=self.environ)
+                self._applied_text = self._running_text = text
+                self.project = project
+                return
+            why = "it has changes that are not applied (an edit under way?)"
+        except (OSError, ValueError, ConfigError) as exc:  # tomlkit's errors are ValueErrors
+            why = f"it could not be updated: {exc}"
+        self.events.emit(EngineMessage(
+            "warning", f"backend {name!r} is serving, but {self.given_path.name} was left as "
+                       f"it is: {why}; its own server.backend applies with its next change"))
 
     def _overrides_without_backend(self) -> dict[str, Any]:
         return {k: v for k, v in self.overrides.items() if k != "backend"}
@@ -235,20 +257,27 @@ class Engine:
 
     async def reload(self) -> ConfigReloaded:
         """Re-read the project file; an invalid one is refused and the running one stays."""
-        text = await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
         try:
+            text = await asyncio.to_thread(self._read_project_text)
             new = self.validate_text(text)
         except ConfigError as exc:
             self.events.emit(ConfigRejected(str(exc)))
             raise
         return await self._apply(new, text)
 
+    def _read_project_text(self) -> str:
+        """The project file's text; ConfigError if it is not UTF-8 (as `load_config` says)."""
+        try:
+            return self.config_path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"cannot read: {exc}", path=str(self.given_path)) from None
+
     async def _apply(self, new: ProjectConfig, text: str) -> ConfigReloaded:
         async with self._lock:
             assert self.project is not None and self.services is not None
             assert self.gateway is not None
             old = self.project
-            self._applied_text = text
+            self._applied_text = self._running_text = text
             added: list[str] = []
             removed: list[str] = []
             changed: list[str] = []
@@ -301,8 +330,12 @@ class Engine:
             if not any(Path(p).name == self.config_path.name for _, p in changes):
                 continue
             try:
-                text = await asyncio.to_thread(self.config_path.read_text, encoding="utf-8")
+                text = await asyncio.to_thread(self._read_project_text)
             except OSError:
+                continue  # e.g. gone for a moment while an editor renames its save into place
+            except ConfigError as exc:  # not UTF-8: refused like any invalid file
+                self.events.emit(ConfigRejected(str(exc)))
+                log.warning("refused the edited project file: %s", exc)
                 continue
             if text == self._applied_text:
                 continue
