@@ -32,7 +32,7 @@ def run_suite(seconds: float, extra: list[str], report: Path) -> int:
     # Every scenario scales with the seconds; give each test room beyond its load time.
     timeout = int(seconds * 3 + 180)
     cmd = [sys.executable, "-m", "pytest", str(ROOT / "tests" / "chaos"), "-m", "chaos",
-           "-q", "-rA", "-o", f"timeout={timeout}", *extra]
+           "-q", "-rfE", "-o", f"timeout={timeout}", *extra]
     print("$", " ".join(cmd), flush=True)
     return subprocess.call(cmd, cwd=ROOT, env=env)
 
@@ -76,9 +76,11 @@ def summarize(rows: list[dict[str, Any]]) -> str:
                        f"{row['frozen_recovered_s']:.1f} s ({' -> '.join(row['states'])})")
         elif name.startswith("malformed_"):
             counts: dict[str, int] = {}
-            for status in row["outcomes"].values():
-                counts[str(status)] = counts.get(str(status), 0) + 1
-            out.append(f"{len(row['outcomes'])} malformed requests: {_statuses(counts)}")
+            for per_status in row["outcomes"].values():
+                for status, n in per_status.items():
+                    counts[status] = counts.get(status, 0) + n
+            out.append(f"{len(row['outcomes'])} kinds of malformed request x {row['rounds']}"
+                       f" rounds: {_statuses(counts)}")
         elif name.startswith("request_ids_"):
             out.append(f"{row['cases']} injected request ids: {_statuses(row['statuses'])}")
         elif name.startswith("slowloris_"):

@@ -18,9 +18,7 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sys
-import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -345,6 +343,61 @@ class LoadClient:
             self._conn = None
 
 
+class Bystander:
+    """A well-behaved client that keeps asking `paths` (one after the other, then a 20 ms
+    pause) while something else goes on; every answer must be 200 within `prompt` seconds.
+
+    Use as ``async with Bystander(port, paths) as b:``; leaving the block stops it and
+    asserts that nothing went wrong (its `stats` stay readable).
+    """
+
+    def __init__(self, port: int, paths: tuple[str, ...], *, prompt: float = 1.0) -> None:
+        self.port = port
+        self.paths = paths
+        self.prompt = prompt
+        self.stats = LoadStats()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        client = LoadClient(self.port)
+        i = 0
+        try:
+            while not self._stop.is_set():
+                for path in self.paths:
+                    i += 1
+                    rid = f"bystander-{i}"
+                    started = loop.time()
+                    try:
+                        response = await client.request("GET", path, rid=rid, timeout=10.0)
+                    except Exception as exc:  # a timeout or a cut connection: all failures
+                        self.stats.add("error", loop.time() - started, f"{path}: {exc!r}")
+                        continue
+                    took = loop.time() - started
+                    problem = answer_problem(response, rid, frozenset({200}))
+                    if problem is None and took > self.prompt:
+                        problem = f"{path} took {took:.2f}s"
+                    self.stats.add(str(response.status), took, problem)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.02):
+                        await self._stop.wait()
+        finally:
+            client.close()
+
+    async def __aenter__(self) -> Bystander:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+        if exc[0] is None:
+            assert not self.stats.failures, self.stats.failures[:5]
+            assert self.stats.requests >= len(self.paths), self.stats.summary()
+
+
 # --- processes ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -660,13 +713,3 @@ def project_text(*, backend: str = "auto", apps: list[dict[str, Any]] | None = N
         doc["extensions"].append({"type": "process_orchestration", "config": config})
     return tomlkit.dumps(doc)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def timestamp() -> float:
-    return time.monotonic()

@@ -16,6 +16,7 @@ import random
 from collections import Counter
 from collections.abc import Awaitable
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 import pytest
@@ -36,7 +37,7 @@ from conftest import StartGateway
 pytestmark = pytest.mark.chaos
 
 #: One app per backend, one of them with two workers (a worker is a separate victim).
-APPS = [
+APPS: list[dict[str, Any]] = [
     {"name": "alpha", "backend": "granian"},
     {"name": "beta", "backend": "uvicorn", "workers": 2},
     {"name": "gamma", "backend": "hypercorn"},
