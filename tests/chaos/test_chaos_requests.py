@@ -176,9 +176,10 @@ async def raw_upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             return
         writer.write(script)
         await writer.drain()
-        if mode != "fine":
-            await asyncio.sleep(0.05)  # let the gateway see the bytes before the break
-            writer.transport.abort()
+        # End with a FIN, not a reset: a reset could discard what was sent before it from
+        # the gateway's receive buffer, and the break would land elsewhere.
+        writer.close()
+        await writer.wait_closed()
     except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
