@@ -135,7 +135,7 @@ async def stop_accepting(servers: list[asyncio.Server]) -> None:
         for sock in server.sockets:
             try:
                 loop.remove_reader(sock.fileno())
-            except (RuntimeError, ValueError):  # RuntimeError covers NotImplementedError
+            except (RuntimeError, ValueError):  # a loop without remove_reader raises RuntimeError
                 pass
     await asyncio.sleep(SETTLE)
     for server in servers:
