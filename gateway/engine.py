@@ -201,15 +201,18 @@ class Engine:
     async def switch_backend(self, name: str, *, persist: bool = True) -> None:
         """Re-serve the gateway and roll inheriting apps over to `name`; write it back."""
         async with self._lock:
-            new = BackendRegistry.resolve(name)
-            old = self.backend
-            assert self.project is not None
-            await self._server.switch(new)
-            if self.orchestrator is not None:
-                await self.orchestrator.switch_backend(new)
+            old, new = await self._roll_backend(BackendRegistry.resolve(name))
             if persist:
                 await self._write_backend_back(name)
             self.events.emit(BackendChanged(old, new))
+
+    async def _roll_backend(self, new: str) -> tuple[str, str]:
+        """Re-serve the gateway on `new`, then roll the apps that inherit the backend."""
+        old = self.backend
+        await self._server.switch(new)
+        if self.orchestrator is not None:
+            await self.orchestrator.switch_backend(new)
+        return old, new
 
     async def _write_backend_back(self, name: str) -> None:
         """Write `server.backend = name` into the project file, if it holds what runs.
@@ -309,12 +312,8 @@ class Engine:
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
             new_backend = BackendRegistry.resolve(new.server.backend.value)
-            old_backend = self.backend
-            if new_backend != old_backend and "backend" not in self.overrides:
-                await self._server.switch(new_backend)
-                if self.orchestrator is not None:
-                    await self.orchestrator.switch_backend(new_backend)
-                self.events.emit(BackendChanged(old_backend, new_backend))
+            if new_backend != self.backend and "backend" not in self.overrides:
+                self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
             event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
             self.events.emit(event)
             settle_heap()
