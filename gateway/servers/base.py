@@ -23,15 +23,50 @@ from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class ServingHandle(ABC):
-    """A running embedded server. `stop` drains in-flight requests up to `timeout`."""
+    """A running embedded server. `stop` drains in-flight requests up to `timeout`.
+
+    The drain is the same for every backend: stop accepting (the engine's socket stays open
+    and queues connections for whoever serves next), let keep-alive clients go (every
+    response now says `connection: close`, so a client's next request is its last here and
+    none is cut off in flight), then shut the server down by the deadline. A backend says
+    how to stop accepting, how many connections it still has, and how to shut down.
+    """
+
+    def __init__(self, app: DrainingApp) -> None:
+        self._app = app
+        self._stopped = False
+
+    async def stop(self, timeout: float) -> None:
+        if self._stopped:
+            return
+        self._stopped = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        self._app.draining = True
+        await self._stop_accepting()
+        await wait_until(lambda: self._open_connections() == 0,
+                         deadline=min(deadline, loop.time() + self._app.idle_grace),
+                         steady=SETTLE)
+        await self._shut_down(deadline)
 
     @abstractmethod
-    async def stop(self, timeout: float) -> None: ...
+    async def _stop_accepting(self) -> None: ...
+
+    @abstractmethod
+    def _open_connections(self) -> int: ...
+
+    @abstractmethod
+    async def _shut_down(self, deadline: float) -> None:
+        """Finish what is in flight and stop, by `deadline` (loop time)."""
 
     @property
     def serving(self) -> bool:
         """False once stopped, or if the server died on its own."""
         return True
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "serving"
+        return f"<{type(self).__name__} {state} connections={self._open_connections()}>"
 
 
 class ServerAdapter(ABC):

@@ -40,7 +40,6 @@ from granian.server.embed import Server as EmbeddedServer
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
 from gateway.servers.base import (
-    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
@@ -159,12 +158,11 @@ def _file_id(fd: int) -> tuple[int, int]:
 
 class GranianHandle(ServingHandle):
     def __init__(self, server: _SharedSocketServer, app: DrainingApp, fd: int) -> None:
+        super().__init__(app)
         self._server = server
-        self._app = app
         self._fd = fd
         self._listener = _file_id(fd)
         self._task: asyncio.Task[None] | None = None
-        self._stopped = False
         self.detached = False
 
     async def start(self) -> None:
@@ -226,17 +224,15 @@ class GranianHandle(ServingHandle):
             os.dup2(stand_in.fileno(), self._fd, inheritable=False)
         self.detached = True
 
-    async def stop(self, timeout: float) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        self._app.draining = True
+    async def _stop_accepting(self) -> None:
         self._detach_listener()
-        await wait_until(lambda: self._app.active_connections() == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace),
-                         steady=SETTLE)
+
+    def _open_connections(self) -> int:
+        # granian does not expose its connections; the app tracks the recently busy ones
+        return self._app.active_connections()
+
+    async def _shut_down(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
         self._server.stop()
         if self._task is None:
             return

@@ -20,7 +20,6 @@ from hypercorn.utils import wrap_app
 
 from gateway.config.schema import ServerConfig
 from gateway.servers.base import (
-    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
@@ -54,7 +53,7 @@ def _config(settings: ServerConfig) -> Config:
 
 class HypercornHandle(ServingHandle):
     def __init__(self, app: DrainingApp, config: Config, sock: socket.socket) -> None:
-        self._app = app
+        super().__init__(app)
         self._config = config
         self._sock = sock
         self._wrapped = wrap_app(cast(Any, app), config.wsgi_max_body_size, "asgi")
@@ -63,7 +62,6 @@ class HypercornHandle(ServingHandle):
         # connection task -> its stream reader; a task outlives its connection by up to
         # keep_alive_timeout (hypercorn's idle timer), so "open" looks at the stream.
         self._connections: dict[asyncio.Task[None], asyncio.StreamReader] = {}
-        self._stopped = False
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -97,17 +95,14 @@ class HypercornHandle(ServingHandle):
         """Connections whose client has not hung up."""
         return sum(1 for reader in self._connections.values() if not reader.at_eof())
 
-    async def stop(self, timeout: float) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        self._app.draining = True
+    async def _stop_accepting(self) -> None:
         if self._server is not None:
             await stop_accepting([self._server])  # closes our dup, not the engine's socket
-        await wait_until(lambda: self.connections == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace), steady=SETTLE)
+
+    def _open_connections(self) -> int:
+        return self.connections
+
+    async def _shut_down(self, deadline: float) -> None:
         # `terminated` makes hypercorn close idle connections and finish busy ones.
         await self._context.terminated.set()
         await wait_until(lambda: not self._connections, deadline=deadline)
@@ -117,10 +112,6 @@ class HypercornHandle(ServingHandle):
             await asyncio.gather(*self._connections, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-
-    def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "serving"
-        return f"<HypercornHandle {state} fd={self._sock.fileno()} connections={self.connections}>"
 
 
 class HypercornAdapter(ServerAdapter):

@@ -12,14 +12,12 @@ import uvicorn
 
 from gateway.config.schema import ServerConfig
 from gateway.servers.base import (
-    SETTLE,
     DrainingApp,
     ServerAdapter,
     ServingHandle,
     sigterm_exits_cleanly,
     stop_accepting,
     unbuffered_stdio,
-    wait_until,
 )
 from gateway.servers.loops import resolve_loop
 from gateway.types import ASGIApp
@@ -135,11 +133,10 @@ def _common_options(settings: ServerConfig) -> dict[str, Any]:
 
 class UvicornHandle(ServingHandle):
     def __init__(self, server: uvicorn.Server, app: DrainingApp, sock: socket.socket) -> None:
+        super().__init__(app)
         self._server = server
-        self._app = app
         self._sock = sock
         self._task: asyncio.Task[None] | None = None
-        self._stopped = False
 
     async def start(self) -> None:
         await self._server.startup(sockets=[self._sock])
@@ -153,29 +150,20 @@ class UvicornHandle(ServingHandle):
     def serving(self) -> bool:
         return not self._stopped and self._task is not None and not self._task.done()
 
-    async def stop(self, timeout: float) -> None:
-        if self._stopped:
-            return
-        self._stopped = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        # Stop accepting first, then let keep-alive clients finish: from now on every
-        # response says `connection: close`, so each client's next request is its last on
-        # this server and none is cut off while it is in flight.
-        self._app.draining = True
+    async def _stop_accepting(self) -> None:
         await stop_accepting(self._server.servers)
-        await wait_until(lambda: self.connections == 0,
-                         deadline=min(deadline, loop.time() + self._app.idle_grace), steady=SETTLE)
+
+    def _open_connections(self) -> int:
+        return self.connections
+
+    async def _shut_down(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
         self._server.config.timeout_graceful_shutdown = max(0, math.ceil(deadline - loop.time()))
         self._server.should_exit = True
         if self._task is not None:
             await self._task
         # `shutdown` closes the sockets it is given: ours is a dup, the engine keeps its own.
         await self._server.shutdown(sockets=[self._sock])
-
-    def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "serving"
-        return f"<UvicornHandle {state} fd={self._sock.fileno()} connections={self.connections}>"
 
 
 class UvicornAdapter(ServerAdapter):
