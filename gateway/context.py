@@ -7,6 +7,7 @@ cache result, upstream timings) so the request log and the trace view can show i
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +30,7 @@ class RequestContext:
     upstream_total_ms: float | None = None
     cache: str | None = None
     status: int = 0
-    response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    response_headers: Sequence[tuple[bytes, bytes]] = ()  # set when the response starts
     notes: dict[str, Any] = field(default_factory=dict)
 
     def elapsed_ms(self) -> float:

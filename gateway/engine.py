@@ -142,9 +142,6 @@ class Engine:
         finally:
             self._stopped.set()
 
-    async def wait_stopped(self) -> None:
-        await self._stopped.wait()
-
     # --- state ----------------------------------------------------------------------------
 
     @property

@@ -2,7 +2,6 @@
 
     GatewayError
     ├── ConfigError              the project file is wrong (file:line:col: where: what); exit 2
-    ├── UsageError               the command line is wrong; exit 2
     ├── StartupError             the engine cannot start (port in use, backend missing); exit 1
     │   └── BackendNotInstalled  a serving backend or event loop package is not installed
     ├── ControlError             the control channel failed, or no instance is running; exit 1
@@ -49,10 +48,6 @@ class ConfigError(GatewayError):
             loc = f"{loc}:{self.line}:{self.col or 1}"
         where = f" {self.where}:" if self.where else ""
         return f"{loc}:{where} {self.message}"
-
-
-class UsageError(GatewayError):
-    exit_code = 2
 
 
 class StartupError(GatewayError):

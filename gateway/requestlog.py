@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, NamedTuple
@@ -111,7 +110,3 @@ class RequestLog:
 
     def __repr__(self) -> str:
         return f"<RequestLog kept={len(self.records)}/{self.records.maxlen}>"
-
-
-def now() -> float:
-    return time.time()

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gateway.config.schema import ProjectConfig
 from gateway.events import EventBus
@@ -25,4 +25,3 @@ class Services:
     transport: Transport
     orchestrator: Orchestrator | None = None
     backend: Callable[[], str] = lambda: "none"
-    extras: dict[str, Any] = field(default_factory=dict)

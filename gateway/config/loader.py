@@ -53,7 +53,6 @@ def format_path(path: PathKey) -> str:
 
 class _Validator:
     def __init__(self, path: Path, text: str) -> None:
-        self.file = path
         self.display = str(path)
         self._text = text
         self._locations: Locations | None = None

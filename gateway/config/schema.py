@@ -190,16 +190,10 @@ class OrchestrationLogging:
     health_check_logs: bool = False
 
 
-# Keys an app may override; None on an AppConfig means "inherit the global value".
-APP_OVERRIDABLE = (
-    "health_check_enabled", "health_check_interval", "health_check_timeout",
-    "health_check_retries", "max_restart_count", "restart_delay", "shutdown_timeout",
-    "proxy_timeout", "hold_requests",
-)
-
-
 @dataclass(frozen=True)
 class AppConfig:
+    """One app. Its health/restart/timeout keys are None to inherit the global value."""
+
     name: str
     path: str
     app_path: str | None = None
