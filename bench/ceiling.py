@@ -1,25 +1,42 @@
-"""What the gateway's process model can reach at best, measured beside the real gateway.
+"""Where a proxied request's CPU goes: the gateway beside stripped-down servers and nginx.
 
-    python bench/ceiling.py [--seconds 4] [--connections 64]
+    python bench/ceiling.py [--seconds 3] [--rounds 3] [--connections 64]
 
-Three configurations, each proxying to its own granian upstream, loaded by wrk in turn:
+Each configuration proxies to a granian upstream of its own (`trivial` has none) and is loaded
+by wrk in turn, rounds alternating and rotating; medians are reported. Beside req/s and the
+ratio to nginx, the report gives the CPU each request cost the serving process (user + system
+time of all its threads, from /proc, over the measured seconds) and its upstream, because on a
+small machine the load generator, the upstream and the proxy share the cores: throughput
+follows the CPU all of them spend per request, not one thread's.
 
-- `bare`: granian's embedded server (the gateway's serving code path, uvloop) running an
-  ASGI app that calls the pooled upstream client directly: no pipeline at all;
-- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location (the real thing);
-- `nginx`: nginx `proxy_pass` with upstream keep-alive, for the ratio.
-
-The difference between `bare` and `gateway` is what the pipeline costs; the ratio of `bare`
-to nginx bounds what any pipeline work can win in this process model.
+- `trivial`: granian's embedded server (the gateway's serving path: our adapter, uvloop)
+  running an ASGI app that answers at once, no upstream: what serving alone costs;
+- `lean`: the same server running the smallest proxy that can be written with the pooled
+  upstream client: copy the head, one pooled connection, wait for the whole response, two
+  sends. No request id, no context, no routing, no metrics, no request log, no error pages,
+  no bodies: the ceiling of any gateway served this way;
+- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location: the real thing;
+- `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
+  *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
+  without bodies, no limits, no timeouts): the pipeline without granian;
+- `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import glob
+import os
 import signal
 import sys
+import tempfile
+import time
 from pathlib import Path
+from typing import Any
+
+import httptools
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -28,6 +45,7 @@ if str(ROOT) not in sys.path:
 from bench.harness import (  # noqa: E402
     HOST,
     PYTHON,
+    Proc,
     cleanup,
     free_port,
     spawn,
@@ -38,63 +56,236 @@ from bench.harness import (  # noqa: E402
 )
 from bench.load import wrk  # noqa: E402
 
+_TICK = os.sysconf("SC_CLK_TCK")
+_HELLO = [(b"content-type", b"text/plain"), (b"content-length", b"13")]
 
-async def serve_bare(port: int, upstream: int) -> None:
-    """The `bare` configuration, run in a child process (see `--serve-bare`)."""
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of every thread of `pid` so far (0 if it is gone)."""
+    total = 0
+    for stat in glob.glob(f"/proc/{pid}/task/*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / _TICK
+
+
+# -- the servers, each run in a child process (`--serve KIND PORT UPSTREAM`) -----------------
+
+async def _granian(app: Any, port: int) -> Any:
     from gateway.config.schema import ServerConfig
-    from gateway.proxy.transport import PooledTransport, UpstreamTarget
     from gateway.servers.listener import create_listener
     from gateway.servers.registry import BackendRegistry
 
-    transport = PooledTransport()
+    return await BackendRegistry.get("granian").serve_gateway(
+        app, create_listener(HOST, port), ServerConfig())
+
+
+def _trivial_app() -> Any:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _HELLO})
+        await send({"type": "http.response.body", "body": b"Hello, World!"})
+
+    return app
+
+
+def _lean_app(upstream: int) -> Any:
+    from gateway.proxy.client import UpstreamPool
+    from gateway.proxy.transport import UpstreamTarget
+
+    pool = UpstreamPool(HOST, upstream, max_idle=512, connect_timeout=5)
     target = UpstreamTarget(HOST, upstream, "/")
 
-    async def app(scope, receive, send):  # type: ignore[no-untyped-def]
-        if scope["type"] == "http":
-            await transport.http(scope, receive, send, target)
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        parts = [scope["method"].encode(), b" ", scope["raw_path"], b" HTTP/1.1\r\n"]
+        for name, value in scope["headers"]:
+            parts += (name, b": ", value, b"\r\n")
+        parts.append(b"\r\n")
+        conn = pool.pop_idle() or await pool.connect(target)
+        conn.begin(target, False)
+        conn.transport.write(b"".join(parts))
+        while not conn.complete and conn.error is None:
+            await conn.wait()
+        body = conn.take()
+        await send({"type": "http.response.start", "status": conn.status,
+                    "headers": conn.headers})
+        await send({"type": "http.response.body", "body": body})
+        pool.release(conn)
 
-    handle = await BackendRegistry.get("granian").serve_gateway(
-        app, create_listener(HOST, port), ServerConfig())
+    return app
+
+
+def _gateway_app(upstream: int) -> Any:
+    from gateway.config.loader import validate_text
+    from gateway.events import EventBus
+    from gateway.metrics import MetricsRegistry
+    from gateway.pipeline import GatewayApp, Pipeline
+    from gateway.proxy.transport import PooledTransport
+    from gateway.requestlog import RequestLog
+    from gateway.services import Services
+
+    text = (f'[logging]\nlevel = "warning"\n[[extensions]]\ntype = "routing"\n'
+            f'[extensions.config.regex_locations]\n'
+            f'"/" = {{ proxy_pass = "http://{HOST}:{upstream}" }}\n')
+    project = validate_text(Path(tempfile.gettempdir()) / "workbench.toml", text, environ={})
+    events = EventBus()
+    services = Services(project=project, events=events, metrics=MetricsRegistry(),
+                        request_log=RequestLog(events, 10000), transport=PooledTransport())
+    return GatewayApp(Pipeline(project.extensions, services), services)
+
+
+class _FrontConnection(asyncio.Protocol):
+    """One client connection of the measurement-only front (see the module docstring)."""
+
+    def __init__(self, app: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.transport: Any = None
+        self.client: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.client = transport.get_extra_info("peername")[:2]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self.transport.close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.headers = []
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_message_complete(self) -> None:
+        parsed = httptools.parse_url(self.url)
+        scope = {"type": "http", "http_version": "1.1", "scheme": "http",
+                 "method": self.parser.get_method().decode(),
+                 "path": parsed.path.decode("latin-1"), "raw_path": parsed.path,
+                 "query_string": parsed.query or b"", "headers": self.headers,
+                 "client": self.client, "server": (HOST, 0)}
+        self.loop.create_task(self._run(scope))
+
+    async def _run(self, scope: dict[str, Any]) -> None:
+        head: list[bytes] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                head.append(b"HTTP/1.1 %d X\r\n" % message["status"])
+                for name, value in message.get("headers", ()):
+                    head.append(b"%s: %s\r\n" % (name, value))
+                head.append(b"\r\n")
+            elif not message.get("more_body", False):
+                self.transport.write(b"".join(head) + message.get("body", b""))
+
+        await self.app(scope, receive, send)
+
+
+async def serve(kind: str, port: int, upstream: int) -> None:
+    from gateway.engine import settle_heap
+
+    loop = asyncio.get_running_loop()
+    handle = server = None
+    if kind == "trivial":
+        handle = await _granian(_trivial_app(), port)
+    elif kind == "lean":
+        handle = await _granian(_lean_app(upstream), port)
+    else:
+        from gateway.servers.listener import create_listener
+
+        app = _gateway_app(upstream)
+        server = await loop.create_server(lambda: _FrontConnection(app, loop),
+                                          sock=create_listener(HOST, port))
+    settle_heap()
     stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
-    await handle.stop(2)
-    await transport.aclose()
+    if handle is not None:
+        await handle.stop(2)
+    if server is not None:
+        server.close()
 
+
+# -- the run -------------------------------------------------------------------------------
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=4)
+    ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--serve-bare", nargs=2, type=int, metavar=("PORT", "UPSTREAM"),
+    ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "UPSTREAM"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve_bare:
+    if args.serve:
         import uvloop
 
-        uvloop.run(serve_bare(*args.serve_bare))
+        uvloop.run(serve(args.serve[0], int(args.serve[1]), int(args.serve[2])))
         return 0
 
     with cleanup():
-        ports = {}
-        _, up = start_upstream()
-        bare_port = free_port()
-        bare = spawn("bare", [PYTHON, __file__, "--serve-bare", str(bare_port), str(up)])
-        wait_http(bare_port, proc=bare)
-        ports["bare"] = bare_port
-        _, up = start_upstream()
-        ports["gateway"] = start_gateway("gateway", routes={"/": f"http://{HOST}:{up}"}).port
-        _, up = start_upstream()
-        ports["nginx"] = start_nginx(up)[1]
-        results: dict[str, list[float]] = {name: [] for name in ports}
-        for _ in range(args.rounds):
-            for name, port in ports.items():
-                results[name].append(wrk(port, args.connections, args.seconds)["rps"])
-    best = {name: max(r) for name, r in results.items()}
-    print(f"| config | req/s (best of {args.rounds}) | vs nginx |\n|---|---|---|")
-    for name, rps in best.items():
-        print(f"| {name} | {rps:.0f} | {rps / best['nginx']:.2f}x |")
+        servers: dict[str, tuple[Proc, int, Proc | None]] = {}
+        for kind in ("trivial", "lean", "gateway", "front", "nginx"):
+            upstream, up = start_upstream() if kind != "trivial" else (None, 0)
+            if kind == "gateway":
+                gw = start_gateway("gateway", routes={"/": f"http://{HOST}:{up}"})
+                servers[kind] = (gw.proc, gw.port, upstream)
+            elif kind == "nginx":
+                proc, port = start_nginx(up)
+                servers[kind] = (proc, port, upstream)
+            else:
+                port = free_port()
+                proc = spawn(kind, [PYTHON, __file__, "--serve", kind, str(port), str(up)])
+                wait_http(port, proc=proc)
+                servers[kind] = (proc, port, upstream)
+        for _, port, _ in servers.values():
+            wrk(port, args.connections, 1)  # warm-up: pools filled, code paths hot
+        rps: dict[str, list[float]] = {kind: [] for kind in servers}
+        cpu: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
+        kinds = list(servers)
+        for r in range(args.rounds):
+            for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
+                proc, port, upstream = servers[kind]
+                pids = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(True)]
+                before = [cpu_seconds(pid) for pid in pids]
+                up_before = cpu_seconds(upstream.pid) if upstream else 0.0
+                started = time.monotonic()
+                result = wrk(port, args.connections, args.seconds)
+                elapsed = time.monotonic() - started
+                served = result["rps"] * elapsed
+                mine = sum(cpu_seconds(pid) for pid in pids) - sum(before)
+                theirs = (cpu_seconds(upstream.pid) - up_before) if upstream else 0.0
+                rps[kind].append(result["rps"])
+                cpu[kind].append((mine / served * 1e6, theirs / served * 1e6))
+
+    def median(values: list[float]) -> float:
+        return sorted(values)[len(values) // 2]
+
+    nginx = median(rps["nginx"])
+    print(f"wrk -c {args.connections}, {args.seconds:g} s x {args.rounds} rounds, medians; "
+          f"CPU per request in microseconds (user + system, all threads)\n")
+    print("| config | req/s | vs nginx | CPU/request, server | CPU/request, upstream |")
+    print("|---|---|---|---|---|")
+    for kind in kinds:
+        own = median([c[0] for c in cpu[kind]])
+        ups = median([c[1] for c in cpu[kind]])
+        upstream_cell = f"{ups:.0f}" if kind != "trivial" else "-"
+        print(f"| {kind} | {median(rps[kind]):.0f} | {median(rps[kind]) / nginx:.2f}x | "
+              f"{own:.0f} | {upstream_cell} |")
     return 0
 
 

@@ -131,10 +131,11 @@ class GatewayApp:
         # server made of it, the connection MUST end after the response (h11, under
         # hypercorn, keeps it open).
         ambiguous = framing == 3
-        ctx = RequestContext(request_id=rid or new_request_id(), traceparent=tp)
+        ctx = RequestContext(rid or new_request_id(), tp)
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
         tp_header = (b"traceparent", tp.encode("ascii")) if tp else None
+        drain = scope.get(DRAIN_KEY)
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -146,7 +147,6 @@ class GatewayApp:
                 headers.append(rid_header)
                 if tp_header is not None:
                     headers.append(tp_header)
-                drain = scope.get(DRAIN_KEY)
                 if (ambiguous or (drain is not None and drain.draining)) \
                         and mtype == "http.response.start" and not scope.get(CLOSING_KEY):
                     headers.append((b"connection", b"close"))
@@ -158,6 +158,7 @@ class GatewayApp:
                 ctx.status = 403
             await send(message)
 
+        token = drain.begin(scope) if drain is not None and kind == "http" else None
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
@@ -180,6 +181,8 @@ class GatewayApp:
                              app=ctx.app)
         finally:
             self._finish(scope, ctx)
+            if drain is not None and kind == "http":
+                drain.end(token, bool(scope.get(CLOSING_KEY)))
 
     def _finish(self, scope: Scope, ctx: RequestContext) -> None:
         latency = ctx.elapsed_ms()

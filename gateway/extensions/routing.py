@@ -7,6 +7,7 @@ location takes goes on down the pipeline, which ends in a 404.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,56 +66,53 @@ class RoutingExtension(Extension):
             raise ConfigError(str(exc), path=str(services.project.path), where=where) from None
         return Route(returns, proxy, static, headers)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the awaitable of whatever answers: no frame of its own
+        # on the proxy hot path (see `Extension`).
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         match = self.table.select(scope["path"])
         if match is None:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         route = match.value
         ctx = get_context(scope)
         if ctx is not None:
             ctx.route = match.pattern
-        self._counts[match.pattern] = self._counts.get(match.pattern, 0) + 1
+        counts = self._counts
+        counts[match.pattern] = counts.get(match.pattern, 0) + 1
         if route.headers:
             send = route.headers.wrap(send, match.groups)
         if route.proxy is not None:
-            await self._proxy(scope, receive, send, route.proxy, match)
-        elif kind == "websocket":
+            return self._proxy(scope, receive, send, route.proxy, match)
+        if kind == "websocket":
             if route.returns is None and route.static is None:
-                await self.app(scope, receive, send)
-            else:
-                # Only proxy_pass can carry a websocket; refuse it like nginx refuses the
-                # upgrade on a location that serves files.
-                await send({"type": "websocket.close", "code": 1008})
-        elif route.returns is not None:
-            await route.returns(scope, receive, send, match.groups)
-        elif route.static is not None:
-            await route.static(scope, receive, send)
-        else:
-            await self.app(scope, receive, send)
+                return self.app(scope, receive, send)
+            # Only proxy_pass can carry a websocket; refuse it like nginx refuses the
+            # upgrade on a location that serves files.
+            return send({"type": "websocket.close", "code": 1008})
+        if route.returns is not None:
+            return route.returns(scope, receive, send, match.groups)
+        if route.static is not None:
+            return route.static(scope, receive, send)
+        return self.app(scope, receive, send)
 
-    async def _proxy(self, scope: Scope, receive: Receive, send: Send, proxy: ProxyPass,
-                     match: LocationMatch[Route]) -> None:
+    def _proxy(self, scope: Scope, receive: Receive, send: Send, proxy: ProxyPass,
+               match: LocationMatch[Route]) -> Awaitable[None]:
         try:
             target = proxy.target(scope, match)
         except ValueError as exc:
             if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1011})
-            else:
-                await send_error(scope, send, 502, f"bad upstream URL: {exc}")
-            return
+                return send({"type": "websocket.close", "code": 1011})
+            return send_error(scope, send, 502, f"bad upstream URL: {exc}")
         ctx = get_context(scope)
         if ctx is not None:
-            ctx.upstream = f"{target.scheme}://{target.host}:{target.port}"
+            ctx.upstream = proxy.label if proxy.static else \
+                f"{target.scheme}://{target.host}:{target.port}"
         transport = self.services.transport
         if scope["type"] == "websocket":
-            await transport.websocket(scope, receive, send, target)
-        else:
-            await transport.http(scope, receive, send, target)
+            return transport.websocket(scope, receive, send, target)
+        return transport.http(scope, receive, send, target)
 
     def metrics(self) -> dict[str, Any] | None:
         """Requests per location pattern, for /metrics."""

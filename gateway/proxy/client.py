@@ -342,7 +342,8 @@ class UpstreamPool:
     the least likely to have been closed by the server) plus counters for ``stats()``."""
 
     __slots__ = ("host", "port", "label", "max_idle", "connect_timeout", "_idle",
-                 "opened", "open", "reused", "read_pauses", "write_pauses", "max_buffered")
+                 "opened", "open", "busy", "reused", "read_pauses", "write_pauses",
+                 "max_buffered")
 
     def __init__(self, host: str, port: int, *, max_idle: int, connect_timeout: float) -> None:
         self.host = host
@@ -353,6 +354,7 @@ class UpstreamPool:
         self._idle: list[UpstreamConnection] = []
         self.opened = 0  # connections ever opened
         self.open = 0  # currently open (idle + busy)
+        self.busy = 0  # requests in progress (one may still be connecting): never pruned
         self.reused = 0  # exchanges served by a pooled connection
         self.read_pauses = 0  # times a slow client made us stop reading the upstream
         self.write_pauses = 0  # times a slow upstream made us stop reading the client's body

@@ -67,7 +67,8 @@ def parse_proxy_url(url: str) -> ProxyURL:
 class ProxyPass:
     """The ``proxy_pass`` of one location."""
 
-    __slots__ = ("url", "timeout", "name", "_template", "_parsed", "_regex")
+    __slots__ = ("url", "timeout", "name", "static", "label", "_template", "_parsed",
+                 "_regex")
 
     def __init__(self, url: str, *, regex: bool, timeout: float, name: str) -> None:
         self.url = url
@@ -82,6 +83,11 @@ class ProxyPass:
             self._parsed: ProxyURL | None = None
         else:
             self._parsed = parse_proxy_url(url)
+        #: The upstream is the same for every request (no substituted groups); `label` is
+        #: then its "scheme://host:port", computed once.
+        self.static = self._parsed is not None
+        parsed = self._parsed
+        self.label = f"{parsed.scheme}://{parsed.host}:{parsed.port}" if parsed else ""
 
     def target(self, scope: Scope, match: LocationMatch[Any]) -> UpstreamTarget:
         """Where this request goes. ValueError when substituted groups make a bad URL."""
@@ -97,8 +103,8 @@ class ProxyPass:
             rest: str = scope["path"][len(match.prefix):]
             path = parsed.path + url_escape(rest)
         query = parsed.query if parsed.query is not None else scope.get("query_string", b"")
-        return UpstreamTarget(host=parsed.host, port=parsed.port, path=path, query=query,
-                              timeout=self.timeout, name=self.name, scheme=parsed.scheme)
+        return UpstreamTarget(parsed.host, parsed.port, path, query, self.timeout, self.name,
+                              parsed.scheme)
 
     def __repr__(self) -> str:
         return f"<ProxyPass {self.url!r} timeout={self.timeout}>"

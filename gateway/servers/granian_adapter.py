@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from granian import _granian
-from granian._futures import _future_watcher_wrapper, _new_cbscheduler
-from granian.asgi import _callback_wrapper as _asgi_callback_wrapper
+from granian._futures import _new_cbscheduler
 from granian.constants import HTTPModes, Interfaces, Loops, TaskImpl
 from granian.http import HTTP1Settings, HTTP2Settings
 from granian.log import LogLevels
@@ -67,7 +66,12 @@ def _options(settings: ServerConfig) -> dict[str, Any]:
     return {
         "http": _HTTP[str(settings.http)],
         "backlog": settings.backlog,
-        "http1_settings": HTTP1Settings(keep_alive=settings.keep_alive_timeout > 0),
+        # A connection must deliver a whole request head within keep_alive_timeout of opening
+        # or of its previous response (hyper's default is 30 s), which is the idle keep-alive
+        # timeout uvicorn and hypercorn apply, and keeps slow or silent clients from piling up.
+        "http1_settings": HTTP1Settings(
+            keep_alive=settings.keep_alive_timeout > 0,
+            header_read_timeout=max(1000, round(settings.keep_alive_timeout * 1000))),
         "http2_settings": HTTP2Settings(
             keep_alive_timeout=max(1, round(settings.keep_alive_timeout))),
         "log_access": False,
@@ -107,6 +111,27 @@ def _workbench_logging() -> Iterator[None]:
         granian_common.configure_logging = original
 
 
+def _direct_watcher(app: Any) -> Any:
+    """granian's per-request entry, calling the app straight from the protocol object.
+
+    Stands in for granian's `_future_watcher_wrapper(_callback_wrapper(...))`, which on every
+    request also copies a lifespan `state` dict into the scope and sets `root_path` (neither is
+    used here: the engine runs no ASGI lifespan, and a missing `root_path` means ""), and its
+    access logger is off.
+    """
+
+    async def watcher(w: Any) -> None:
+        proto = w.proto
+        try:
+            await app(w.scope, proto.receive, proto.send)
+        except BaseException as exc:
+            w.err(exc)
+            return
+        w.done()
+
+    return watcher
+
+
 class _SharedSocketServer(EmbeddedServer):
     """The embedded server, serving on a socket it is given instead of one it binds."""
 
@@ -133,8 +158,7 @@ class _SharedSocketServer(EmbeddedServer):
                                  http2_settings: HTTP2Settings | None, websockets: bool,
                                  static_path: Any, log_access_fmt: str | None, ssl_ctx: Any,
                                  scope_opts: dict[str, Any]) -> None:
-        wcallback = _future_watcher_wrapper(
-            _asgi_callback_wrapper(callback, scope_opts, {}, log_access_fmt))
+        wcallback = _direct_watcher(callback)
         stopped: asyncio.Future[None] = loop.create_future()
 
         def resolve() -> None:
@@ -261,8 +285,7 @@ class GranianHandle(ServingHandle):
 class GranianAdapter(ServerAdapter):
     name: ClassVar[str] = "granian"
     package: ClassVar[str] = "granian"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections",
-                                                       "keep_alive_timeout"})
+    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections"})
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:
@@ -288,16 +311,10 @@ class GranianAdapter(ServerAdapter):
         wrapped = DrainingApp(app, idle_grace=settings.keep_alive_timeout)
         fd = os.dup(sock.fileno())
         options = _options(settings)
-        # Facing clients, a connection must deliver a whole request head within
-        # keep_alive_timeout of opening or of its previous response (hyper's default is
-        # 30 s; uvicorn and hypercorn serve the gateway with keep_alive_timeout too), so
-        # slow or silent clients cannot pile up. App processes keep granian's default.
-        options["http1_settings"] = HTTP1Settings(
-            keep_alive=settings.keep_alive_timeout > 0,
-            header_read_timeout=max(1000, round(settings.keep_alive_timeout * 1000)))
         try:
             with _workbench_logging():
-                server = _SharedSocketServer(wrapped, fd, interface=Interfaces.ASGINL,
+                entry = wrapped.direct if wrapped.honours_drain else wrapped
+                server = _SharedSocketServer(entry, fd, interface=Interfaces.ASGINL,
                                              **options)
         except BaseException:
             os.close(fd)  # granian never saw it

@@ -22,9 +22,10 @@ import sys
 from gateway.config.schema import ServerConfig
 from gateway.servers.registry import get_backend
 
+keep_alive = float(sys.argv[4]) if len(sys.argv) > 4 else 5.0
 get_backend(sys.argv[1]).run_app("backend_test_apps:app", host="127.0.0.1",
                                  port=int(sys.argv[2]), workers=int(sys.argv[3]),
-                                 settings=ServerConfig())
+                                 settings=ServerConfig(keep_alive_timeout=keep_alive))
 """
 
 
@@ -80,6 +81,50 @@ def test_run_app_serves_with_workers_and_stops_on_sigterm(name: str, workers: in
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
     finally:
         for proc in started:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if child.poll() is None:
+            child.wait(10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["granian", "uvicorn", "hypercorn"])
+def test_run_app_closes_idle_keep_alive_connections(name: str) -> None:
+    """`keep_alive_timeout` reaches app processes on every backend (granian applies it as
+    hyper's header read timeout): an idle keep-alive connection is closed after it."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
+           "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), "1", "1"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    started: list[psutil.Process] = [psutil.Process(child.pid)]
+    try:
+        answering_pids(child, f"http://127.0.0.1:{port}/", 1, timeout=30)
+        started += psutil.Process(child.pid).children(recursive=True)
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += sock.recv(65536)
+            assert data.startswith(b"HTTP/1.1 200"), data
+            answered = time.monotonic()
+            while True:  # the rest of the response, then the server's close (b"")
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+            idle = time.monotonic() - answered
+        # closed by the server (recv gave b"" before the 10 s socket timeout), not at once
+        assert 0.5 <= idle < 9, f"closed after {idle:.2f}s"
+    finally:
+        child.send_signal(signal.SIGTERM)
+        try:
+            child.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        _, alive = psutil.wait_procs(started, timeout=10)
+        for proc in alive:  # only what this test started, by PID
             try:
                 proc.kill()
             except psutil.NoSuchProcess:
