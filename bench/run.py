@@ -119,7 +119,7 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], conns: list[in
         "| config | conns | req/s | p50 ms | p99 ms | vs nginx | p99 vs nginx | vs direct "
         "| errors |",
         "|---|---|---|---|---|---|---|---|---|"]
-    summary: dict[str, dict[str, dict[str, float]]] = {}
+    summary: dict[str, dict[str, dict[str, Any]]] = {}
     for c in conns:
         med = {n: {k: statistics.median(r[k] for r in runs[c]) for k in runs[c][0]}
                for n, runs in results.items()}

@@ -21,7 +21,7 @@ from gateway.orchestrator.supervisor import AppSupervisor, Lease
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
 from gateway.services import Services
-from gateway.types import ASGIApp, Message, Receive, Scope, Send
+from gateway.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("pyserve.orchestrator.proxy")
 
@@ -73,7 +73,9 @@ class OrchestrationExtension(Extension):
         if ctx is not None:
             ctx.app = sup.name
             ctx.route = f"app:{sup.name}"
-        lease = await self._lease(sup)
+        lease = sup.lease()  # the common case, without a coroutine
+        if lease is None:
+            lease = await self._lease(sup)
         if lease is None:
             await self._unavailable(scope, send, sup)
             return
@@ -94,21 +96,14 @@ class OrchestrationExtension(Extension):
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, sup: AppSupervisor,
                     lease: Lease, target: UpstreamTarget) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
         try:
-            await self.services.transport.http(scope, receive, tracking_send, target)
+            await self.services.transport.http(scope, receive, send, target)
         except UpstreamConnectError:
             # The process we picked died (or was replaced) before it took the request: a
-            # bodyless request can go once more to the one that replaces it.
-            if started or not _retryable(scope) or not (lease.process.exited
-                                                        or sup.upstream() != (target.host,
-                                                                              target.port)):
+            # bodyless request can go once more to the one that replaces it. (This error
+            # means no response byte arrived, so nothing was sent to the client yet.)
+            if not _retryable(scope) or not (lease.process.exited
+                                             or sup.upstream() != (target.host, target.port)):
                 raise
             retry = await self._lease(sup)
             if retry is None:

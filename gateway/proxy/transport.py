@@ -89,7 +89,9 @@ class PooledTransport:
     def http(self, scope: Scope, receive: Receive, send: Send,
              target: UpstreamTarget) -> Awaitable[None]:
         """Proxy an HTTP request. Raises ``gateway.errors.Upstream*`` (see ``proxy.http``:
-        after the response started, raising is how the client connection gets aborted).
+        after the response started, raising is how the client connection gets aborted;
+        ``UpstreamConnectError`` always comes before any byte of the response, so a caller
+        may try another upstream then).
 
         A plain function returning the forwarding coroutine: one frame less on every
         suspension of the hot path (the pool counts the request in progress itself)."""
