@@ -1,6 +1,6 @@
 """Where a proxied request's CPU goes: the gateway beside stripped-down servers and nginx.
 
-    python bench/ceiling.py [--seconds 3] [--rounds 3] [--connections 64]
+    python bench/ceiling.py [--seconds 3] [--rounds 3] [--connections 64] [--before PATH]
 
 Each configuration proxies to a granian upstream of its own (`trivial` has none) and is loaded
 by wrk in turn, rounds alternating and rotating; medians are reported. Beside req/s and the
@@ -19,7 +19,10 @@ follows the CPU all of them spend per request, not one thread's.
 - `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
-- `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`).
+- `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`);
+- `before` (with `--before PATH`): the gateway again, its code imported from PATH (a checkout
+  of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to measure a change in
+  the same run.
 """
 
 from __future__ import annotations
@@ -71,6 +74,11 @@ def cpu_seconds(pid: int) -> float:
         fields = text[text.rindex(")") + 2:].split()
         total += int(fields[11]) + int(fields[12])
     return total / _TICK
+
+
+def _family(proc: Proc) -> list[int]:
+    """`proc` and its descendants (granian's and nginx's workers)."""
+    return [proc.pid] + [child.pid for child in psutil.Process(proc.pid).children(True)]
 
 
 # -- the servers, each run in a child process (`--serve KIND PORT UPSTREAM`) -----------------
@@ -228,6 +236,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--before", metavar="PATH",
+                    help="also run the gateway from this checkout (PYTHONPATH=PATH)")
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "UPSTREAM"),
                     help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -239,10 +249,15 @@ def main() -> int:
 
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
-        for kind in ("trivial", "lean", "gateway", "front", "nginx"):
+        kinds = ["trivial", "lean", "gateway", "front", "nginx"]
+        if args.before:
+            kinds.insert(2, "before")
+        for kind in kinds:
             upstream, up = start_upstream() if kind != "trivial" else (None, 0)
-            if kind == "gateway":
-                gw = start_gateway("gateway", routes={"/": f"http://{HOST}:{up}"})
+            if kind in ("gateway", "before"):
+                env = {"PYTHONPATH": str(Path(args.before).resolve())} if kind == "before" \
+                    else None
+                gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env)
                 servers[kind] = (gw.proc, gw.port, upstream)
             elif kind == "nginx":
                 proc, port = start_nginx(up)
@@ -256,19 +271,19 @@ def main() -> int:
             wrk(port, args.connections, 1)  # warm-up: pools filled, code paths hot
         rps: dict[str, list[float]] = {kind: [] for kind in servers}
         cpu: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
-        kinds = list(servers)
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
                 proc, port, upstream = servers[kind]
-                pids = [proc.pid] + [c.pid for c in psutil.Process(proc.pid).children(True)]
-                before = [cpu_seconds(pid) for pid in pids]
-                up_before = cpu_seconds(upstream.pid) if upstream else 0.0
+                pids = _family(proc)
+                up_pids = _family(upstream) if upstream else []
+                before = sum(cpu_seconds(pid) for pid in pids)
+                up_before = sum(cpu_seconds(pid) for pid in up_pids)
                 started = time.monotonic()
                 result = wrk(port, args.connections, args.seconds)
                 elapsed = time.monotonic() - started
                 served = result["rps"] * elapsed
-                mine = sum(cpu_seconds(pid) for pid in pids) - sum(before)
-                theirs = (cpu_seconds(upstream.pid) - up_before) if upstream else 0.0
+                mine = sum(cpu_seconds(pid) for pid in pids) - before
+                theirs = sum(cpu_seconds(pid) for pid in up_pids) - up_before
                 rps[kind].append(result["rps"])
                 cpu[kind].append((mine / served * 1e6, theirs / served * 1e6))
 

@@ -397,7 +397,8 @@ def pyserve_tui() -> list[str]:
 
 
 def start_gateway(name: str, *, ui: bool = False, probe: bool = False,
-                  wait_apps: bool = True, **project: Any) -> Gateway:
+                  wait_apps: bool = True, env: Mapping[str, str] | None = None,
+                  **project: Any) -> Gateway:
     """A gateway on a fresh port with a generated project file; ready when this returns.
 
     `ui`: the workbench TUI runs too (bench/ui_gateway.py). `probe`: bench/ui_gateway.py
@@ -414,7 +415,7 @@ def start_gateway(name: str, *, ui: bool = False, probe: bool = False,
             argv.append("--no-ui")
     else:
         argv = [*pyserve_tui(), "--no-ui", "-c", str(config)]
-    proc = spawn(name, argv, cwd=folder)
+    proc = spawn(name, argv, cwd=folder, env=env)
     gw = Gateway(proc, port, config, lag_file)
     try:
         wait_http(port, "/health", 60, proc=proc)
