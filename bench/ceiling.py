@@ -19,6 +19,7 @@ follows the CPU all of them spend per request, not one thread's.
 - `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
+- `lean-front`: the `lean` proxy behind that front: the ceiling without granian;
 - `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`);
 - `before` (with `--before PATH`): the gateway again, its code imported from PATH (a checkout
   of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to measure a change in
@@ -216,7 +217,7 @@ async def serve(kind: str, port: int, upstream: int) -> None:
     else:
         from gateway.servers.listener import create_listener
 
-        app = _gateway_app(upstream)
+        app = _gateway_app(upstream) if kind == "front" else _lean_app(upstream)
         server = await loop.create_server(lambda: _FrontConnection(app, loop),
                                           sock=create_listener(HOST, port))
     settle_heap()
@@ -249,7 +250,7 @@ def main() -> int:
 
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
-        kinds = ["trivial", "lean", "gateway", "front", "nginx"]
+        kinds = ["trivial", "lean", "gateway", "front", "lean-front", "nginx"]
         if args.before:
             kinds.insert(2, "before")
         for kind in kinds:
