@@ -7,7 +7,7 @@ lint:
 	ruff check gateway workbench tests bench scripts examples
 
 types:
-	mypy gateway workbench
+	mypy gateway workbench bench
 
 test:
 	python -m pytest
