@@ -27,6 +27,9 @@ log = logging.getLogger("pyserve.orchestrator.proxy")
 
 #: Methods that may be sent again after the first connection attempt was refused.
 _RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
+#: How long a request refused by a live app process waits for that process to exit (then it
+#: is held for the restart like any request for a restarting app) before it is retried.
+_EXIT_GRACE = 0.5
 
 
 class OrchestrationExtension(Extension):
@@ -100,11 +103,16 @@ class OrchestrationExtension(Extension):
             await self.services.transport.http(scope, receive, send, target)
         except UpstreamConnectError:
             # The process we picked died (or was replaced) before it took the request: a
-            # bodyless request can go once more to the one that replaces it. (This error
-            # means no response byte arrived, so nothing was sent to the client yet.)
-            if not _retryable(scope) or not (lease.process.exited
-                                             or sup.upstream() != (target.host, target.port)):
+            # bodyless request can go once more, held like any request for a restarting
+            # app. (This error means no response byte arrived: nothing was sent yet.)
+            if not _retryable(scope):
                 raise
+            process = lease.process
+            if not process.exited and sup.upstream() == (target.host, target.port):
+                # Refused (or closed unanswered) by the process still in service: usually
+                # it is dying and its exit is noticed a few ms later. A process that does
+                # not exit (one worker of several died) gets the one retry below anyway.
+                await process.wait_exit(_EXIT_GRACE)
             retry = await self._lease(sup)
             if retry is None:
                 raise

@@ -207,3 +207,28 @@ async def test_extension_owns_an_orchestrator_when_the_engine_gave_none(
         assert r.status_code == 200 and json.loads(r.text)["path"] == "/echo"
         assert orch.snapshot()[0]["backend"] == "uvicorn"
     assert gw.services.orchestrator is None  # stopped and released with the pipeline
+
+
+async def test_a_request_refused_by_a_dying_app_is_held_for_its_restart(
+        tmp_path: Path, recorder: Recorder) -> None:
+    """The app's port refuses connections a moment before its process is gone (the exit is
+    noticed only then): a GET arriving in between is held for the restart and answered by
+    the new process, as for any restarting app, instead of getting 502."""
+    text = project_toml([
+        {"name": "cmd", "command": [sys.executable, str(TESTS_DIR / "apps/command_server.py")]},
+    ])
+    async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
+        sup = gw.orchestrator.get("cmd")
+        assert await sup.wait_ready(15)
+        first = (await http.get("/cmd/who")).json()["pid"]
+        assert (await http.get("/cmd/close-and-exit")).status_code == 200
+        r = await http.get("/cmd/after", headers={"x-request-id": "held-1"})
+        assert r.status_code == 200, r.text
+        assert r.json()["pid"] != first  # the restarted process answered
+        (orchestration,) = gw.app.pipeline.members
+        assert orchestration.metrics()["retried"] == 1  # type: ignore[index]
+        # A request with a body is not resent: it gets the 502 naming the app.
+        assert (await http.get("/cmd/who")).status_code == 200
+        assert (await http.get("/cmd/close-and-exit")).status_code == 200
+        r = await http.post("/cmd/post", content=b"x")
+        assert r.status_code == 502 and "'cmd'" in r.text and r.headers["x-request-id"] in r.text
