@@ -180,9 +180,11 @@ class GatewayApp:
             await send_error(scope, send_wrapper, 500, "internal error in the gateway",
                              app=ctx.app)
         finally:
-            self._finish(scope, ctx)
-            if drain is not None and kind == "http":
-                drain.end(token, bool(scope.get(CLOSING_KEY)))
+            try:
+                self._finish(scope, ctx)
+            finally:
+                if drain is not None and kind == "http":
+                    drain.end(token, bool(scope.get(CLOSING_KEY)))
 
     def _finish(self, scope: Scope, ctx: RequestContext) -> None:
         latency = ctx.elapsed_ms()
