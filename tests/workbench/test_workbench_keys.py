@@ -109,7 +109,10 @@ async def test_b_switches_the_backend(real_project: Path) -> None:
         await wait_until(pilot, lambda: all_healthy(app)
                          and all(a["backend"] == target for a in apps(app).values()),
                          "apps rolled over to the new backend", 90)
-        assert f'backend = "{target}"' in read(real_project)
+        # Written back once the old app processes are drained and stopped, which can come
+        # after the metrics already show every app on the new backend.
+        await wait_until(pilot, lambda: f'backend = "{target}"' in read(real_project),
+                         "the choice written back to the project file", 60)
         await wait_until(pilot, lambda: any(h.backend == target for h in app._headers()),
                          "the header to show the backend")
 
