@@ -34,7 +34,6 @@ import glob
 import os
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ from bench.harness import (  # noqa: E402
     Proc,
     cleanup,
     free_port,
+    proxy_gateway_app,
     spawn,
     start_gateway,
     start_nginx,
@@ -127,25 +127,6 @@ def _lean_app(upstream: int) -> Any:
     return app
 
 
-def _gateway_app(upstream: int) -> Any:
-    from gateway.config.loader import validate_text
-    from gateway.events import EventBus
-    from gateway.metrics import MetricsRegistry
-    from gateway.pipeline import GatewayApp, Pipeline
-    from gateway.proxy.transport import PooledTransport
-    from gateway.requestlog import RequestLog
-    from gateway.services import Services
-
-    text = (f'[logging]\nlevel = "warning"\n[[extensions]]\ntype = "routing"\n'
-            f'[extensions.config.regex_locations]\n'
-            f'"/" = {{ proxy_pass = "http://{HOST}:{upstream}" }}\n')
-    project = validate_text(Path(tempfile.gettempdir()) / "workbench.toml", text, environ={})
-    events = EventBus()
-    services = Services(project=project, events=events, metrics=MetricsRegistry(),
-                        request_log=RequestLog(events, 10000), transport=PooledTransport())
-    return GatewayApp(Pipeline(project.extensions, services), services)
-
-
 class _FrontConnection(asyncio.Protocol):
     """One client connection of the measurement-only front (see the module docstring)."""
 
@@ -217,7 +198,7 @@ async def serve(kind: str, port: int, upstream: int) -> None:
     else:
         from gateway.servers.listener import create_listener
 
-        app = _gateway_app(upstream) if kind == "front" else _lean_app(upstream)
+        app = proxy_gateway_app(upstream) if kind == "front" else _lean_app(upstream)
         server = await loop.create_server(lambda: _FrontConnection(app, loop),
                                           sock=create_listener(HOST, port))
     settle_heap()

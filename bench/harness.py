@@ -430,6 +430,28 @@ def start_gateway(name: str, *, ui: bool = False, probe: bool = False,
     return gw
 
 
+def proxy_gateway_app(upstream: int) -> Any:
+    """The gateway's real `GatewayApp` for a project of one `proxy_pass` location to
+    127.0.0.1:`upstream`, built in this process (no server, no engine): what the in-process
+    measurements (`pipeline_micro.py`, `ceiling.py`) drive. Its services are `.services`."""
+    from gateway.config.loader import validate_text
+    from gateway.events import EventBus
+    from gateway.metrics import MetricsRegistry
+    from gateway.pipeline import GatewayApp, Pipeline
+    from gateway.proxy.transport import PooledTransport
+    from gateway.requestlog import RequestLog
+    from gateway.services import Services
+
+    text = (f'[logging]\nlevel = "warning"\n[[extensions]]\ntype = "routing"\n'
+            f'[extensions.config.regex_locations]\n'
+            f'"/" = {{ proxy_pass = "http://{HOST}:{upstream}" }}\n')
+    project = validate_text(Path(tempfile.gettempdir()) / "workbench.toml", text, environ={})
+    events = EventBus()
+    services = Services(project=project, events=events, metrics=MetricsRegistry(),
+                        request_log=RequestLog(events, 10000), transport=PooledTransport())
+    return GatewayApp(Pipeline(project.extensions, services), services)
+
+
 def bench_app(name: str, path: str, app_path: str = "bench.apps:plaintext",
               **extra: Any) -> dict[str, Any]:
     """An orchestrated app entry importing from this repository."""

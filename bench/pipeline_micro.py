@@ -16,21 +16,15 @@ import asyncio
 import cProfile
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway.config.loader import validate_text  # noqa: E402
-from gateway.events import EventBus  # noqa: E402
-from gateway.metrics import MetricsRegistry  # noqa: E402
-from gateway.pipeline import GatewayApp, Pipeline  # noqa: E402
-from gateway.proxy.transport import PooledTransport, UpstreamTarget  # noqa: E402
-from gateway.requestlog import RequestLog  # noqa: E402
+from bench.harness import proxy_gateway_app  # noqa: E402
+from gateway.proxy.transport import UpstreamTarget  # noqa: E402
 from gateway.servers.loops import loop_factory  # noqa: E402
-from gateway.services import Services  # noqa: E402
 
 RESPONSE = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n\r\nHello, World!"
 HEADERS = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"wrk"), (b"accept", b"*/*")]
@@ -48,14 +42,8 @@ async def measure(requests: int, concurrency: int, profile: bool) -> None:
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Upstream, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    text = (f'[logging]\nlevel = "warning"\n[[extensions]]\ntype = "routing"\n'
-            f'[extensions.config.regex_locations]\n'
-            f'"/" = {{ proxy_pass = "http://127.0.0.1:{port}" }}\n')
-    project = validate_text(Path(tempfile.gettempdir()) / "workbench.toml", text, environ={})
-    events = EventBus()
-    services = Services(project=project, events=events, metrics=MetricsRegistry(),
-                        request_log=RequestLog(events, 10000), transport=PooledTransport())
-    app = GatewayApp(Pipeline(project.extensions, services), services)
+    app = proxy_gateway_app(port)
+    services = app.services
     target = UpstreamTarget("127.0.0.1", port, "/")
 
     async def receive() -> dict[str, object]:

@@ -135,7 +135,6 @@ class GatewayApp:
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
         tp_header = (b"traceparent", tp.encode("ascii")) if tp else None
-        drain = scope.get(DRAIN_KEY)
         started = False
 
         async def send_wrapper(message: Message) -> None:
@@ -147,6 +146,7 @@ class GatewayApp:
                 headers.append(rid_header)
                 if tp_header is not None:
                     headers.append(tp_header)
+                drain = scope.get(DRAIN_KEY)
                 if (ambiguous or (drain is not None and drain.draining)) \
                         and mtype == "http.response.start" and not scope.get(CLOSING_KEY):
                     headers.append((b"connection", b"close"))
@@ -158,7 +158,6 @@ class GatewayApp:
                 ctx.status = 403
             await send(message)
 
-        token = drain.begin(scope) if drain is not None and kind == "http" else None
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
@@ -180,11 +179,7 @@ class GatewayApp:
             await send_error(scope, send_wrapper, 500, "internal error in the gateway",
                              app=ctx.app)
         finally:
-            try:
-                self._finish(scope, ctx)
-            finally:
-                if drain is not None and kind == "http":
-                    drain.end(token, bool(scope.get(CLOSING_KEY)))
+            self._finish(scope, ctx)
 
     def _finish(self, scope: Scope, ctx: RequestContext) -> None:
         latency = ctx.elapsed_ms()

@@ -76,9 +76,7 @@ class OrchestrationExtension(Extension):
         if ctx is not None:
             ctx.app = sup.name
             ctx.route = f"app:{sup.name}"
-        lease = sup.lease()  # the common case, without a coroutine
-        if lease is None:
-            lease = await self._lease(sup)
+        lease = await self._lease(sup)
         if lease is None:
             await self._unavailable(scope, send, sup)
             return

@@ -107,8 +107,7 @@ class RoutingExtension(Extension):
             return send_error(scope, send, 502, f"bad upstream URL: {exc}")
         ctx = get_context(scope)
         if ctx is not None:
-            ctx.upstream = proxy.label if proxy.static else \
-                f"{target.scheme}://{target.host}:{target.port}"
+            ctx.upstream = f"{target.scheme}://{target.host}:{target.port}"
         transport = self.services.transport
         if scope["type"] == "websocket":
             return transport.websocket(scope, receive, send, target)

@@ -61,97 +61,81 @@ def _chunk(data: bytes) -> bytes:
 async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send: Send,
                        target: UpstreamTarget) -> None:
     """Proxy one request; see the module docstring for the failure contract."""
-    pool.busy += 1
-    try:
-        ctx = scope.get(SCOPE_KEY)
-        started = perf_counter()
-        method: str = scope["method"]
-        parts, framing = build_request_head(scope, target, ctx)
+    ctx = scope.get(SCOPE_KEY)
+    started = perf_counter()
+    method: str = scope["method"]
+    parts, framing = build_request_head(scope, target, ctx)
 
-        more = False
-        if framing == BODY_NONE:
-            parts.append(b"\r\n")
+    more = False
+    if framing == BODY_NONE:
+        parts.append(b"\r\n")
+    else:
+        # Read the first body piece before connecting: a small body then leaves in the same
+        # write (one packet) as the head, and BODY_UNKNOWN learns whether it needs chunking.
+        msg = await _receive_body(receive, target.timeout)
+        body = msg.get("body", b"")
+        more = msg.get("more_body", False)
+        if framing == BODY_UNKNOWN:
+            if more:
+                framing = BODY_CHUNKED
+            else:
+                parts.append(b"content-length: %d\r\n" % len(body))
+        if framing == BODY_CHUNKED:
+            parts.append(b"transfer-encoding: chunked\r\n\r\n")
+            if body:
+                parts.append(_chunk(body))
+            if not more:
+                parts.append(b"0\r\n\r\n")
         else:
-            # Read the first body piece before connecting: a small body then leaves in the
-            # same write (one packet) as the head, and BODY_UNKNOWN learns whether it needs
-            # chunking.
-            msg = await _receive_body(receive, target.timeout)
-            body = msg.get("body", b"")
-            more = msg.get("more_body", False)
-            if framing == BODY_UNKNOWN:
-                if more:
-                    framing = BODY_CHUNKED
-                else:
-                    parts.append(b"content-length: %d\r\n" % len(body))
-            if framing == BODY_CHUNKED:
-                parts.append(b"transfer-encoding: chunked\r\n\r\n")
-                if body:
-                    parts.append(_chunk(body))
-                if not more:
-                    parts.append(b"0\r\n\r\n")
-            else:
-                parts.append(b"\r\n")
-                parts.append(body)
-        payload = b"".join(parts)
-        # Resending is only safe when nothing the client sent could be lost or duplicated.
-        retry_ok = framing == BODY_NONE and method in IDEMPOTENT_METHODS
-        head_only = method == "HEAD"
+            parts.append(b"\r\n")
+            parts.append(body)
+    payload = b"".join(parts)
+    # Resending is only safe when nothing the client sent could be lost or duplicated.
+    retry_ok = framing == BODY_NONE and method in IDEMPOTENT_METHODS
+    head_only = method == "HEAD"
 
+    if ctx is not None:
+        ctx.upstream = pool.label  # set early so a failure is logged against its upstream
+    acquire_at = perf_counter()
+    conn = pool.pop_idle() or await pool.connect(target)
+    connected = perf_counter()
+    released = False
+    try:
+        while True:
+            conn.begin(target, head_only)
+            conn.transport.write(payload)
+            if more:
+                await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
+            conn.head_deadline = conn.loop.time() + target.timeout
+            while not conn.head_done and conn.error is None:
+                await conn.wait()
+            if conn.head_done:
+                break
+            error = conn.error
+            assert error is not None
+            # A pooled socket the server closed just as we wrote: resend once, on a new one.
+            if not (retry_ok and conn.reused and isinstance(error, UpstreamConnectError)):
+                raise error
+            retry_ok = False
+            conn.finish()
+            conn.close()
+            conn = await pool.connect(target)
+        head_at = perf_counter()
         if ctx is not None:
-            ctx.upstream = pool.label  # set early so a failure is logged against its upstream
-        acquire_at = perf_counter()
-        conn = pool.pop_idle() or await pool.connect(target)
-        connected = perf_counter()
-        released = False
-        try:
-            while True:
-                conn.begin(target, head_only)
-                conn.transport.write(payload)
-                if more:
-                    await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
-                conn.head_deadline = conn.loop.time() + target.timeout
-                while not conn.head_done and conn.error is None:
-                    await conn.wait()
-                if conn.head_done:
-                    break
-                error = conn.error
-                assert error is not None
-                # A pooled socket the server closed just as we wrote: resend once, on a new one.
-                if not (retry_ok and conn.reused and isinstance(error, UpstreamConnectError)):
-                    raise error
-                retry_ok = False
-                conn.finish()
-                conn.close()
-                conn = await pool.connect(target)
-            if ctx is not None:
-                head_at = perf_counter()
-                ctx.upstream_connect_ms = (connected - acquire_at) * 1000.0
-                ctx.upstream_ttfb_ms = (head_at - connected) * 1000.0
+            ctx.upstream_connect_ms = (connected - acquire_at) * 1000.0
+            ctx.upstream_ttfb_ms = (head_at - connected) * 1000.0
 
-            if conn.complete and conn.error is None:
-                # The whole response arrived with its head (most small answers): two sends,
-                # no relay loop.
-                data = conn.take() if conn.has_data else b""
-                try:
-                    await send({"type": _START, "status": conn.status,
-                                "headers": conn.headers})
-                    await send({"type": _BODY, "body": data, "more_body": False})
-                except OSError as exc:  # ASGI servers raise OSError for a vanished client
-                    raise _ClientGone from exc
-            else:
-                await _relay_response(conn, scope, receive, send)
-            if ctx is not None:
-                ctx.upstream_total_ms = (perf_counter() - started) * 1000.0
-            pool.release(conn)
-            released = True
-        except _ClientGone:
-            return
-        finally:
-            if not released:
-                conn.finish()
-                conn.close()
+        await _relay_response(conn, scope, receive, send)
+        if ctx is not None:
+            ctx.upstream_total_ms = (perf_counter() - started) * 1000.0
+        pool.release(conn)
+        released = True
+    except _ClientGone:
+        return
     finally:
-        pool.busy -= 1
+        if not released:
+            conn.finish()
+            conn.close()
 
 
 async def _receive_body(receive: Receive, timeout: float) -> Message:

@@ -7,7 +7,6 @@ methods (httpx's ``BaseTransport`` idea), e.g. one that answers from memory.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from gateway.proxy.client import UpstreamPool
@@ -35,8 +34,8 @@ class UpstreamTarget(NamedTuple):
 
 @runtime_checkable
 class Transport(Protocol):
-    def http(self, scope: Scope, receive: Receive, send: Send,
-             target: UpstreamTarget) -> Awaitable[None]: ...
+    async def http(self, scope: Scope, receive: Receive, send: Send,
+                   target: UpstreamTarget) -> None: ...
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send,
                         target: UpstreamTarget) -> None: ...
@@ -86,19 +85,18 @@ class PooledTransport:
         for key in empty:
             del self._pools[key]
 
-    def http(self, scope: Scope, receive: Receive, send: Send,
-             target: UpstreamTarget) -> Awaitable[None]:
+    async def http(self, scope: Scope, receive: Receive, send: Send,
+                   target: UpstreamTarget) -> None:
         """Proxy an HTTP request. Raises ``gateway.errors.Upstream*`` (see ``proxy.http``:
         after the response started, raising is how the client connection gets aborted;
         ``UpstreamConnectError`` always comes before any byte of the response, so a caller
-        may try another upstream then).
-
-        A plain function returning the forwarding coroutine: one frame less on every
-        suspension of the hot path (the pool counts the request in progress itself)."""
-        pool = self._pools.get((target.host, target.port))
-        if pool is None:
-            pool = self._pool((target.host, target.port))
-        return forward_http(pool, scope, receive, send, target)
+        may try another upstream then)."""
+        pool = self._pool((target.host, target.port))
+        pool.busy += 1
+        try:
+            await forward_http(pool, scope, receive, send, target)
+        finally:
+            pool.busy -= 1
 
     async def websocket(self, scope: Scope, receive: Receive, send: Send,
                         target: UpstreamTarget) -> None:

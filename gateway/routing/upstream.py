@@ -67,8 +67,7 @@ def parse_proxy_url(url: str) -> ProxyURL:
 class ProxyPass:
     """The ``proxy_pass`` of one location."""
 
-    __slots__ = ("url", "timeout", "name", "static", "label", "_template", "_parsed",
-                 "_regex")
+    __slots__ = ("url", "timeout", "name", "_template", "_parsed", "_regex")
 
     def __init__(self, url: str, *, regex: bool, timeout: float, name: str) -> None:
         self.url = url
@@ -83,11 +82,6 @@ class ProxyPass:
             self._parsed: ProxyURL | None = None
         else:
             self._parsed = parse_proxy_url(url)
-        #: The upstream is the same for every request (no substituted groups); `label` is
-        #: then its "scheme://host:port", computed once.
-        self.static = self._parsed is not None
-        parsed = self._parsed
-        self.label = f"{parsed.scheme}://{parsed.host}:{parsed.port}" if parsed else ""
 
     def target(self, scope: Scope, match: LocationMatch[Any]) -> UpstreamTarget:
         """Where this request goes. ValueError when substituted groups make a bad URL."""

@@ -13,7 +13,7 @@ import socket
 import sys
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import ClassVar
@@ -178,9 +178,8 @@ async def stop_accepting(servers: list[asyncio.Server]) -> None:
 
 
 # Scope keys of the drain protocol between `DrainingApp` and an app that sets
-# `honours_drain = True` (the gateway): the app calls `scope[DRAIN_KEY].begin(scope)` and
-# `.end(...)` around an HTTP request, reads `.draining` when it starts a response, adds
-# `connection: close` if set, and reports that in CLOSING_KEY.
+# `honours_drain = True` (the gateway): the app reads `scope[DRAIN_KEY].draining` when it
+# starts a response, adds `connection: close` if set, and reports that in CLOSING_KEY.
 DRAIN_KEY = "pyserve.drain"
 CLOSING_KEY = "pyserve.closing"
 
@@ -199,7 +198,7 @@ class DrainingApp:
         self.app = app
         self.idle_grace = idle_grace
         self.active_window = active_window
-        self.honours_drain = bool(getattr(app, "honours_drain", False))
+        self._app_honours_drain = bool(getattr(app, "honours_drain", False))
         self.draining = False
         self.in_flight = 0
         self._tasks: set[asyncio.Task[object]] = set()
@@ -216,55 +215,18 @@ class DrainingApp:
             del self._seen[key]
         return len(self._seen)
 
-    def begin(self, scope: Scope) -> tuple[str, int] | None:
-        """A request starts: count it and mark its connection busy. Returns the token
-        that `end` takes. Called by `__call__`, or by a drain-honouring app itself."""
-        self.in_flight += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        client = scope.get("client")
-        if client is None:
-            return None
-        key = (client[0], client[1])
-        seen = self._seen
-        if len(seen) > 4096:
-            self.active_connections()  # prune
-        seen[key] = -1.0
-        return key
-
-    def end(self, key: tuple[str, int] | None, closing: bool) -> None:
-        """The request `begin` returned `key` for has finished; `closing`: its response
-        said `connection: close`."""
-        self.in_flight -= 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.discard(task)
-        if key is not None:
-            if closing:
-                self._seen.pop(key, None)
-            else:
-                self._seen[key] = time.monotonic()
-
-    def direct(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
-        """`__call__` without a coroutine frame of its own, for an app that honours the
-        drain protocol (it calls `begin`/`end` itself): the entry a backend that accepts
-        any awaitable-returning callable (granian, through its adapter) should use."""
-        scope[DRAIN_KEY] = self
-        return self.app(scope, receive, send)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.honours_drain:
-            # The app adds `connection: close` itself while we drain (see DRAIN_KEY) and
-            # does the bookkeeping, which saves a send wrapper and a frame on every request.
-            scope[DRAIN_KEY] = self
-            await self.app(scope, receive, send)
-            return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        client = scope.get("client")
+        key = (client[0], client[1]) if client else None
         closing = False
-        if scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        if self._app_honours_drain:
+            # The app adds `connection: close` itself while we drain (see DRAIN_KEY), which
+            # saves a send wrapper on every request of the hot path.
+            scope[DRAIN_KEY] = self
+        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
             raw_send = send
 
             async def send_wrapper(message: Message) -> None:
@@ -281,11 +243,25 @@ class DrainingApp:
 
             send = send_wrapper
 
-        key = self.begin(scope)
+        self.in_flight += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        if key is not None:
+            if len(self._seen) > 4096:
+                self.active_connections()  # prune
+            self._seen[key] = -1.0
         try:
             await self.app(scope, receive, send)
         finally:
-            self.end(key, closing or bool(scope.get(CLOSING_KEY)))
+            self.in_flight -= 1
+            if task is not None:
+                self._tasks.discard(task)
+            if key is not None:
+                if closing or scope.get(CLOSING_KEY):
+                    self._seen.pop(key, None)
+                else:
+                    self._seen[key] = time.monotonic()
 
     def cancel_in_flight(self) -> int:
         """Cancel the requests still running (the drain ran out of time); how many."""

@@ -313,8 +313,7 @@ class GranianAdapter(ServerAdapter):
         options = _options(settings)
         try:
             with _workbench_logging():
-                entry = wrapped.direct if wrapped.honours_drain else wrapped
-                server = _SharedSocketServer(entry, fd, interface=Interfaces.ASGINL,
+                server = _SharedSocketServer(wrapped, fd, interface=Interfaces.ASGINL,
                                              **options)
         except BaseException:
             os.close(fd)  # granian never saw it

@@ -54,15 +54,33 @@ def answering_pids(child: subprocess.Popen[bytes], url: str, want: int,
     return seen
 
 
+def start_child(name: str, workers: int, *settings: str) -> tuple[subprocess.Popen[bytes], int]:
+    """`run_app` of backend `name` in a child process on a free port (CHILD's argv)."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
+           "PYTHONUNBUFFERED": "1"}
+    child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), str(workers),
+                              *settings],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    return child, port
+
+
+def kill_started(child: subprocess.Popen[bytes], started: list[psutil.Process]) -> None:
+    """Kill what the test started and is still running, by PID; reap the child."""
+    for proc in started:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+    if child.poll() is None:
+        child.wait(10)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("name", ["granian", "uvicorn", "hypercorn"])
 def test_run_app_serves_with_workers_and_stops_on_sigterm(name: str, workers: int) -> None:
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
-           "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), str(workers)],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child, port = start_child(name, workers)
     started: list[psutil.Process] = [psutil.Process(child.pid)]
     try:
         pids = answering_pids(child, f"http://127.0.0.1:{port}/", workers, timeout=30)
@@ -80,13 +98,7 @@ def test_run_app_serves_with_workers_and_stops_on_sigterm(name: str, workers: in
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
     finally:
-        for proc in started:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        if child.poll() is None:
-            child.wait(10)
+        kill_started(child, started)
 
 
 @pytest.mark.slow
@@ -94,11 +106,7 @@ def test_run_app_serves_with_workers_and_stops_on_sigterm(name: str, workers: in
 def test_run_app_closes_idle_keep_alive_connections(name: str) -> None:
     """`keep_alive_timeout` reaches app processes on every backend (granian applies it as
     hyper's header read timeout): an idle keep-alive connection is closed after it."""
-    port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
-           "PYTHONUNBUFFERED": "1"}
-    child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), "1", "1"],
-                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    child, port = start_child(name, 1, "1")  # keep_alive_timeout = 1 s
     started: list[psutil.Process] = [psutil.Process(child.pid)]
     try:
         answering_pids(child, f"http://127.0.0.1:{port}/", 1, timeout=30)
@@ -123,11 +131,5 @@ def test_run_app_closes_idle_keep_alive_connections(name: str) -> None:
             child.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             pass
-        _, alive = psutil.wait_procs(started, timeout=10)
-        for proc in alive:  # only what this test started, by PID
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                pass
-        if child.poll() is None:
-            child.wait(10)
+        psutil.wait_procs(started, timeout=10)
+        kill_started(child, started)
