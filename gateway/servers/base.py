@@ -50,6 +50,20 @@ class ServingHandle(ABC):
         await self._shut_down(deadline)
 
     @abstractmethod
+    async def start(self) -> None:
+        """Begin serving; raise `StartupError` if the server cannot."""
+
+    async def start_on(self, own: socket.socket) -> ServingHandle:
+        """`start` a handle that serves on `own` (its dup of the engine's socket), closing
+        `own` if it cannot start; the handle, for `serve_gateway` to return."""
+        try:
+            await self.start()
+        except BaseException:
+            own.close()
+            raise
+        return self
+
+    @abstractmethod
     async def _stop_accepting(self) -> None: ...
 
     @abstractmethod

@@ -143,10 +143,4 @@ class HypercornAdapter(ServerAdapter):
         # workbench's logging configuration decides where these go.
         config.errorlog = logging.getLogger("hypercorn.error")
         own = sock.dup()  # closing the asyncio server closes it; the engine's socket stays
-        handle = HypercornHandle(wrapped, config, own)
-        try:
-            await handle.start()
-        except BaseException:
-            own.close()
-            raise
-        return handle
+        return await HypercornHandle(wrapped, config, own).start_on(own)

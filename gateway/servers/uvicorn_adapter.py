@@ -204,10 +204,4 @@ class UvicornAdapter(ServerAdapter):
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)
         own = sock.dup()  # uvicorn closes the sockets it serves; the engine's must outlive it
-        handle = UvicornHandle(server, wrapped, own)
-        try:
-            await handle.start()
-        except BaseException:
-            own.close()
-            raise
-        return handle
+        return await UvicornHandle(server, wrapped, own).start_on(own)

@@ -115,16 +115,22 @@ async def test_if_none_match_on_a_hit_gives_304(tmp_path, monkeypatch) -> None:
         assert len(upstream.calls) == 1
 
 
+def hold_upstream(upstream) -> asyncio.Event:
+    """Make every upstream request wait for the returned event, then answer as usual."""
+    gate = asyncio.Event()
+
+    async def slow(scope, receive, send):
+        await gate.wait()
+        await default_handler(scope, receive, send)
+
+    upstream.handler = slow
+    return gate
+
+
 async def test_single_flight_sends_concurrent_misses_to_the_app_once(
         tmp_path, monkeypatch) -> None:
     async with gateway(CACHING, tmp_path, monkeypatch) as (served, upstream, client):
-        gate = asyncio.Event()
-
-        async def slow(scope, receive, send):
-            await gate.wait()
-            await default_handler(scope, receive, send)
-
-        upstream.handler = slow
+        gate = hold_upstream(upstream)
         cache = member(served, "caching")
         tasks = [asyncio.create_task(client.get("/cold")) for _ in range(5)]
         await until(lambda: len(upstream.calls) == 1 and cache.waiting == 4)
@@ -140,13 +146,7 @@ async def test_single_flight_sends_concurrent_misses_to_the_app_once(
 async def test_single_flight_followers_fall_back_when_the_leader_cannot_be_cached(
         tmp_path, monkeypatch) -> None:
     async with gateway(CACHING, tmp_path, monkeypatch) as (served, upstream, client):
-        gate = asyncio.Event()
-
-        async def slow(scope, receive, send):
-            await gate.wait()
-            await default_handler(scope, receive, send)
-
-        upstream.handler = slow
+        gate = hold_upstream(upstream)
         cache = member(served, "caching")
         tasks = [asyncio.create_task(client.get("/nc?cc=no-store")) for _ in range(4)]
         await until(lambda: len(upstream.calls) == 1 and cache.waiting == 3)
