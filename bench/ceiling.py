@@ -1,6 +1,7 @@
 """Where a proxied request's CPU goes: the gateway beside stripped-down servers and nginx.
 
     python bench/ceiling.py [--seconds 3] [--rounds 3] [--connections 64] [--before PATH]
+                            [--configs gateway,lean,...]
 
 Each configuration proxies to a granian upstream of its own (`trivial` has none) and is loaded
 by wrk in turn, rounds alternating and rotating; medians are reported. Beside req/s and the
@@ -218,6 +219,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--configs", metavar="LIST",
+                    help="comma-separated subset to run (nginx is always run: the baseline)")
     ap.add_argument("--before", metavar="PATH",
                     help="also run the gateway from this checkout (PYTHONPATH=PATH)")
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "UPSTREAM"),
@@ -234,6 +237,14 @@ def main() -> int:
         kinds = ["trivial", "lean", "gateway", "front", "lean-front", "nginx"]
         if args.before:
             kinds.insert(2, "before")
+        if args.configs:
+            wanted = set(args.configs.split(",")) | {"nginx"}
+            if args.before:
+                wanted.add("before")
+            unknown = wanted - set(kinds)
+            if unknown:
+                ap.error(f"unknown configs: {', '.join(sorted(unknown))}")
+            kinds = [kind for kind in kinds if kind in wanted]
         for kind in kinds:
             upstream, up = start_upstream() if kind != "trivial" else (None, 0)
             if kind in ("gateway", "before"):

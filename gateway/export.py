@@ -48,7 +48,7 @@ def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
 
 def export_requests(engine: Engine, path: Path, fmt: str) -> int:
     """Write every kept request with its app lines; safe to call from a worker thread."""
-    records = list(engine.request_log.records)  # one C-level copy: appends may go on
+    records = engine.request_log.snapshot()
     by_id: dict[str, list[Any]] = {}
     for line in engine.app_logs(None):
         if line.request_id:

@@ -343,7 +343,7 @@ class WorkbenchApp(App[None]):
 
     def export_dialog(self) -> None:
         folder = self.engine.config_path.parent
-        count = len(self.engine.request_log.records)
+        count = len(self.engine.request_log)
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:

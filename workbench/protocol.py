@@ -6,7 +6,6 @@ Typing against a protocol keeps the UI honest about which parts of the engine it
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,8 +30,8 @@ class EventSource(Protocol):
 
 
 class RequestSource(Protocol):
-    @property
-    def records(self) -> deque[RequestRecord]: ...
+    def __len__(self) -> int: ...
+    def snapshot(self) -> list[RequestRecord]: ...
 
 
 class EngineAPI(Protocol):

@@ -134,7 +134,7 @@ async def watch_recovery(gw: HeadlessGateway, kill: Kill, victim: psutil.Process
     loop = asyncio.get_running_loop()
     deadline = kill.at + RECOVERY_TIMEOUT
     while loop.time() < deadline:
-        if not victim.is_running() or victim.status() == psutil.STATUS_ZOMBIE:
+        if _gone(victim):
             app = (await gw.metrics())["apps"][kill.app]
             if app["state"] == "healthy":
                 probe = await gw.get(f"/{kill.app}/health", timeout=RECOVERY_TIMEOUT)
@@ -202,7 +202,7 @@ async def test_random_sigkills_under_load(start_gateway: StartGateway) -> None:
         assert gw.ledger is not None
         await asyncio.to_thread(gw.ledger.sample)
         left = await asyncio.to_thread(gw.ledger.leftovers)
-        return [f"{p.pid} {p.name()} (group {_group(p)})" for p in left
+        return [f"{p.pid} {_name(p)} (group {_group(p)})" for p in left
                 if _group(p) not in current]
 
     with contextlib.suppress(AssertionError):
@@ -227,6 +227,21 @@ async def test_random_sigkills_under_load(start_gateway: StartGateway) -> None:
     assert not left_over, left_over
     assert stats.by_status["200"] > stats.requests // 2, summary
     assert max(builtin_latency, default=0.0) < 2.0, "the gateway's /health was slow"
+
+
+def _gone(proc: psutil.Process) -> bool:
+    """Dead or a zombie; a process reaped between two looks is gone too."""
+    try:
+        return not proc.is_running() or proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _name(proc: psutil.Process) -> str:
+    try:
+        return proc.name()
+    except psutil.Error:
+        return "(exited)"
 
 
 def _group(proc: psutil.Process) -> int:

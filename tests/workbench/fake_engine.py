@@ -140,6 +140,12 @@ class FakeRequestLog:
     def __init__(self) -> None:
         self.records: deque[RequestRecord] = deque(maxlen=10000)
 
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def snapshot(self) -> list[RequestRecord]:
+        return list(self.records)
+
 
 class FakeEngine:
     """Engine look-alike over fixed data. `config_path` must be a writable project file."""
@@ -275,7 +281,7 @@ class FakeEngine:
         return change
 
     def export_requests(self, path: Path, fmt: str = "jsonl") -> int:
-        records = list(self.request_log.records)
+        records = self.request_log.snapshot()
         path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
         return len(records)
 

@@ -113,7 +113,7 @@ class DashboardScreen(Screen[None]):
     @on(FilterChanged)
     def _filter_changed(self, message: FilterChanged) -> None:
         flt = RequestFilter(message.app, message.status_class, message.text)
-        self.request_log.rebuild(self.workbench.engine.request_log.records, flt)
+        self.request_log.rebuild(self.workbench.engine.request_log.snapshot(), flt)
         self._title_requests()
 
     @on(DataTable.RowSelected, "#apps")

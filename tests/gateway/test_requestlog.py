@@ -1,0 +1,91 @@
+"""The request log: what it keeps, what it publishes, and that it keeps it out of the GC's way."""
+
+from __future__ import annotations
+
+import gc
+
+from gateway.events import EventBus, RequestsCompleted
+from gateway.requestlog import RequestLog, RequestRecord
+
+
+def raw(i: int) -> tuple:
+    """A finished request as the gateway hands it to the log: RequestRecord's fields."""
+    return (1000.0 + i, f"rid-{i}", "GET", f"/p/{i}", "", "127.0.0.1", 200, 1.5, "api",
+            "/", "http://127.0.0.1:9000", 0.1, 0.5, 1.0, None, None,
+            ((b"host", b"example"), (b"accept", b"*/*")),
+            ((b"content-type", b"text/plain"), (b"x-request-id", f"rid-{i}".encode())), ())
+
+
+def published(events: EventBus) -> list[RequestsCompleted]:
+    seen: list[RequestsCompleted] = []
+    events.subscribe(lambda ev: seen.append(ev) if isinstance(ev, RequestsCompleted) else None)
+    return seen
+
+
+def test_kept_requests_are_not_tracked_by_the_garbage_collector() -> None:
+    # A tracked record is walked by every collection; ten thousand of them made every full
+    # collection of a busy gateway walk the whole log.
+    log = RequestLog(EventBus(), size=100)
+    for i in range(100):
+        log.add(raw(i))
+    # Each collection untracks the tuples whose items are all untracked already, so a
+    # record (record > headers > pair) is free after at most three.
+    for _ in range(3):
+        gc.collect()
+    assert not any(gc.is_tracked(item) for item in log._ring)
+
+
+def test_find_and_snapshot_give_records_with_their_fields() -> None:
+    log = RequestLog(EventBus(), size=10)
+    for i in range(3):
+        log.add(raw(i))
+    found = log.find("rid-1")
+    assert isinstance(found, RequestRecord)
+    assert (found.path, found.app, found.status) == ("/p/1", "api", 200)
+    assert found.response_headers[1] == (b"x-request-id", b"rid-1")
+    assert log.find("rid-9") is None
+    assert [r.request_id for r in log.snapshot()] == ["rid-0", "rid-1", "rid-2"]
+    assert len(log) == 3
+
+
+def test_flush_publishes_each_request_once_in_order() -> None:
+    events = EventBus()
+    seen = published(events)
+    log = RequestLog(events, size=10)
+    log.flush()
+    assert seen == []  # nothing new: nothing published
+    for i in range(3):
+        log.add(raw(i))
+    log.flush()
+    log.add(raw(3))
+    log.flush()
+    log.flush()
+    assert [[r.request_id for r in ev.records] for ev in seen] == [
+        ["rid-0", "rid-1", "rid-2"], ["rid-3"]]
+    assert all(isinstance(r, RequestRecord) for ev in seen for r in ev.records)
+
+
+def test_the_ring_and_the_unpublished_backlog_are_bounded_by_its_size() -> None:
+    events = EventBus()
+    seen = published(events)
+    log = RequestLog(events, size=5)
+    for i in range(12):
+        log.add(raw(i))
+    assert len(log) == 5
+    log.flush()  # only what is still kept can be published
+    assert [r.request_id for r in seen[0].records] == [f"rid-{i}" for i in range(7, 12)]
+
+
+def test_resize_keeps_the_newest() -> None:
+    events = EventBus()
+    seen = published(events)
+    log = RequestLog(events, size=10)
+    for i in range(8):
+        log.add(raw(i))
+    log.resize(3)
+    assert [r.request_id for r in log.snapshot()] == ["rid-5", "rid-6", "rid-7"]
+    log.flush()
+    assert [r.request_id for r in seen[0].records] == ["rid-5", "rid-6", "rid-7"]
+    log.resize(6)
+    log.add(raw(8))
+    assert [r.request_id for r in log.snapshot()] == ["rid-5", "rid-6", "rid-7", "rid-8"]
