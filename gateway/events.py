@@ -8,7 +8,7 @@ delivered in batches by `RequestLog`, not one event per request.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,11 +35,33 @@ class AppOutput:
     time: float = 0.0
 
 
-@dataclass(frozen=True, slots=True)
 class RequestsCompleted:
-    """A batch of finished requests (`gateway.requestlog.RequestRecord`)."""
+    """A batch of finished requests (`gateway.requestlog.RequestRecord`).
 
-    records: tuple[Any, ...]
+    The request log publishes its compact form with the function that decodes it; `records`
+    decodes on first read, so a listener that ignores requests costs nothing.
+    """
+
+    __slots__ = ("_records", "_encoded", "_decode")
+
+    def __init__(self, records: Sequence[Any] = (), *, encoded: Sequence[bytes] = (),
+                 decode: Callable[[bytes], Any] | None = None) -> None:
+        self._records = tuple(records)
+        self._encoded = encoded
+        self._decode = decode
+
+    @property
+    def records(self) -> tuple[Any, ...]:
+        if self._decode is not None:
+            self._records += tuple(map(self._decode, self._encoded))
+            self._encoded, self._decode = (), None
+        return self._records
+
+    def __len__(self) -> int:
+        return len(self._records) + len(self._encoded)
+
+    def __repr__(self) -> str:
+        return f"<RequestsCompleted {len(self)} requests>"
 
 
 @dataclass(frozen=True, slots=True)

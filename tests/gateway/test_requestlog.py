@@ -28,10 +28,7 @@ def test_kept_requests_are_not_tracked_by_the_garbage_collector() -> None:
     log = RequestLog(EventBus(), size=100)
     for i in range(100):
         log.add(raw(i))
-    # Each collection untracks the tuples whose items are all untracked already, so a
-    # record (record > headers > pair) is free after at most three.
-    for _ in range(3):
-        gc.collect()
+    gc.collect()
     assert not any(gc.is_tracked(item) for item in log._ring)
 
 
@@ -89,3 +86,22 @@ def test_resize_keeps_the_newest() -> None:
     log.resize(6)
     log.add(raw(8))
     assert [r.request_id for r in log.snapshot()] == ["rid-5", "rid-6", "rid-7", "rid-8"]
+
+
+def test_a_note_marshal_cannot_write_is_kept_as_text() -> None:
+    class Verdict:
+        def __repr__(self) -> str:
+            return "<Verdict deny>"
+
+    log = RequestLog(EventBus(), size=10)
+    log.add(raw(0)[:-1] + ((("plugin", Verdict()), ("cors", "origin refused")),))
+    assert log.find("rid-0").notes == (("plugin", "<Verdict deny>"), ("cors", "origin refused"))
+
+
+def test_find_decodes_only_the_request_asked_for() -> None:
+    log = RequestLog(EventBus(), size=10)
+    log.add(raw(1))
+    # An id that occurs inside another request's bytes (here in its path) is not a match.
+    log.add(raw(2)[:3] + ("/rid-1",) + raw(2)[4:])
+    assert log.find("rid-1").path == "/p/1"
+    assert log.find("rid-") is None
