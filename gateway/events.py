@@ -57,6 +57,16 @@ class RequestsCompleted:
             self._encoded, self._decode = (), None
         return self._records
 
+    def latest(self, n: int) -> tuple[Any, ...]:
+        """The newest `n` requests of the batch, decoding only those (a listener that keeps
+        a bounded window need not decode a busy second's worth of requests)."""
+        if n <= 0:
+            return ()
+        if self._decode is None:
+            return self._records[-n:]
+        tail = tuple(map(self._decode, self._encoded[-n:]))
+        return (self._records + tail)[-n:]
+
     def __len__(self) -> int:
         return len(self._records) + len(self._encoded)
 

@@ -165,7 +165,8 @@ class WorkbenchApp(App[None]):
 
     def _on_engine_event(self, event: Event) -> None:
         if isinstance(event, RequestsCompleted):
-            self._pending_requests.extend(event.records)
+            # Only the newest `max_rows` are ever shown (or sampled for the sparklines).
+            self._pending_requests.extend(event.latest(self.max_rows))
             self.post_message(RequestsArrived())
         elif isinstance(event, AppOutput):
             self._pending_output.append(event)

@@ -105,3 +105,20 @@ def test_find_decodes_only_the_request_asked_for() -> None:
     log.add(raw(2)[:3] + ("/rid-1",) + raw(2)[4:])
     assert log.find("rid-1").path == "/p/1"
     assert log.find("rid-") is None
+
+
+def test_a_batch_decodes_only_the_newest_requests_a_listener_asks_for() -> None:
+    decoded: list[bytes] = []
+
+    def decode(blob: bytes) -> str:
+        decoded.append(blob)
+        return blob.decode()
+
+    batch = RequestsCompleted(encoded=(b"a", b"b", b"c", b"d"), decode=decode)
+    assert len(batch) == 4
+    assert batch.latest(2) == ("c", "d")
+    assert decoded == [b"c", b"d"]
+    assert batch.latest(0) == ()
+    assert batch.latest(9) == ("a", "b", "c", "d")
+    assert batch.records == ("a", "b", "c", "d")
+    assert RequestsCompleted(("x", "y")).latest(1) == ("y",)
