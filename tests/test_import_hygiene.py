@@ -23,3 +23,12 @@ def test_gateway_never_imports_textual_or_workbench() -> None:
                          text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == ""
+
+
+def test_no_test_module_imports_a_conftest() -> None:
+    # Several folders have a conftest.py; `from conftest import ...` gets whichever was
+    # imported first, so a folder's tests then fail when run together with another folder.
+    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("*.py")
+                 if any(line.startswith(("from conftest import", "import conftest"))
+                        for line in path.read_text(encoding="utf-8").splitlines())]
+    assert offenders == []

@@ -677,6 +677,10 @@ class HeadlessGateway:
         await self._finish_readers()
 
 
+#: The `start_gateway` fixture (conftest.py): project text -> a started gateway.
+StartGateway = Callable[[str], Awaitable[HeadlessGateway]]
+
+
 def _describe(proc: psutil.Process) -> str:
     try:
         return f"{proc.pid} {proc.name()} {' '.join(proc.cmdline())[:120]}"

@@ -7,13 +7,11 @@ same tests with a long setting and prints what they reported.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chaos_support import HeadlessGateway
-
-StartGateway = Callable[[str], Awaitable[HeadlessGateway]]
+from chaos_support import HeadlessGateway, StartGateway
 
 
 @pytest.fixture

@@ -19,12 +19,12 @@ from chaos_support import (
     Bystander,
     HeadlessGateway,
     LoadClient,
+    StartGateway,
     answer_problem,
     project_text,
     pyserve_command,
     report,
 )
-from conftest import StartGateway
 
 pytestmark = pytest.mark.chaos
 

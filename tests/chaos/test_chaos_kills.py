@@ -26,13 +26,13 @@ from chaos_support import (
     HeadlessGateway,
     LoadClient,
     LoadStats,
+    StartGateway,
     TruncatedBody,
     answer_problem,
     project_text,
     report,
     wait_for,
 )
-from conftest import StartGateway
 
 pytestmark = pytest.mark.chaos
 
