@@ -68,10 +68,23 @@ _make = RequestRecord._make
 def _encode(raw: RawRecord) -> bytes:
     try:
         return dumps(raw)
-    except ValueError:  # a note an extension set to something marshal cannot write
-        notes = tuple((str(k), v if isinstance(v, str | int | float) else repr(v))
-                      for k, v in raw[-1])
-        return dumps(raw[:-1] + (notes,))
+    except ValueError:  # something marshal cannot write (a note, or a misbehaving header)
+        return dumps(_plain(raw))
+
+
+def _plain(value: Any) -> Any:
+    """`value` with anything marshal cannot write replaced by its `repr` (rare path)."""
+    if value is None or isinstance(value, str | bytes | int | float):
+        return value
+    if isinstance(value, tuple):
+        return tuple(map(_plain, value))
+    if isinstance(value, list):
+        return list(map(_plain, value))
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    return repr(value)
 
 
 def decode_record(blob: bytes) -> RequestRecord:

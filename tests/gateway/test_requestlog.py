@@ -88,7 +88,7 @@ def test_resize_keeps_the_newest() -> None:
     assert [r.request_id for r in log.snapshot()] == ["rid-5", "rid-6", "rid-7", "rid-8"]
 
 
-def test_a_note_marshal_cannot_write_is_kept_as_text() -> None:
+def test_values_marshal_cannot_write_are_kept_as_text() -> None:
     class Verdict:
         def __repr__(self) -> str:
             return "<Verdict deny>"
@@ -96,6 +96,10 @@ def test_a_note_marshal_cannot_write_is_kept_as_text() -> None:
     log = RequestLog(EventBus(), size=10)
     log.add(raw(0)[:-1] + ((("plugin", Verdict()), ("cors", "origin refused")),))
     assert log.find("rid-0").notes == (("plugin", "<Verdict deny>"), ("cors", "origin refused"))
+    # Headers an app got wrong are kept too, never an error at the end of the request.
+    odd = raw(1)[:17] + (((b"x-odd", Verdict()), (b"x-buf", bytearray(b"v"))),) + raw(1)[18:]
+    log.add(odd)
+    assert log.find("rid-1").response_headers == ((b"x-odd", "<Verdict deny>"), (b"x-buf", b"v"))
 
 
 def test_find_decodes_only_the_request_asked_for() -> None:
