@@ -36,39 +36,33 @@ class AppOutput:
 
 
 class RequestsCompleted:
-    """A batch of finished requests (`gateway.requestlog.RequestRecord`).
+    """A batch of finished requests (`gateway.requestlog.RequestRecord`), oldest first.
 
-    The request log publishes its compact form with the function that decodes it; `records`
-    decodes on first read, so a listener that ignores requests costs nothing.
+    The request log publishes its compact form with the function that decodes it; requests
+    are decoded when read, so a listener that ignores them costs nothing.
     """
 
-    __slots__ = ("_records", "_encoded", "_decode")
+    __slots__ = ("_items", "_decode")
 
     def __init__(self, records: Sequence[Any] = (), *, encoded: Sequence[bytes] = (),
                  decode: Callable[[bytes], Any] | None = None) -> None:
-        self._records = tuple(records)
-        self._encoded = encoded
+        self._items: Sequence[Any] = encoded if decode is not None else tuple(records)
         self._decode = decode
 
     @property
     def records(self) -> tuple[Any, ...]:
         if self._decode is not None:
-            self._records += tuple(map(self._decode, self._encoded))
-            self._encoded, self._decode = (), None
-        return self._records
+            self._items, self._decode = tuple(map(self._decode, self._items)), None
+        return tuple(self._items)
 
     def latest(self, n: int) -> tuple[Any, ...]:
-        """The newest `n` requests of the batch, decoding only those (a listener that keeps
-        a bounded window need not decode a busy second's worth of requests)."""
-        if n <= 0:
-            return ()
-        if self._decode is None:
-            return self._records[-n:]
-        tail = tuple(map(self._decode, self._encoded[-n:]))
-        return (self._records + tail)[-n:]
+        """The newest `n` requests, decoding only those (a listener that keeps a bounded
+        window need not decode a busy second's worth of requests)."""
+        tail = self._items[-n:] if n > 0 else ()
+        return tuple(map(self._decode, tail)) if self._decode is not None else tuple(tail)
 
     def __len__(self) -> int:
-        return len(self._records) + len(self._encoded)
+        return len(self._items)
 
     def __repr__(self) -> str:
         return f"<RequestsCompleted {len(self)} requests>"

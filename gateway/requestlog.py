@@ -119,10 +119,6 @@ class RequestLog:
     def __len__(self) -> int:
         return len(self._ring)
 
-    @property
-    def size(self) -> int:
-        return self._ring.maxlen or 0
-
     def snapshot(self) -> list[RequestRecord]:
         """Every kept request, oldest first."""
         return list(map(decode_record, self._ring.copy()))  # C-level copy: appends may go on
@@ -131,7 +127,7 @@ class RequestLog:
         """The newest kept request with this id (a substring test first: marshal writes a
         string's bytes as they are, so only candidates are decoded)."""
         needle = request_id.encode("utf-8", "surrogatepass")
-        for blob in reversed(self._ring.copy()):
+        for blob in reversed(self._ring):  # on the loop: nothing appends meanwhile
             if needle in blob:
                 record = decode_record(blob)
                 if record.request_id == request_id:

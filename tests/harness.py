@@ -8,25 +8,57 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from gateway.config.loader import validate_text
 from gateway.events import EventBus
 from gateway.metrics import MetricsRegistry
+from gateway.orchestrator.ports import port_is_free
 from gateway.pipeline import GatewayApp, Pipeline
 from gateway.requestlog import RequestLog
 from gateway.services import Services
 
 
+async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, *,
+                     what: str = "condition", interval: float = 0.02) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy, and return that;
+    AssertionError naming `what` after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = predicate()
+        if isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
+
+
+def free_port_range(size: int = 40) -> tuple[int, int]:
+    """`size` consecutive ports free now in 20000-30000 (below Linux's ephemeral range, so
+    client sockets do not take them meanwhile), at a random offset so concurrent test runs
+    rarely pick the same block. Best effort: nothing reserves them."""
+    rng = random.SystemRandom()
+    for _ in range(200):
+        base = rng.randrange(20000, 30000 - size)
+        if all(port_is_free(p) for p in range(base, base + size)):
+            return base, base + size - 1
+    raise RuntimeError("no free port range in 20000-30000")
 
 
 @dataclass

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from harness import wait_until as wait_for
 
 CHAOS_DIR = Path(__file__).resolve().parent
 TESTS_DIR = CHAOS_DIR.parent
@@ -51,22 +52,6 @@ def app_port_range(width: int = 200) -> tuple[int, int]:
     """A port range for app processes in 30000-40000, at a random offset per call."""
     base = random.SystemRandom().randrange(30000, 40000 - width, 10)
     return base, base + width - 1
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float, *, what: str,
-                   interval: float = 0.05) -> Any:
-    """Poll `predicate` (sync or async) until truthy; AssertionError after `timeout` s."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if loop.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 # --- raw HTTP/1.1 ----------------------------------------------------------------------------

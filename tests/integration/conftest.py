@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integration_support import Project, WorkbenchFactory, free_port, free_port_range
+from harness import free_port, free_port_range
+from integration_support import Project, WorkbenchFactory
 
 
 @pytest.fixture

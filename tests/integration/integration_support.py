@@ -14,9 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -74,30 +72,7 @@ def poll(predicate: Callable[[], T | None], timeout: float = 20.0, *, interval: 
 
 # --- ports ------------------------------------------------------------------------------------
 
-def port_is_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def free_port_range(size: int = 40) -> tuple[int, int]:
-    """`size` consecutive free ports in 20000-30000 (below Linux's ephemeral range), at a
-    random offset so concurrent test runs rarely pick the same block."""
-    rng = random.SystemRandom()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000 - size)
-        if all(port_is_free(p) for p in range(base, base + size)):
-            return base, base + size - 1
-    raise RuntimeError("no free port range in 20000-30000")
 
 
 # --- the project file -------------------------------------------------------------------------

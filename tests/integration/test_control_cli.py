@@ -14,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from harness import free_port, free_port_range
 from integration_support import (
     ASGI_APP,
     WSGI_APP,
@@ -22,8 +23,6 @@ from integration_support import (
     WorkbenchFactory,
     assert_gone,
     comments,
-    free_port,
-    free_port_range,
     poll,
 )
 

@@ -13,7 +13,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from wbsupport import free_port, free_port_range, real_project_text  # noqa: E402
+from harness import free_port, free_port_range
+from wbsupport import real_project_text
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from wbsupport import free_port, free_port_range, real_project_text
+from harness import free_port, free_port_range
+from wbsupport import real_project_text
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ import socket
 from pathlib import Path
 
 import pytest
+from harness import free_port, free_port_range
 from realengine import assert_no_process_left
-from wbsupport import free_port, free_port_range, real_project_text, wait_until
+from wbsupport import real_project_text, wait_until
 
 from gateway.engine import Engine
 from workbench.app import create_app, run_workbench

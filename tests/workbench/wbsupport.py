@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
-import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,31 +12,7 @@ from textual.pilot import Pilot
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def free_port_range(size: int = 20) -> tuple[int, int]:
-    """A run of `size` ports that are free now, below the ephemeral range so that client
-    sockets do not take them meanwhile (best effort: nothing reserves them)."""
-    rng = random.Random()
-    for _ in range(200):
-        base = rng.randrange(20000, 30000 - size)
-        if all(_bindable(port) for port in range(base, base + size)):
-            return base, base + size - 1
-    raise RuntimeError("no free port range")
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the apps' servers do
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def real_project_text(gateway_port: int, port_range: tuple[int, int], *,

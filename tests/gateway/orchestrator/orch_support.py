@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,22 +85,6 @@ def leftover_processes(pgids: set[int]) -> list[psutil.Process]:
     return found
 
 
-
-
-async def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, *,
-                     interval: float = 0.02, what: str = "condition") -> Any:
-    """Poll `predicate` (sync or async) until it returns something truthy; fail on timeout."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = predicate()
-        if isinstance(value, Awaitable):
-            value = await value
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def project_toml(apps: list[dict[str, Any]], *, server: dict[str, Any] | None = None,

@@ -12,7 +12,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from orch_support import Recorder, app, wait_until
+from harness import wait_until
+from orch_support import Recorder, app
 
 from gateway.errors import AppError
 from gateway.events import AppOutput, EngineMessage

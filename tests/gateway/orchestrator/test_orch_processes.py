@@ -11,7 +11,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from orch_support import TESTS_DIR, app, leftover_processes, wait_until
+from harness import wait_until
+from orch_support import TESTS_DIR, app, leftover_processes
 
 from gateway.orchestrator import AppState
 

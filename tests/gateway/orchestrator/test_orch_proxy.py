@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from harness import wait_until
 from orch_gateway import serve_gateway
-from orch_support import TESTS_DIR, Recorder, project_toml, wait_until
+from orch_support import TESTS_DIR, Recorder, project_toml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import wait_until
 from orch_gateway import ServedGateway, serve_gateway
-from orch_support import Recorder, project_toml, wait_until
+from orch_support import Recorder, project_toml
 
 from gateway.events import EngineMessage
 from gateway.orchestrator import AppState
