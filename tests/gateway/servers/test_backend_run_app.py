@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from harness import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 HERE = Path(__file__).resolve().parent
@@ -27,13 +28,6 @@ get_backend(sys.argv[1]).run_app("backend_test_apps:app", host="127.0.0.1",
                                  port=int(sys.argv[2]), workers=int(sys.argv[3]),
                                  settings=ServerConfig(keep_alive_timeout=keep_alive))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def answering_pids(child: subprocess.Popen[bytes], url: str, want: int,
