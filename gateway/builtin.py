@@ -39,6 +39,7 @@ def metrics_snapshot(gateway: GatewayApp) -> dict[str, Any]:
             "requests": reg.gateway.requests,
             "errors": reg.gateway.errors,
             "backend": services.backend(),
+            "apps_backend": services.app_backend(),
             "requests_per_s": reg.gateway_rate.rate(),
             "latency_ms": reg.gateway.latency.summary(),
             "by_status": dict(reg.gateway.by_status),

@@ -66,6 +66,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._app_backend = "none"
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -79,18 +80,20 @@ class Engine:
         from gateway.servers.switch import GatewayServer
 
         project = self.project = self.load()
-        backend = BackendRegistry.resolve(project.server.backend.value)
+        backend = BackendRegistry.resolve_gateway(project.server.backend.value, project.server)
+        app_backend = BackendRegistry.resolve(project.server.backend.value)
+        self._app_backend = app_backend
         self.request_log.resize(project.logging.request_log_size)
         self.services = Services(
             project=project, events=self.events, metrics=self.metrics_registry,
             request_log=self.request_log, transport=PooledTransport(),
-            backend=lambda: self.backend,
+            backend=lambda: self.backend, app_backend=lambda: self.app_backend,
         )
         if project.orchestration is not None:
             from gateway.orchestrator import Orchestrator
 
             self.orchestrator = Orchestrator(project.orchestration, project=project,
-                                             events=self.events, default_backend=backend)
+                                             events=self.events, default_backend=app_backend)
             self.services.orchestrator = self.orchestrator
         pipeline = Pipeline(project.extensions, self.services)
         self.gateway = GatewayApp(pipeline, self.services)
@@ -113,7 +116,8 @@ class Engine:
         if self._watch_config:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         host, port = self.address
-        self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+        self.events.emit(EngineMessage(
+            "info", f"gateway on http://{host}:{port} ({backend}; apps on {app_backend})"))
         settle_heap()
 
     async def stop(self) -> None:
@@ -146,7 +150,15 @@ class Engine:
 
     @property
     def backend(self) -> str:
+        """What serves the gateway (`builtin`, `granian`...)."""
         return self._server.backend if self._server is not None else "none"
+
+    @property
+    def app_backend(self) -> str:
+        """What an app that inherits `server.backend` runs on."""
+        if self.orchestrator is not None:
+            return str(self.orchestrator.default_backend)
+        return self._app_backend
 
     @property
     def address(self) -> tuple[str, int]:
@@ -156,7 +168,7 @@ class Engine:
         return (self.project.server.host, self.project.server.port)
 
     def installed_backends(self) -> list[str]:
-        return BackendRegistry.installed()
+        return BackendRegistry.gateway_choices()
 
     def metrics(self) -> dict[str, Any]:
         assert self.gateway is not None
@@ -198,17 +210,22 @@ class Engine:
     async def switch_backend(self, name: str, *, persist: bool = True) -> None:
         """Re-serve the gateway and roll inheriting apps over to `name`; write it back."""
         async with self._lock:
-            old, new = await self._roll_backend(BackendRegistry.resolve(name))
+            old, new = await self._roll_backend(name)
             if persist:
                 await self._write_backend_back(name)
             self.events.emit(BackendChanged(old, new))
 
-    async def _roll_backend(self, new: str) -> tuple[str, str]:
-        """Re-serve the gateway on `new`, then roll the apps that inherit the backend."""
+    async def _roll_backend(self, name: str) -> tuple[str, str]:
+        """Re-serve the gateway on what `name` means for it, then roll the apps that inherit
+        the backend onto what it means for them; (old, new) gateway backends."""
         old = self.backend
+        settings = self._server.settings
+        new = BackendRegistry.resolve_gateway(name, settings)
+        app_backend = BackendRegistry.resolve(name)
         await self._server.switch(new)
+        self._app_backend = app_backend
         if self.orchestrator is not None:
-            await self.orchestrator.switch_backend(new)
+            await self.orchestrator.switch_backend(app_backend)
         return old, new
 
     async def _write_backend_back(self, name: str) -> None:
@@ -286,7 +303,7 @@ class Engine:
 
                 self.orchestrator = Orchestrator(new.orchestration, project=new,
                                                  events=self.events,
-                                                 default_backend=self.backend)
+                                                 default_backend=self.app_backend)
                 self.services.orchestrator = self.orchestrator
                 await self.orchestrator.start()
                 added = [a.name for a in new.apps]
@@ -308,9 +325,11 @@ class Engine:
             if (old.server.host, old.server.port) != (new.server.host, new.server.port):
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
-            new_backend = BackendRegistry.resolve(new.server.backend.value)
-            if new_backend != self.backend and "backend" not in self.overrides:
-                self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
+            name = new.server.backend.value
+            if "backend" not in self.overrides and (
+                    BackendRegistry.resolve_gateway(name, self._server.settings) != self.backend
+                    or BackendRegistry.resolve(name) != self.app_backend):
+                self.events.emit(BackendChanged(*await self._roll_backend(name)))
             event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
             self.events.emit(event)
             settle_heap()
@@ -360,7 +379,8 @@ class Engine:
         app = request.get("app")
         if cmd == "status":
             return {"ok": True, "metrics": self.metrics(),
-                    "address": list(self.address), "backend": self.backend}
+                    "address": list(self.address), "backend": self.backend,
+                    "apps_backend": self.app_backend}
         if cmd in ("restart", "stop", "start"):
             if not isinstance(app, str):
                 return {"ok": False, "error": f"{cmd} needs an app name"}

@@ -21,7 +21,6 @@ from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
 from gateway.responses import send_error
-from gateway.servers.base import CLOSING_KEY, DRAIN_KEY
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -98,9 +97,6 @@ class Pipeline:
 class GatewayApp:
     """The ASGI app the serving backend runs."""
 
-    #: A draining server may ask, through the scope, for `connection: close` on responses.
-    honours_drain = True
-
     def __init__(self, pipeline: Pipeline, services: Services) -> None:
         self.pipeline = pipeline
         self.services = services
@@ -115,7 +111,6 @@ class GatewayApp:
             return
 
         rid = tp = None
-        framing = 0
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 if _REQUEST_ID_RE.fullmatch(value):
@@ -123,14 +118,6 @@ class GatewayApp:
             elif name == b"traceparent":
                 if _TRACEPARENT_RE.fullmatch(value):
                     tp = value.decode("ascii")
-            elif name == b"content-length":
-                framing |= 1
-            elif name == b"transfer-encoding":
-                framing |= 2
-        # RFC 9112 §6.1: a request framed both ways may be a smuggling attempt; whatever the
-        # server made of it, the connection MUST end after the response (h11, under
-        # hypercorn, keeps it open).
-        ambiguous = framing == 3
         ctx = RequestContext(rid or new_request_id(), tp)
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
@@ -146,11 +133,6 @@ class GatewayApp:
                 headers.append(rid_header)
                 if tp_header is not None:
                     headers.append(tp_header)
-                drain = scope.get(DRAIN_KEY)
-                if (ambiguous or (drain is not None and drain.draining)) \
-                        and mtype == "http.response.start" and not scope.get(CLOSING_KEY):
-                    headers.append((b"connection", b"close"))
-                    scope[CLOSING_KEY] = True
                 message["headers"] = headers
                 ctx.status = message.get("status", 101)
                 ctx.response_headers = headers
@@ -168,8 +150,6 @@ class GatewayApp:
             if started:
                 raise  # the response is under way: the server must cut the connection
             unread_body = isinstance(exc, RequestError)
-            if unread_body:
-                scope[CLOSING_KEY] = True
             await send_error(scope, send_wrapper, exc.status, str(exc) or type(exc).__name__,
                              app=ctx.app, close=unread_body)
         except Exception:

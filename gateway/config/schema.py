@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 class BackendName(StrEnum):
     AUTO = "auto"
+    BUILTIN = "builtin"  # the gateway's own HTTP/1.1 front; it serves the gateway only
     GRANIAN = "granian"
     UVICORN = "uvicorn"
     HYPERCORN = "hypercorn"
@@ -237,6 +238,9 @@ class AppConfig:
             errors.append(("health_check_path", "must start with /"))
         if self.name in self.depends_on:
             errors.append(("depends_on", "an app cannot depend on itself"))
+        if self.backend == BackendName.BUILTIN:
+            errors.append(("backend", "'builtin' serves the gateway only; an app runs on "
+                                      "granian, uvicorn or hypercorn"))
         return errors
 
 

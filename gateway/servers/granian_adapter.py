@@ -183,6 +183,7 @@ def _file_id(fd: int) -> tuple[int, int]:
 class GranianHandle(ServingHandle):
     def __init__(self, server: _SharedSocketServer, app: DrainingApp, fd: int) -> None:
         super().__init__(app)
+        self._app: DrainingApp = app
         self._server = server
         self._fd = fd
         self._listener = _file_id(fd)

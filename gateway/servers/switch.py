@@ -50,7 +50,8 @@ class GatewayServer:
 
     @property
     def backend(self) -> str | None:
-        """The backend serving now, resolved (`granian`, never `auto`); None when stopped."""
+        """What serves now, resolved (`builtin`, `granian`..., never `auto`); None when
+        stopped."""
         return self._backend
 
     @property
@@ -86,7 +87,7 @@ class GatewayServer:
         async with self._lock:
             if self._handle is not None:
                 raise RuntimeError(f"{self!r} is already started")
-            name = BackendRegistry.resolve(str(backend_name))
+            name = BackendRegistry.resolve_gateway(str(backend_name), settings)
             BackendRegistry.get(name)  # a missing backend fails before the port is taken
             sock = create_listener(settings.host, settings.port, backlog=settings.backlog)
             try:
@@ -115,7 +116,7 @@ class GatewayServer:
                 new_at = display_address(new_settings.host, new_settings.port)
                 raise StartupError(
                     f"cannot move the gateway from {old_at} to {new_at} without a restart")
-            name = BackendRegistry.resolve(str(backend_name))
+            name = BackendRegistry.resolve_gateway(str(backend_name), new_settings)
             if name == self._backend and settings is None:
                 return name
             handle = await _serve(name, self._app, self._sock, new_settings)

@@ -190,6 +190,10 @@ class FakeEngine:
         return self._backend
 
     @property
+    def app_backend(self) -> str:
+        return "granian" if self._backend == "builtin" else self._backend
+
+    @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", 8000)
 
@@ -205,7 +209,8 @@ class FakeEngine:
                              requests_per_s=0.0, health=None)
             apps[name] = entry
         return {"gateway": {"uptime_s": 1325.0, "requests": 2651, "errors": 21,
-                            "backend": self._backend, "requests_per_s": 50.5},
+                            "backend": self._backend, "apps_backend": self.app_backend,
+                            "requests_per_s": 50.5},
                 "apps": apps, "extensions": {"caching": {"hits": 10, "misses": 4}}}
 
     def app_logs(self, name: str | None = None) -> list[FakeLogLine]:
@@ -258,7 +263,7 @@ class FakeEngine:
         self.calls.append(("backend", name))
         old, self._backend = self._backend, name
         for app in self._apps.values():
-            app["backend"] = name
+            app["backend"] = self.app_backend
         self.events.emit(BackendChanged(old, name))
 
     def validate_text(self, text: str) -> ProjectConfig:
