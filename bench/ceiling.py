@@ -16,15 +16,18 @@ follows the CPU all of them spend per request, not one thread's.
   upstream client: copy the head, one pooled connection, wait for the whole response, two
   sends. No request id, no context, no routing, no metrics, no request log, no error pages,
   no bodies: the ceiling of any gateway served this way;
-- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location: the real thing;
+- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location, `backend = "auto"` (the
+  built-in front): the real thing;
+- `gateway-granian`: the same on granian's embedded server (`backend = "granian"`);
 - `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
 - `lean-front`: the `lean` proxy behind that front: the ceiling without granian;
 - `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`);
-- `before` (with `--before PATH`): the gateway again, its code imported from PATH (a checkout
-  of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to measure a change in
-  the same run.
+- `caddy`: Caddy `reverse_proxy` (admin off, plain HTTP, its own temporary storage);
+- `before` (with `--before PATH`): the gateway again (`backend = "auto"`), its code imported
+  from PATH (a checkout of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to
+  measure a change in the same run.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from bench.harness import (  # noqa: E402
     free_port,
     proxy_gateway_app,
     spawn,
+    start_caddy,
     start_gateway,
     start_nginx,
     start_upstream,
@@ -219,6 +223,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--caddy", action=argparse.BooleanOptionalAction, default=True,
+                    help="run Caddy beside nginx (default: yes)")
     ap.add_argument("--configs", metavar="LIST",
                     help="comma-separated subset to run (nginx is always run: the baseline)")
     ap.add_argument("--before", metavar="PATH",
@@ -234,11 +240,15 @@ def main() -> int:
 
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
-        kinds = ["trivial", "lean", "gateway", "front", "lean-front", "nginx"]
+        kinds = ["trivial", "lean", "gateway", "gateway-granian", "front", "lean-front",
+                 "nginx", "caddy"]
+        if not args.caddy:
+            kinds.remove("caddy")
         if args.before:
             kinds.insert(2, "before")
         if args.configs:
-            wanted = set(args.configs.split(",")) | {"nginx"}
+            wanted = set(args.configs.split(",")) | {"nginx"} | (
+                {"caddy"} if args.caddy else set())
             if args.before:
                 wanted.add("before")
             unknown = wanted - set(kinds)
@@ -247,13 +257,18 @@ def main() -> int:
             kinds = [kind for kind in kinds if kind in wanted]
         for kind in kinds:
             upstream, up = start_upstream() if kind != "trivial" else (None, 0)
-            if kind in ("gateway", "before"):
+            if kind in ("gateway", "gateway-granian", "before"):
                 env = {"PYTHONPATH": str(Path(args.before).resolve())} if kind == "before" \
                     else None
-                gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env)
+                backend = "granian" if kind == "gateway-granian" else "auto"
+                gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env,
+                                   backend=backend)
                 servers[kind] = (gw.proc, gw.port, upstream)
             elif kind == "nginx":
                 proc, port = start_nginx(up)
+                servers[kind] = (proc, port, upstream)
+            elif kind == "caddy":
+                proc, port = start_caddy(up)
                 servers[kind] = (proc, port, upstream)
             else:
                 port = free_port()
@@ -263,6 +278,7 @@ def main() -> int:
         for _, port, _ in servers.values():
             wrk(port, args.connections, 1)  # warm-up: pools filled, code paths hot
         rps: dict[str, list[float]] = {kind: [] for kind in servers}
+        p99: dict[str, list[float]] = {kind: [] for kind in servers}
         cpu: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
@@ -278,22 +294,27 @@ def main() -> int:
                 mine = sum(cpu_seconds(pid) for pid in pids) - before
                 theirs = sum(cpu_seconds(pid) for pid in up_pids) - up_before
                 rps[kind].append(result["rps"])
+                p99[kind].append(result["p99_ms"])
                 cpu[kind].append((mine / served * 1e6, theirs / served * 1e6))
 
     def median(values: list[float]) -> float:
         return sorted(values)[len(values) // 2]
 
     nginx = median(rps["nginx"])
+    caddy = median(rps["caddy"]) if "caddy" in rps else None
     print(f"wrk -c {args.connections}, {args.seconds:g} s x {args.rounds} rounds, medians; "
           f"CPU per request in microseconds (user + system, all threads)\n")
-    print("| config | req/s | vs nginx | CPU/request, server | CPU/request, upstream |")
-    print("|---|---|---|---|---|")
+    caddy_head = " vs Caddy |" if caddy else ""
+    print(f"| config | req/s | p99 ms | vs nginx |{caddy_head} CPU/request, server | "
+          f"CPU/request, upstream |")
+    print("|---|---|---|---|" + ("---|" if caddy else "") + "---|---|")
     for kind in kinds:
         own = median([c[0] for c in cpu[kind]])
         ups = median([c[1] for c in cpu[kind]])
         upstream_cell = f"{ups:.0f}" if kind != "trivial" else "-"
-        print(f"| {kind} | {median(rps[kind]):.0f} | {median(rps[kind]) / nginx:.2f}x | "
-              f"{own:.0f} | {upstream_cell} |")
+        caddy_cell = f" {median(rps[kind]) / caddy:.2f}x |" if caddy else ""
+        print(f"| {kind} | {median(rps[kind]):.0f} | {median(p99[kind]):.2f} | "
+              f"{median(rps[kind]) / nginx:.2f}x |{caddy_cell} {own:.0f} | {upstream_cell} |")
     return 0
 
 

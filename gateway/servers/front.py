@@ -41,6 +41,25 @@ class FrontServer:
         self.connections: set[Any] = set()  # H1Connection and WebSocketSession
         self.tasks: set[asyncio.Task[None]] = set()
         self._draining = False
+        self._sweep_every = min(1.0, self.keep_alive_timeout / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def start_sweeping(self) -> None:
+        self._sweeper = self.loop.call_later(self._sweep_every, self.sweep)
+
+    def stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def sweep(self) -> None:
+        """Close what is past its deadline: heads not whole in time, idle keep-alive
+        connections, lingering closes. One pass a fraction of `keep_alive_timeout` apart
+        instead of a timer armed and cancelled on every request."""
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+            conn.timed_out()
+        self.start_sweeping()
 
     @property
     def draining(self) -> bool:
@@ -48,8 +67,8 @@ class FrontServer:
 
     @draining.setter
     def draining(self, value: bool) -> None:
-        """Set by `ServingHandle.stop`: idle connections close now, busy ones after their
-        response, which says `connection: close`."""
+        """Set by `ServingHandle.stop`: from now on every response says `connection:
+        close` (see `H1Connection.drain`); websocket sessions are closed (1001)."""
         self._draining = value
         if value:
             for conn in list(self.connections):
@@ -75,6 +94,7 @@ class FrontHandle(ServingHandle):
     async def start(self) -> None:
         self._server = await self._front.loop.create_server(
             self._front.protocol, sock=self._sock, backlog=self._backlog)
+        self._front.start_sweeping()
 
     @property
     def serving(self) -> bool:
@@ -96,6 +116,7 @@ class FrontHandle(ServingHandle):
             conn.transport.abort()
         if front.tasks:
             await asyncio.gather(*front.tasks, return_exceptions=True)
+        front.stop_sweeping()
 
     def __repr__(self) -> str:
         return f"<FrontHandle {'stopped' if self._stopped else 'serving'} {self._front!r}>"

@@ -72,6 +72,7 @@ class WebSocketSession(asyncio.Protocol):
         self._denial_started = False
         self._pending = b""  # frames that came with the handshake, read once accepted
         self.task: asyncio.Task[None] | None = None
+        self.deadline = 0.0  # the server's sweep leaves websocket sessions alone
 
     # --- start and transport events ----------------------------------------------------------
 

@@ -72,10 +72,8 @@ def _status_line(status: int) -> bytes:
 
 
 STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-#: What a response header may not contain: a name is a token, a value has no control
-#: characters but tab (RFC 9110 §5.1, §5.5). Checked once over all names, once over all values.
-_BAD_NAME = re.compile(rb"[^!#$%&'*+\-.^_`|~0-9A-Za-z]")
-_BAD_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+#: Control bytes a response head may not contain (besides its own CRLFs; RFC 9110 §5.5).
+_BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
@@ -200,10 +198,9 @@ class RequestCycle:
             self.expect_100 = False
             self.status = message["status"]
             self.headers = message.get("headers") or ()
-            # The head goes out with the first body message (one write), or at the end of
-            # this loop step if the app yields first (a stream that starts with its head).
+            # The head goes out with the first body message, in one write (as granian does;
+            # a stream that wants its head seen at once sends an empty body message).
             self.head_pending = True
-            conn.loop.call_soon(self._flush_head)
             return
         if self.complete:
             raise RuntimeError(f"unexpected {kind!r} after the response completed")
@@ -238,66 +235,66 @@ class RequestCycle:
             self.wake()
             conn.response_done(self)
 
-    def _flush_head(self) -> None:
-        if self.head_pending and not self.disconnected:
-            self.head_pending = False
-            self.conn.transport.write(self._head(None))
-
     def _head(self, length: int | None) -> bytes:
         """The response head; `length` is the whole body's size when it is already known.
 
-        Decides the response framing and whether the connection stays open.
+        Decides the response framing and whether the connection stays open; the app's own
+        `connection` header is replaced by that decision.
         """
         conn = self.conn
         status = self.status
-        headers = self.headers
-        names = []
-        values = []
+        date_name, date_value = conn.server.date.get(time.time())
+        parts = [STATUS_LINES.get(status) or _status_line(status), date_name, b": ",
+                 date_value, b"\r\n"]
         has_length = False
-        for name, value in headers:
+        lines = 3  # the status line, the date and the blank line
+        for name, value in self.headers:
             name = name.lower()
-            names.append(name)
-            values.append(value)
             if name == b"content-length":
                 has_length = True
                 self.remaining = int(value)
             elif name == b"transfer-encoding":
                 self.chunked = True
-            elif name == b"connection" and b"close" in value.lower():
-                self.keep_alive = False
-        if _BAD_NAME.search(b"".join(names)) or _BAD_VALUE.search(b"".join(values)):
-            raise RuntimeError(f"invalid response header in {headers!r}")
+            elif name == b"connection":
+                if b"close" in value.lower():
+                    self.keep_alive = False
+                continue
+            parts += (name, b": ", value, b"\r\n")
+            lines += 1
         if self.chunked:
             has_length = True
             self.remaining = -1
-            if self.http10:  # an HTTP/1.0 client cannot read chunks: end at close instead
+            if self.http10:  # an HTTP/1.0 client cannot read chunks
                 raise RuntimeError("transfer-encoding in a response to HTTP/1.0")
-        bodyless = self.head_only or status in _NO_BODY_STATUS or status < 200
-        extra: list[bytes] = []
-        if not has_length and not bodyless:
+        if not has_length and not (self.head_only or status in _NO_BODY_STATUS
+                                   or status < 200):
+            lines += 1
             if length is not None:
-                extra.append(b"content-length: %d\r\n" % length)
+                parts.append(b"content-length: %d\r\n" % length)
                 self.remaining = length
             elif self.http10:
                 self.keep_alive = False  # the body ends when the connection does
+                lines -= 1
             else:
-                extra.append(b"transfer-encoding: chunked\r\n")
+                parts.append(b"transfer-encoding: chunked\r\n")
                 self.chunked = True
-        if self.keep_alive and (conn.server.draining or conn._eof or self.cut
+        if self.keep_alive and (conn.server.draining or conn.eof or self.cut
                                 or not self._request_done()):
             self.keep_alive = False
         if not self.keep_alive:
-            extra.append(b"connection: close\r\n")
+            parts.append(b"connection: close\r\n")
+            lines += 1
         elif self.http10:
-            extra.append(b"connection: keep-alive\r\n")
-        date_name, date_value = conn.server.date.get(time.time())
-        parts = [STATUS_LINES.get(status) or _status_line(status), date_name, b": ",
-                 date_value, b"\r\n"]
-        for name, value in zip(names, values, strict=True):
-            parts += (name, b": ", value, b"\r\n")
-        parts += extra
+            parts.append(b"connection: keep-alive\r\n")
+            lines += 1
         parts.append(b"\r\n")
-        return b"".join(parts)
+        head = b"".join(parts)
+        # Response splitting: a CR, LF or other control byte inside a name or value (one
+        # count and one search over the whole head, cheaper than a check per header).
+        if head.count(b"\n") != lines or head.count(b"\r") != lines \
+                or _BAD_HEAD.search(head):
+            raise RuntimeError(f"invalid response header in {self.headers!r}")
+        return head
 
     def _request_done(self) -> bool:
         """Is the request body read, or cheap to read and drop, so the connection can be
@@ -330,7 +327,9 @@ class H1Connection(asyncio.Protocol):
         self.reading_paused = False
         self.write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
-        self._timer: asyncio.TimerHandle | None = None
+        # Loop time by which the next request head must be whole (0: none due); the server
+        # sweeps its connections instead of a timer per request (see FrontServer.sweep).
+        self.deadline = 0.0
         self._in_head = True
         self._head_bytes = 0
         self._url = b""
@@ -343,7 +342,7 @@ class H1Connection(asyncio.Protocol):
         self._refused: bytes | None = None  # an error response owed after the queue
         self._closing = False
         self._lingering = False
-        self._eof = False
+        self.eof = False
         self._pending_upgrade: dict[str, Any] | None = None
         self._ignore_input = False  # after an upgrade that is not taken
 
@@ -377,7 +376,7 @@ class H1Connection(asyncio.Protocol):
         self._wake_drain_waiters()
 
     def eof_received(self) -> bool | None:
-        self._eof = True
+        self.eof = True
         if self._lingering or (self.current is None and self.parsing is None
                                and not self.queue):
             return None  # nothing owed: close
@@ -449,7 +448,7 @@ class H1Connection(asyncio.Protocol):
         self._chunked = False
         self._expect_100 = False
         self._upgrade = None
-        if self._timer is None:
+        if not self.deadline:
             self._arm_timer()
 
     def on_url(self, url: bytes) -> None:
@@ -616,12 +615,12 @@ class H1Connection(asyncio.Protocol):
         server = self.server
         task = cycle.task = self.loop.create_task(self._run(cycle))
         server.tasks.add(task)
-        task.add_done_callback(server.tasks.discard)
 
     async def _run(self, cycle: RequestCycle) -> None:
         try:
             await self.app(cycle.scope, cycle.receive, cycle.send)
         except BaseException as exc:
+            self.server.tasks.discard(cycle.task)  # type: ignore[arg-type]
             if not isinstance(exc, asyncio.CancelledError):
                 log.error("the app failed on %r", cycle, exc_info=exc)
             if not cycle.started and not cycle.disconnected:
@@ -631,6 +630,7 @@ class H1Connection(asyncio.Protocol):
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return
+        self.server.tasks.discard(cycle.task)  # type: ignore[arg-type]
         if not cycle.complete and not cycle.disconnected:
             if not cycle.started:
                 log.error("the app answered nothing to %r", cycle)
@@ -697,16 +697,17 @@ class H1Connection(asyncio.Protocol):
         self._close(linger=True)
 
     def _arm_timer(self) -> None:
-        self._cancel_timer()
-        self._timer = self.loop.call_later(self.server.keep_alive_timeout, self._timed_out)
+        self.deadline = self.loop.time() + self.server.keep_alive_timeout
 
     def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self.deadline = 0.0
 
-    def _timed_out(self) -> None:
-        self._timer = None
+    def timed_out(self) -> None:
+        """The sweep found the deadline passed."""
+        self.deadline = 0.0
+        if self._lingering:
+            self.transport.close()
+            return
         if self._closing or self.current is not None or self.parsing is not None:
             return
         if self._lingering:
@@ -718,10 +719,11 @@ class H1Connection(asyncio.Protocol):
             self._close()  # idle: nothing to say
 
     def drain(self) -> None:
-        """The server is stopping: an idle connection closes now, a busy one after its
-        response (which says `connection: close`)."""
-        if self.current is None and self.parsing is None and not self._head_bytes:
-            self._close()
+        """The server is stopping: a busy connection closes after its response (which says
+        `connection: close`). An idle one is left to its keep-alive deadline, or to its next
+        request, which is answered with `connection: close`: closing it now could cross a
+        request the client is sending on it at this very moment, which it would see fail.
+        """
 
     def _close(self, linger: bool = False) -> None:
         if self._closing:
@@ -735,8 +737,7 @@ class H1Connection(asyncio.Protocol):
             if self.reading_paused:
                 self.reading_paused = False
                 transport.resume_reading()
-            self._cancel_timer()
-            self._timer = self.loop.call_later(LINGER, transport.close)
+            self.deadline = self.loop.time() + LINGER
             return
         transport.close()
 

@@ -38,7 +38,7 @@ from chaos_support import (
     report,
 )
 
-BACKENDS = ["granian", "uvicorn", "hypercorn"]
+BACKENDS = ["builtin", "granian", "uvicorn", "hypercorn"]
 pytestmark = [pytest.mark.chaos, pytest.mark.asyncio(loop_scope="module")]
 
 #: Short, so the slow-client tests see the cut-off within the CI budget.
