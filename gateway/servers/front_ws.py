@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from websockets.datastructures import Headers
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request, Response
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from gateway.servers.h1 import STATUS_LINES, refusal
@@ -54,7 +55,10 @@ class WebSocketSession(asyncio.Protocol):
                       "subprotocols": subprotocols,
                       "extensions": {"websocket.http.response": {}}}
         self.scope.pop("method", None)
-        self.protocol = ServerProtocol(max_size=MAX_MESSAGE)
+        # The handshake was parsed by the front: one protocol object checks it and writes
+        # the 101, then one that starts in the OPEN state reads and writes the frames.
+        self.handshake = ServerProtocol(max_size=MAX_MESSAGE)
+        self.protocol = ServerProtocol(state=State.OPEN, max_size=MAX_MESSAGE)
         self._request = Request(target, Headers(
             [(n.decode("latin-1"), v.decode("latin-1")) for n, v in headers]))
         self._response: Response | None = None
@@ -78,7 +82,7 @@ class WebSocketSession(asyncio.Protocol):
 
     def start(self, rest: bytes) -> None:
         self.server.connections.add(self)
-        response = self.protocol.accept(self._request)
+        response = self.handshake.accept(self._request)
         if response.status_code != 101:
             # Not a valid WebSocket handshake: the protocol says why (400/426).
             self.transport.write(refusal(response.status_code if response.status_code < 500
@@ -281,8 +285,8 @@ class WebSocketSession(asyncio.Protocol):
             response.headers["Sec-WebSocket-Protocol"] = subprotocol
         for name, value in message.get("headers") or ():
             response.headers[name.decode("latin-1")] = value.decode("latin-1")
-        self.protocol.send_response(response)
-        self._flush()
+        self.handshake.send_response(response)
+        self.transport.write(b"".join(self.handshake.data_to_send()))
         self._answered = self._accepted = True
         pending, self._pending = self._pending, b""
         if pending:

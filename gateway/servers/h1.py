@@ -195,7 +195,6 @@ class RequestCycle:
             if kind != "http.response.start":
                 raise RuntimeError(f"expected 'http.response.start', got {kind!r}")
             self.started = True
-            self.expect_100 = False
             self.status = message["status"]
             self.headers = message.get("headers") or ()
             # The head goes out with the first body message, in one write (as granian does;
@@ -210,8 +209,8 @@ class RequestCycle:
         more = message.get("more_body", False)
         out: list[bytes] = []
         if self.head_pending:
-            self.head_pending = False
             out.append(self._head(None if more else len(body)))
+            self.head_pending = False
         if self.head_only:
             body = b""
         elif self.chunked:
@@ -334,6 +333,7 @@ class H1Connection(asyncio.Protocol):
         self._head_bytes = 0
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0  # the parsed head so far (the bytes fed are `_head_bytes`)
         self._hosts = 0
         self._length: int | None = None
         self._chunked = False
@@ -443,6 +443,7 @@ class H1Connection(asyncio.Protocol):
         self._in_head = True
         self._url = b""
         self._headers = []
+        self._head_size = 0
         self._hosts = 0
         self._length = None
         self._chunked = False
@@ -460,8 +461,12 @@ class H1Connection(asyncio.Protocol):
         headers = self._headers
         if len(headers) >= MAX_FIELDS:
             raise BadRequest(431, "too many header fields")
-        if len(name) + len(value) > MAX_FIELD:
+        size = len(name) + len(value)
+        if size > MAX_FIELD:
             raise BadRequest(431, "header field too large")
+        self._head_size += size + 4
+        if self._head_size > MAX_HEAD:
+            raise BadRequest(431, "request head too large")
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace (RFC 9110 §5.5)
         if name == b"host":
@@ -623,20 +628,26 @@ class H1Connection(asyncio.Protocol):
             self.server.tasks.discard(cycle.task)  # type: ignore[arg-type]
             if not isinstance(exc, asyncio.CancelledError):
                 log.error("the app failed on %r", cycle, exc_info=exc)
-            if not cycle.started and not cycle.disconnected:
+            if cycle.disconnected:
+                pass
+            elif not cycle.started or cycle.head_pending:  # nothing written yet
                 self._write_refusal(cycle, 500, "internal error")
             elif not cycle.complete:
+                cycle.disconnected = True
                 self.transport.abort()  # the response is under way: cut it
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return
         self.server.tasks.discard(cycle.task)  # type: ignore[arg-type]
         if not cycle.complete and not cycle.disconnected:
-            if not cycle.started:
+            if cycle.cut and not cycle.started:
+                self._close(linger=True)  # the client left mid-request; the app let it go
+            elif not cycle.started:
                 log.error("the app answered nothing to %r", cycle)
                 self._write_refusal(cycle, 500, "the server gave no response")
             else:
                 log.error("the app left its response unfinished: %r", cycle)
+                cycle.disconnected = True
                 self.transport.abort()
 
     def _write_refusal(self, cycle: RequestCycle, status: int, reason: str) -> None:
