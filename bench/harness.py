@@ -350,15 +350,17 @@ def project_file(folder: Path, *, port: int, backend: str = "granian",
                  routes: Mapping[str, str] | None = None,
                  apps: Sequence[Mapping[str, Any]] = (),
                  orchestration: Mapping[str, Any] | None = None,
+                 extensions: Sequence[Mapping[str, Any]] = (),
                  level: str = "warning") -> Path:
-    """A workbench.toml: routing `routes` (location -> proxy_pass URL) and orchestrated `apps`.
+    """A workbench.toml: `extensions` first, then orchestrated `apps` and routing `routes`
+    (location -> proxy_pass URL).
 
     `level = "warning"` keeps the access log off: we measure the proxy, not stdout.
     """
     doc: dict[str, Any] = {
         "server": {"host": HOST, "port": port, "backend": backend, "graceful_timeout": 5.0},
         "logging": {"level": level},
-        "extensions": [],
+        "extensions": [dict(e) for e in extensions],
     }
     if apps:
         doc["extensions"].append({"type": "process_orchestration", "config": {
