@@ -23,6 +23,12 @@ follows the CPU all of them spend per request, not one thread's.
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
 - `lean-front`: the `lean` proxy behind that front: the ceiling without granian;
+- `builtin-lean`: the `lean` proxy on the gateway's built-in front (`gateway.servers.front`):
+  the floor of the shipped serving path;
+- `steps` (with `--steps`): the real pipeline (`GatewayApp`, one `proxy_pass` location) on the
+  built-in front in this process, whole (`step-all`) and with one per-request step taken out
+  (`step-no-log`: the request log; `step-no-metrics`: the metrics; `step-no-id`: request-id
+  generation, a fixed id instead): what each step costs in place;
 - `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`);
 - `caddy`: Caddy `reverse_proxy` (admin off, plain HTTP, its own temporary storage);
 - `before` (with `--before PATH`): the gateway again (`backend = "auto"`), its code imported
@@ -191,6 +197,23 @@ class _FrontConnection(asyncio.Protocol):
         await self.app(scope, receive, send)
 
 
+STEPS = ["step-all", "step-no-log", "step-no-metrics", "step-no-id"]
+
+
+def _step_app(kind: str, upstream: int) -> Any:
+    """The real gateway app with one per-request step taken out (see the docstring)."""
+    import gateway.pipeline
+
+    gw = proxy_gateway_app(upstream)
+    if kind == "step-no-log":
+        gw.services.request_log.add = lambda raw: None
+    elif kind == "step-no-metrics":
+        gw.services.metrics.record = lambda app, status, ms: None
+    elif kind == "step-no-id":
+        gateway.pipeline.new_request_id = lambda: "00000000-0000-4000-8000-000000000000"
+    return gw
+
+
 async def serve(kind: str, port: int, upstream: int) -> None:
     from gateway.engine import settle_heap
 
@@ -200,6 +223,14 @@ async def serve(kind: str, port: int, upstream: int) -> None:
         handle = await _granian(_trivial_app(), port)
     elif kind == "lean":
         handle = await _granian(_lean_app(upstream), port)
+    elif kind == "builtin-lean" or kind.startswith("step-"):
+        from gateway.config.schema import ServerConfig
+        from gateway.servers.listener import create_listener
+        from gateway.servers.registry import BackendRegistry
+
+        app = _lean_app(upstream) if kind == "builtin-lean" else _step_app(kind, upstream)
+        handle = await BackendRegistry.get("builtin").serve_gateway(
+            app, create_listener(HOST, port), ServerConfig())
     else:
         from gateway.servers.listener import create_listener
 
@@ -227,6 +258,8 @@ def main() -> int:
                     help="run Caddy beside nginx (default: yes)")
     ap.add_argument("--configs", metavar="LIST",
                     help="comma-separated subset to run (nginx is always run: the baseline)")
+    ap.add_argument("--steps", action="store_true",
+                    help="also run the pipeline with one step taken out at a time")
     ap.add_argument("--before", metavar="PATH",
                     help="also run the gateway from this checkout (PYTHONPATH=PATH)")
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "UPSTREAM"),
@@ -241,7 +274,9 @@ def main() -> int:
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
         kinds = ["trivial", "lean", "gateway", "gateway-granian", "front", "lean-front",
-                 "nginx", "caddy"]
+                 "builtin-lean", "nginx", "caddy"]
+        if args.steps:
+            kinds[-2:-2] = STEPS
         if not args.caddy:
             kinds.remove("caddy")
         if args.before:
