@@ -228,6 +228,14 @@ async def test_bad_framing_and_heads_are_refused_and_nothing_after_is_answered(
     assert b"/smuggled" not in raw
 
 
+async def test_a_head_that_grows_without_end_is_refused(
+        front: tuple[ServingHandle, int]) -> None:
+    """One header line that never ends: refused by the bytes read, not the parsed fields."""
+    raw, closed = await exchange(front[1], b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: "
+                                 + b"a" * 100_000, timeout=3)
+    assert statuses(raw) == [431] and closed
+
+
 async def test_a_chunk_size_near_the_limit_keeps_the_rest_as_body(
         front: tuple[ServingHandle, int]) -> None:
     """A 16-digit chunk size is valid: what follows is body bytes, never a request."""
