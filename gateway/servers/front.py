@@ -34,7 +34,7 @@ class FrontServer:
         self.loop = loop
         self.keep_alive_timeout = max(0.1, float(settings.keep_alive_timeout))
         self.max_connections = settings.max_concurrent_connections
-        self.max_body_size: int | None = getattr(settings, "max_body_size", None)
+        self.max_body_size = settings.max_body_size
         self.idle_grace = self.keep_alive_timeout
         self.asgi = {"version": "3.0", "spec_version": "2.4"}
         self.date = DateHeader()

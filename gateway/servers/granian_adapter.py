@@ -286,7 +286,8 @@ class GranianHandle(ServingHandle):
 class GranianAdapter(ServerAdapter):
     name: ClassVar[str] = "granian"
     package: ClassVar[str] = "granian"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections"})
+    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections",
+                                                       "max_body_size"})
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:

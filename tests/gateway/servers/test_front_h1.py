@@ -236,6 +236,25 @@ async def test_a_head_that_grows_without_end_is_refused(
     assert statuses(raw) == [431] and closed
 
 
+async def test_bodies_over_max_body_size_get_413() -> None:
+    sock = create_listener("127.0.0.1", 0)
+    settings = ServerConfig(host="127.0.0.1", port=0, max_body_size=10)
+    handle = await BackendRegistry.get("builtin").serve_gateway(echo_app, sock, settings)
+    port = sock.getsockname()[1]
+    try:
+        raw, closed = await exchange(port, post(b"Content-Length: 11", body=b"x" * 11))
+        assert statuses(raw) == [413] and closed
+        raw, closed = await exchange(port, post(b"Transfer-Encoding: chunked",
+                                                body=b"6\r\nxxxxxx\r\n6\r\nxxxxxx\r\n0\r\n\r\n"))
+        assert statuses(raw) in ([413], [200, 413]) and closed
+        raw, _ = await exchange(port, post(b"Content-Length: 10", b"Connection: close",
+                                           body=b"x" * 10))
+        assert statuses(raw) == [200]
+    finally:
+        await handle.stop(2)
+        sock.close()
+
+
 async def test_a_chunk_size_near_the_limit_keeps_the_rest_as_body(
         front: tuple[ServingHandle, int]) -> None:
     """A 16-digit chunk size is valid: what follows is body bytes, never a request."""
