@@ -22,7 +22,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from gateway.servers.h1 import STATUS_LINES, refusal
+from gateway.servers.h1 import STATUS_LINES, WriteFlow, refusal
 from gateway.types import Message
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ MAX_QUEUED = 16
 CLOSE_TIMEOUT = 5.0
 
 
-class WebSocketSession(asyncio.Protocol):
+class WebSocketSession(WriteFlow):
     """One upgraded connection, from the handshake to the close."""
 
     def __init__(self, server: FrontServer, transport: asyncio.Transport,
@@ -70,8 +70,7 @@ class WebSocketSession(asyncio.Protocol):
         self._answered = False  # the handshake got its HTTP answer (101 or a refusal)
         self._closed = False  # the app's side is over (it closed, or the peer is gone)
         self._paused = False
-        self._write_paused = False
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiters = []
         self._close_timer: asyncio.TimerHandle | None = None
         self._denial_started = False
         self._pending = b""  # frames that came with the handshake, read once accepted
@@ -109,21 +108,8 @@ class WebSocketSession(asyncio.Protocol):
             code = 1005 if self.protocol.close_rcvd is not None else 1006
             self._push({"type": "websocket.disconnect", "code": code})
         self._closed = True
-        self._write_paused = False
-        self._wake_drain()
-
-    def pause_writing(self) -> None:
-        self._write_paused = True
-
-    def resume_writing(self) -> None:
-        self._write_paused = False
-        self._wake_drain()
-
-    def _wake_drain(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+        self.write_paused = False
+        self._wake_drain_waiters()
 
     def data_received(self, data: bytes) -> None:
         self.protocol.receive_data(data)
@@ -234,10 +220,8 @@ class WebSocketSession(asyncio.Protocol):
         return message
 
     async def send(self, message: Message) -> None:
-        if self._write_paused and not self.transport.is_closing():
-            waiter = self.loop.create_future()
-            self._drain_waiters.append(waiter)
-            await waiter
+        if self.write_paused and not self.transport.is_closing():
+            await self.drained()
         kind = message["type"]
         if not self._answered:
             if kind == "websocket.accept":

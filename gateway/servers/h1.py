@@ -309,7 +309,33 @@ class RequestCycle:
                 f"status={self.status} complete={self.complete}>")
 
 
-class H1Connection(asyncio.Protocol):
+class WriteFlow(asyncio.Protocol):
+    """Write-side flow control shared by the front's protocols: the transport says when its
+    buffer is over or back under its high-water mark; senders wait in `drained`."""
+
+    write_paused = False
+    _drain_waiters: list[asyncio.Future[None]]
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._wake_drain_waiters()
+
+    def _wake_drain_waiters(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def drained(self) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._drain_waiters.append(waiter)
+        await waiter
+
+
+class H1Connection(WriteFlow):
     """One client connection of the built-in front."""
 
     def __init__(self, server: FrontServer) -> None:
@@ -389,24 +415,6 @@ class H1Connection(asyncio.Protocol):
         # Keep the transport open for writing: a client that half-closes after its request
         # still gets the answer (the connection closes after it).
         return True
-
-    def pause_writing(self) -> None:
-        self.write_paused = True
-
-    def resume_writing(self) -> None:
-        self.write_paused = False
-        self._wake_drain_waiters()
-
-    def _wake_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-
-    async def drained(self) -> None:
-        waiter = self.loop.create_future()
-        self._drain_waiters.append(waiter)
-        await waiter
 
     def data_received(self, data: bytes) -> None:
         if self._lingering or self._refused is not None or self._ignore_input:
