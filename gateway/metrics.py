@@ -7,12 +7,18 @@ which p50/p90/p99 are read with in-bucket interpolation; good to a few percent.
 from __future__ import annotations
 
 import bisect
+import collections
 import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 _STATUS_CLASS = [f"{n}xx" for n in range(10)]
+
+
+def _status_class(status: int) -> str:
+    return _STATUS_CLASS[status // 100] if 0 <= status < 1000 else f"{status // 100}xx"
+
 
 # 0.05 ms .. ~60 s, 12 buckets per decade.
 _BOUNDS = [0.05 * 10 ** (i / 12) for i in range(0, 74)]
@@ -30,6 +36,14 @@ class LatencyHistogram:
         self.counts[bisect.bisect_left(_BOUNDS, ms)] += 1
         self.total += 1
         self.sum_ms += ms
+
+    def observe_many(self, values: list[float]) -> None:
+        counts = self.counts
+        find = bisect.bisect_left
+        for ms in values:
+            counts[find(_BOUNDS, ms)] += 1
+        self.total += len(values)
+        self.sum_ms += math.fsum(values)
 
     def quantile(self, q: float) -> float:
         if not self.total:
@@ -68,9 +82,20 @@ class Counter:
         self.requests += 1
         if status >= 500 or status == 0:
             self.errors += 1
-        key = _STATUS_CLASS[status // 100] if 0 <= status < 1000 else f"{status // 100}xx"
+        key = _status_class(status)
         self.by_status[key] = self.by_status.get(key, 0) + 1
         self.latency.observe(ms)
+
+    def record_many(self, statuses: list[int], latencies: list[float]) -> None:
+        """`record` for a batch of requests (one status and one latency each)."""
+        self.requests += len(statuses)
+        by_status = self.by_status
+        for status, n in collections.Counter(statuses).items():
+            if status >= 500 or status == 0:
+                self.errors += n
+            key = _status_class(status)
+            by_status[key] = by_status.get(key, 0) + n
+        self.latency.observe_many(latencies)
 
 
 class RateMeter:
@@ -128,17 +153,20 @@ class MetricsRegistry:
         if not pending:
             return
         now = time.monotonic()
-        gateway = self._gateway
-        for app, status, ms in pending:
-            gateway.record(status, ms)
-            if app is not None:
-                counter = self._apps.get(app)
-                if counter is None:
-                    counter = self._apps[app] = Counter()
-                    self._app_rates[app] = RateMeter()
-                counter.record(status, ms)
-                self._app_rates[app].mark(now)
+        apps, statuses, latencies = zip(*pending, strict=True)
+        self._gateway.record_many(list(statuses), list(latencies))
         self._gateway_rate.mark(now, len(pending))
+        named = set(apps)
+        named.discard(None)
+        for app in named:
+            assert app is not None
+            mine = [(status, ms) for who, status, ms in pending if who == app]
+            counter = self._apps.get(app)
+            if counter is None:
+                counter = self._apps[app] = Counter()
+                self._app_rates[app] = RateMeter()
+            counter.record_many([s for s, _ in mine], [ms for _, ms in mine])
+            self._app_rates[app].mark(now, len(mine))
 
     @property
     def gateway(self) -> Counter:

@@ -129,8 +129,7 @@ class GatewayApp:
             mtype = message["type"]
             if mtype == "http.response.start" or mtype == "websocket.accept":
                 started = True
-                headers = list(message.get("headers") or ())
-                headers.append(rid_header)
+                headers = [*(message.get("headers") or ()), rid_header]
                 if tp_header is not None:
                     headers.append(tp_header)
                 message["headers"] = headers
@@ -171,7 +170,7 @@ class GatewayApp:
             scope.get("query_string", b"").decode("latin-1"), client[0] if client else "",
             ctx.status, latency, ctx.app, ctx.route, ctx.upstream, ctx.upstream_connect_ms,
             ctx.upstream_ttfb_ms, ctx.upstream_total_ms, ctx.cache, ctx.traceparent,
-            tuple(scope["headers"]), tuple(ctx.response_headers),
+            scope["headers"], ctx.response_headers,  # encoded at once, never kept live
             tuple(ctx.notes.items()) if ctx.notes else (),
         )
         self.services.request_log.add(raw)
