@@ -515,17 +515,17 @@ class H1Connection(WriteFlow):
         method = parser.get_method().decode("ascii")
         url = self._url
         headers = self._headers
-        if url[:1] == b"/":
-            parsed = httptools.parse_url(url)
+        if url[:1] == b"/" and b"#" not in url:
+            raw_path, _, query = url.partition(b"?")  # origin-form: path [ "?" query ]
         elif method == "CONNECT" or url == b"*":
             raise BadRequest(400 if method != "CONNECT" else 405,
                              f"{method} {url[:64]!r} is not served here")
         else:
-            parsed = self._absolute_form(url)
-        raw_path = parsed.path or b"/"
+            parsed = httptools.parse_url(url) if url[:1] == b"/" else self._absolute_form(url)
+            raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("latin-1")
         if "%" in path:
-            path = unquote(path, encoding="latin-1")
+            path = unquote(path)  # percent-escapes are UTF-8 (ASGI), as uvicorn decodes them
         scope = {
             "type": "http",
             "asgi": server.asgi,
@@ -537,7 +537,7 @@ class H1Connection(WriteFlow):
             "root_path": "",
             "path": path,
             "raw_path": raw_path,
-            "query_string": parsed.query or b"",
+            "query_string": query,
             "headers": headers,
         }
         keep_alive = parser.should_keep_alive()

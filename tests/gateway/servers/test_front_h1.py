@@ -287,6 +287,13 @@ async def test_absolute_form_targets_take_their_authority_as_host(
     assert (seen["path"], seen["query"], seen["host"]) == ("/p/q", "x=1", "example.com:8080")
 
 
+async def test_the_path_is_percent_decoded_as_utf8(front: tuple[ServingHandle, int]) -> None:
+    raw, _ = await exchange(front[1], b"GET /caf%C3%A9/a%20b?q=%C3%A9 HTTP/1.1\r\nHost: x\r\n"
+                                      b"Connection: close\r\n\r\n")
+    seen = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    assert (seen["path"], seen["query"]) == ("/caf\u00e9/a b", "q=%C3%A9")
+
+
 async def test_pipelined_requests_are_answered_in_order(
         front: tuple[ServingHandle, int]) -> None:
     requests = (b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n"
