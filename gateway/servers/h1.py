@@ -77,6 +77,10 @@ _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
+_FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
+#: Request methods as ASGI strings, without decoding the common ones every time.
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
+                                    "OPTIONS")}
 _DISCONNECT: Message = {"type": "http.disconnect"}
 
 
@@ -115,37 +119,36 @@ class DateHeader:
 
 
 class RequestCycle:
-    """One request and its response: the `receive` and `send` the app is given."""
+    """One request and its response: the `receive` and `send` the app is given.
 
-    __slots__ = ("conn", "scope", "body", "more_body", "handed_over", "waiter", "expect_100",
-                 "keep_alive", "started", "complete", "status", "headers", "chunked",
-                 "remaining", "head_only", "disconnected", "received", "content_length",
-                 "head_pending", "http10", "task", "cut")
+    Most of its state starts as the class-level defaults below (one is made per request, and
+    setting two dozen attributes costs more than the rest of its life)."""
 
-    def __init__(self, conn: H1Connection, scope: dict[str, Any], *, keep_alive: bool,
+    body: bytes | bytearray = b""  # request body received and not yet handed to the app
+    more_body = True
+    handed_over = False  # the last body message went to the app
+    waiter: asyncio.Future[None] | None = None
+    received = 0
+    started = False
+    complete = False
+    disconnected = False
+    status = 0
+    headers: Any = ()
+    chunked = False
+    remaining = -1  # bytes of response body still owed when a length was given
+    head_pending = False
+    task: asyncio.Task[None] | None = None
+    cut = False  # the request's input ended before its body did
+
+    def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, content_length: int | None, http10: bool) -> None:
         self.conn = conn
         self.scope = scope
-        self.body = bytearray()
-        self.more_body = True
-        self.handed_over = False  # the last body message went to the app
-        self.waiter: asyncio.Future[None] | None = None
         self.expect_100 = expect_100
         self.keep_alive = keep_alive
         self.http10 = http10
         self.content_length = content_length
-        self.received = 0
-        self.started = False
-        self.complete = False
-        self.disconnected = False
-        self.status = 0
-        self.headers: Any = ()
-        self.chunked = False
-        self.remaining = -1  # bytes of response body still owed when a length was given
         self.head_only = scope["method"] == "HEAD"
-        self.head_pending = False
-        self.task: asyncio.Task[None] | None = None
-        self.cut = False  # the request's input ended before its body did
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -175,7 +178,7 @@ class RequestCycle:
             self.handed_over = True
             return _DISCONNECT
         body = bytes(self.body)
-        self.body.clear()
+        self.body = b""
         if not self.more_body:
             self.handed_over = True
         elif conn.reading_paused:
@@ -467,16 +470,20 @@ class H1Connection(WriteFlow):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         headers = self._headers
-        if len(headers) >= MAX_FIELDS:
-            raise BadRequest(431, "too many header fields")
         size = len(name) + len(value)
-        if size > MAX_FIELD:
-            raise BadRequest(431, "header field too large")
         self._head_size += size + 4
-        if self._head_size > MAX_HEAD:
-            raise BadRequest(431, "request head too large")
+        if size > MAX_FIELD or self._head_size > MAX_HEAD or len(headers) >= MAX_FIELDS:
+            raise BadRequest(431, "header field too large" if size > MAX_FIELD else
+                             "request head too large" if self._head_size > MAX_HEAD else
+                             "too many header fields")
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace (RFC 9110 §5.5)
+        if name in _FRAMING:
+            self._framing_header(name, value)
+        headers.append((name, value))
+
+    def _framing_header(self, name: bytes, value: bytes) -> None:
+        """The header fields the front itself acts on."""
         if name == b"host":
             self._hosts += 1
             if not _HOST.fullmatch(value):
@@ -493,7 +500,6 @@ class H1Connection(WriteFlow):
             self._expect_100 = True
         elif name == b"upgrade":
             self._upgrade = value.lower()
-        headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -512,7 +518,8 @@ class H1Connection(WriteFlow):
         server = self.server
         if server.max_body_size is not None and (self._length or 0) > server.max_body_size:
             raise BadRequest(413, "request body too large")
-        method = parser.get_method().decode("ascii")
+        raw_method = parser.get_method()
+        method = _METHODS.get(raw_method) or raw_method.decode("ascii")
         url = self._url
         headers = self._headers
         if url[:1] == b"/" and b"#" not in url:
@@ -546,8 +553,7 @@ class H1Connection(WriteFlow):
                 self._pending_upgrade = scope
                 return
             keep_alive = False  # another protocol (h2c...): answered in HTTP/1.1, then closed
-        cycle = RequestCycle(self, scope, keep_alive=keep_alive, expect_100=self._expect_100,
-                             content_length=self._length, http10=http10)
+        cycle = RequestCycle(self, scope, keep_alive, self._expect_100, self._length, http10)
         if self._length == 0 or (self._length is None and not self._chunked):
             cycle.more_body = False
         if self.current is None:
@@ -588,7 +594,10 @@ class H1Connection(WriteFlow):
             raise BadRequest(413, "request body too large")
         if cycle.complete or cycle.disconnected:
             return  # answered already: the rest is read and dropped
-        cycle.body += body
+        if cycle.body:
+            cycle.body += body  # a bytearray by now: appended in place
+        else:
+            cycle.body = bytearray(body)
         if len(cycle.body) > BODY_HIGH_WATER:
             self.pause_reading()
         cycle.wake()
@@ -667,7 +676,7 @@ class H1Connection(WriteFlow):
     def response_done(self, cycle: RequestCycle) -> None:
         """`cycle`'s response is out: close, or start the next request, or wait for one."""
         self.current = None
-        cycle.body.clear()  # an unread body is dropped from here on
+        cycle.body = b""  # an unread body is dropped from here on
         if not cycle.keep_alive:
             self._close(linger=cycle.more_body or bool(self.queue))
             return
