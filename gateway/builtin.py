@@ -55,6 +55,10 @@ def prometheus_text(gateway: GatewayApp, snap: dict[str, Any]) -> str:
         "# HELP pyserve_uptime_seconds Seconds since the gateway started.",
         "# TYPE pyserve_uptime_seconds gauge",
         f"pyserve_uptime_seconds {snap['gateway']['uptime_s']}",
+        "# HELP pyserve_backend_info What serves the gateway and the apps that inherit it.",
+        "# TYPE pyserve_backend_info gauge",
+        f'pyserve_backend_info{{gateway="{snap["gateway"]["backend"]}",'
+        f'apps="{snap["gateway"]["apps_backend"]}"}} 1',
         "# HELP pyserve_requests_total Requests answered, by app and status class.",
         "# TYPE pyserve_requests_total counter",
     ]
