@@ -246,14 +246,16 @@ async def test_range(client: httpx.AsyncClient, header: str, body: bytes,
 
 
 async def test_range_unsatisfiable(client: httpx.AsyncClient) -> None:
-    for header in ("bytes=20-", "bytes=100-200", "bytes=-0"):
+    # past the end, or malformed (nginx answers 416 to both)
+    for header in ("bytes=20-", "bytes=100-200", "bytes=-0", "bytes=x-y", "bytes=5-1"):
         r = await client.get("/digits.txt", headers={"range": header})
         assert r.status_code == 416, header
         assert r.headers["content-range"] == "bytes */20"
 
 
-async def test_multiple_or_malformed_ranges_get_the_whole_file(client: httpx.AsyncClient) -> None:
-    for header in ("bytes=0-1,5-6", "bytes=x-y", "lines=1-2"):
+async def test_multiple_or_other_unit_ranges_get_the_whole_file(
+        client: httpx.AsyncClient) -> None:
+    for header in ("bytes=0-1,5-6", "lines=1-2"):
         r = await client.get("/digits.txt", headers={"range": header})
         assert (r.status_code, r.content) == (200, DIGITS), header
 

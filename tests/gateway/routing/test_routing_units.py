@@ -26,29 +26,34 @@ from gateway.routing.uri import request_uri
 # --- ranges --------------------------------------------------------------------------------
 
 
+# nginx's answers (ngx_http_range_parse), checked against nginx in test_routing_nginx.py.
 @pytest.mark.parametrize(("header", "expected"), [
     ("bytes=0-9", ByteRange(0, 9)),
     ("bytes=10-", ByteRange(10, 99)),
     ("bytes=-5", ByteRange(95, 99)),
     ("bytes=-500", ByteRange(0, 99)),
     ("bytes=90-200", ByteRange(90, 99)),
-    ("bytes = 3 - 4", ByteRange(3, 4)),
+    ("bytes= 3 - 4 ", ByteRange(3, 4)),
     ("BYTES=1-1", ByteRange(1, 1)),
 ])
 def test_parse_range(header: str, expected: ByteRange) -> None:
     assert parse_range(header, 100) == expected
 
 
-@pytest.mark.parametrize("header", [
-    "bytes=0-1,5-6",  # several ranges: whole file
-    "items=0-1", "bytes=abc", "bytes=5-1", "bytes=-", "bytes", "bytes=１-２",
+@pytest.mark.parametrize(("header", "size"), [
+    ("bytes=0-1,5-6", 100),  # several ranges: whole file
+    ("items=0-1", 100), ("bytes = 3 - 4", 100), ("bytes", 100),
+    ("bytes=0-", 0), ("bytes=-3", 0), ("bytes=0-0", 0),  # from 0 of an empty file: whole
 ])
-def test_parse_range_ignored(header: str) -> None:
-    assert parse_range(header, 100) is None
+def test_parse_range_ignored(header: str, size: int) -> None:
+    assert parse_range(header, size) is None
 
 
-@pytest.mark.parametrize(("header", "size"), [("bytes=100-", 100), ("bytes=-0", 100),
-                                               ("bytes=0-", 0), ("bytes=-3", 0)])
+@pytest.mark.parametrize(("header", "size"), [
+    ("bytes=100-", 100), ("bytes=-0", 100), ("bytes=5-", 0),
+    ("bytes=abc", 100), ("bytes=5-1", 100), ("bytes=-", 100), ("bytes=- 3", 100),
+    ("bytes=１-２", 100), ("bytes=99999999999999999999-", 100),
+])
 def test_parse_range_unsatisfiable(header: str, size: int) -> None:
     with pytest.raises(Unsatisfiable):
         parse_range(header, size)
