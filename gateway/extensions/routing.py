@@ -17,12 +17,12 @@ from gateway.config.schema import LocationAction, RoutingOptions
 from gateway.context import get_context
 from gateway.errors import ConfigError
 from gateway.extensions.base import Extension
-from gateway.responses import send_error
+from gateway.responses import send_error, send_plain
 from gateway.routing.actions import HeaderRules, ReturnAction
 from gateway.routing.locations import LocationMatch, LocationTable
 from gateway.routing.staticfiles import StaticFiles
 from gateway.routing.upstream import ProxyPass
-from gateway.routing.uri import InvalidURI, request_uri, to_text
+from gateway.routing.uri import InvalidURI, escape_uri, request_uri, to_text
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -45,8 +45,9 @@ class RoutingExtension(Extension):
     def __init__(self, app: ASGIApp, *, options: RoutingOptions, services: Services) -> None:
         super().__init__(app, options=options, services=services)
         self.table: LocationTable[Route] = LocationTable(
-            (pattern, self._build(pattern, action, services))
-            for pattern, action in options.regex_locations.items())
+            ((pattern, self._build(pattern, action, services))
+             for pattern, action in options.regex_locations.items()),
+            slash_redirect=lambda route: route.proxy is not None)
         self._counts: dict[str, int] = {}
 
     @staticmethod
@@ -91,6 +92,8 @@ class RoutingExtension(Extension):
                 ctx.notes["uri"] = to_text(uri)
         counts = self._counts
         counts[match.pattern] = counts.get(match.pattern, 0) + 1
+        if match.redirect:
+            return self._add_slash(scope, send, match.location.key)
         if route.headers:
             send = route.headers.wrap(send, match.groups)
         if route.proxy is not None:
@@ -106,6 +109,17 @@ class RoutingExtension(Extension):
         if route.static is not None:
             return route.static.serve(scope, receive, send, uri)
         return self.app(scope, receive, send)
+
+    @staticmethod
+    def _add_slash(scope: Scope, send: Send, name: bytes) -> Awaitable[None]:
+        """nginx's answer to ``/api`` for a ``proxy_pass`` location ``/api/``: 301 to it."""
+        if scope["type"] == "websocket":
+            return send({"type": "websocket.close", "code": 1008})
+        location = escape_uri(name).encode("ascii")
+        if scope.get("query_string"):
+            location += b"?" + scope["query_string"]
+        return send_plain(send, 301, "301 Moved Permanently\n", headers=[(b"location", location)],
+                          head=scope["method"] == "HEAD")
 
     @staticmethod
     def _refuse(scope: Scope, send: Send, exc: InvalidURI) -> Awaitable[None]:

@@ -8,6 +8,11 @@ nginx picks a location in this order (``ngx_http_core_find_location``):
 3. otherwise the first regex (``~re``, ``~*re``) in file order that matches wins;
 4. otherwise the remembered longest prefix wins.
 
+Before 2, as nginx's ``auto_redirect``: a path that names no location itself but is the name
+of a prefix or exact location ending in ``/`` without that slash (``/api`` for
+``location /api/``) gets a redirect to the location's name, when the table was told that
+location's value wants one (nginx does this for ``proxy_pass`` locations).
+
 ``__default__`` is our addition: it is used when nothing above matched. The table is generic
 over what a location carries, so the selection rules can be tested without any action.
 
@@ -20,7 +25,7 @@ non-ASCII text is matched as its UTF-8 bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
@@ -101,11 +106,13 @@ class LocationMatch(Generic[T]):
     locations, the whole path for an exact location, ``b"/"`` for ``__default__`` (which acts
     like nginx's ``location /``), and ``b""`` for a regex. ``groups`` holds a regex's named
     groups as text (`uri.to_text`), with ``""`` for a group that did not take part.
+    ``redirect`` is set when the answer is a redirect to the location's name (see above).
     """
 
     location: Location[T]
     groups: dict[str, str] = field(default_factory=dict)
     prefix: bytes = b""
+    redirect: bool = False
 
     @property
     def value(self) -> T:
@@ -123,9 +130,10 @@ class LocationTable(Generic[T]):
     kept in file order and compiled here, once.
     """
 
-    __slots__ = ("_exact", "_prefixes", "_regexes", "_default", "_count")
+    __slots__ = ("_exact", "_prefixes", "_regexes", "_default", "_count", "_slash")
 
-    def __init__(self, entries: Iterable[tuple[str, T]]) -> None:
+    def __init__(self, entries: Iterable[tuple[str, T]], *,
+                 slash_redirect: Callable[[T], bool] | None = None) -> None:
         self._exact: dict[bytes, Location[T]] = {}
         prefixes: list[Location[T]] = []
         regexes: list[tuple[re.Pattern[bytes], Location[T]]] = []
@@ -154,12 +162,24 @@ class LocationTable(Generic[T]):
             sorted(prefixes, key=lambda loc: -len(loc.key)))
         self._regexes = tuple(regexes)
         self._count = count
+        named = {loc.key for loc in prefixes} | set(self._exact)
+        self._slash: dict[bytes, Location[T]] = {}
+        if slash_redirect is not None:
+            for loc in (*self._exact.values(), *prefixes):
+                short = loc.key[:-1]
+                if loc.key.endswith(b"/") and short and short not in named \
+                        and slash_redirect(loc.value):
+                    self._slash.setdefault(short, loc)
 
     def select(self, path: bytes) -> LocationMatch[T] | None:
         """The location for `path` (a normalised request path), or None when none applies."""
         exact = self._exact.get(path)
         if exact is not None:
             return LocationMatch(exact, prefix=path)
+        if self._slash:
+            wants_slash = self._slash.get(path)
+            if wants_slash is not None:
+                return LocationMatch(wants_slash, prefix=path, redirect=True)
         longest: Location[T] | None = None
         for loc in self._prefixes:
             if path.startswith(loc.key):

@@ -38,6 +38,14 @@ http {{
 """
 
 
+def _write_conf(folder: Path, http_body: str) -> tuple[int, Path]:
+    (folder / "tmp").mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    conf = folder / "nginx.conf"
+    conf.write_text(CONF.format(dir=folder, body=http_body.replace("{port}", str(port))))
+    return port, conf
+
+
 async def _accepts(port: int) -> bool:
     try:
         _, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -54,11 +62,7 @@ async def running_nginx(folder: Path, http_body: str) -> AsyncIterator[int]:
     """Serve `http_body` (server blocks; ``{port}`` is replaced by the chosen port) with
     real nginx; yields the port."""
     assert NGINX is not None, SKIP_REASON
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "tmp").mkdir(exist_ok=True)
-    port = free_port()
-    conf = folder / "nginx.conf"
-    conf.write_text(CONF.format(dir=folder, body=http_body.replace("{port}", str(port))))
+    port, conf = _write_conf(folder, http_body)
     args = ["-p", str(folder), "-c", str(conf), "-e", str(folder / "error.log")]
     check = await asyncio.create_subprocess_exec(NGINX, "-t", "-q", *args,
                                                  stdout=PIPE, stderr=PIPE)
