@@ -140,3 +140,19 @@ def test_iteration_and_repr_describe_the_table() -> None:
     assert [loc.pattern for loc in t] == ["=/e", "/xyz", "/x", "~a", "__default__"]
     assert len(t) == 5
     assert "regexes=1" in repr(t)
+
+
+def test_slash_redirect_for_locations_that_want_it() -> None:
+    # nginx's auto_redirect: /api names no location, /api/ wants the redirect.
+    t = LocationTable([("/api/", "proxy"), ("=/exact/", "proxy"), ("/docs/", "files"),
+                       ("/both/", "proxy"), ("/both", "plain"), ("~^/api$", "regex")],
+                      slash_redirect=lambda value: value == "proxy")
+    m = t.select(b"/api")
+    assert m is not None and m.redirect and m.location.key == b"/api/"
+    m = t.select(b"/exact")
+    assert m is not None and m.redirect and m.location.key == b"/exact/"
+    assert pick(t, "/docs") is None                      # not a location that wants it
+    m = t.select(b"/both")
+    assert m is not None and not m.redirect and m.value == "plain"   # /both is a location
+    m = t.select(b"/api/")
+    assert m is not None and not m.redirect
