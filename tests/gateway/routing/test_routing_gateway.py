@@ -159,14 +159,20 @@ async def test_websocket_on_a_return_location_is_refused(tmp_path: Path) -> None
                 pass
 
 
-async def test_bad_proxy_url_is_a_config_error(tmp_path: Path) -> None:
-    cfg = """
+@pytest.mark.parametrize(("location", "error"), [
+    ('"/x/" = { proxy_pass = "http://127.0.0.1:notaport/" }', "bad port"),
+    # a redirect to another host must say so with a scheme
+    ('"=/x" = { return = "301 //cdn.example/x" }', "names another host"),
+    ('"=/x" = { return = "302 \\\\cdn.example/x" }', "names another host"),
+])
+async def test_bad_action_is_a_config_error(tmp_path: Path, location: str, error: str) -> None:
+    cfg = f"""
 [[extensions]]
 type = "routing"
 [extensions.config.regex_locations]
-"/x/" = { proxy_pass = "http://127.0.0.1:notaport/" }
+{location}
 """
-    with pytest.raises(ConfigError, match="bad port"):
+    with pytest.raises(ConfigError, match=error):
         async with serve_config(cfg, tmp_path):
             pass
 
@@ -230,14 +236,3 @@ async def test_redirect_built_from_the_path_stays_on_this_host(tmp_path: Path) -
             location = r.headers["location"]
             assert location.startswith("/") and location[1:2] not in ("/", "\\"), location
 
-
-async def test_redirect_to_another_host_needs_a_scheme(tmp_path: Path) -> None:
-    cfg = """
-[[extensions]]
-type = "routing"
-[extensions.config.regex_locations]
-"=/x" = { return = "301 //cdn.example/x" }
-"""
-    with pytest.raises(ConfigError, match="names another host"):
-        async with serve_config(cfg, tmp_path):
-            pass
