@@ -235,4 +235,3 @@ async def test_redirect_built_from_the_path_stays_on_this_host(tmp_path: Path) -
             assert r.status == 302
             location = r.headers["location"]
             assert location.startswith("/") and location[1:2] not in ("/", "\\"), location
-
