@@ -98,9 +98,10 @@ class ProxyPass:
         elif self._regex:
             path = parsed.path
         else:
-            # nginx copies the rest unescaped when the client wrote no escape; it then holds
-            # only what the client sent raw, which escaping leaves alone or the request line
-            # could not carry anyway, so escaping always gives the same target.
+            # nginx copies the rest unescaped when the client wrote no escape. It then holds
+            # only what the client sent raw: escaping leaves that alone except characters a
+            # request target may not hold (`\\`, `"`, `{`...), which the upstream client
+            # escapes in any case. So escaping always is the same and needs no branch.
             path = parsed.path + escape_uri(uri[len(match.prefix):])
         query = parsed.query if parsed.query is not None else scope.get("query_string", b"")
         return UpstreamTarget(parsed.host, parsed.port, path, query, self.timeout, self.name,
