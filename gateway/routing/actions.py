@@ -140,7 +140,7 @@ class ReturnAction:
         head = scope.get("method") == "HEAD"
         if self.status in REDIRECT_CODES and self.text.text:
             location = same_host(self.text.render(groups, url_escape))
-            await _send(send, self.status, [(b"location", location.encode("latin-1"))], b"")
+            await _send(send, self.status, [(b"location", to_bytes(location))], b"")
         elif self.status in _NO_BODY_CODES:
             await _send(send, self.status, [], b"", length=False)
         else:
