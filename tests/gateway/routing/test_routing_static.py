@@ -192,6 +192,13 @@ async def test_spa_fallback_respects_exclude_patterns(client: httpx.AsyncClient,
     assert (await client.get(path)).status_code == 404
 
 
+@pytest.mark.parametrize("target", ["//api/users", "/x/../api/users", "/%61pi/users",
+                                    "//assets//logo.png"])
+async def test_exclude_patterns_see_the_normalised_path(gw: ServedGateway, target: str) -> None:
+    r = await raw_http(gw.port, get(target))
+    assert r.status == 404, target  # not the app shell
+
+
 # --- validators and conditional requests ------------------------------------------------------
 
 async def test_etag_and_last_modified(client: httpx.AsyncClient, tmp_path: Path) -> None:
