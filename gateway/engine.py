@@ -176,8 +176,9 @@ class Engine:
             else []
         return {"request": record.to_dict(), "app_lines": lines}
 
-    def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
-        return export_requests(self, Path(path), fmt)
+    def export_requests(self, path: str | Path, fmt: str = "jsonl", *,
+                        include_credentials: bool = False) -> int:
+        return export_requests(self, Path(path), fmt, include_credentials=include_credentials)
 
     # --- commands -------------------------------------------------------------------------
 
