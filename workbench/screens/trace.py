@@ -44,7 +44,8 @@ def _headers_table(headers: list[Any]) -> RenderableType:
     table.add_column(style="#2a7fd4", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in headers:
-        table.add_row(f"{name}:", str(value))
+        # Text, not str: a header value such as "[redacted]" or "[/b]" is not Rich markup.
+        table.add_row(Text(f"{name}:"), Text(str(value)))
     return table
 
 
