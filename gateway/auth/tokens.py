@@ -65,9 +65,13 @@ def _pem_key(data: bytes) -> Any:
 
     if b"PRIVATE KEY" in data:
         raise ValueError("holds a private key: give the public key (openssl pkey -pubout)")
-    if b"-----BEGIN CERTIFICATE-----" in data:
-        return x509.load_pem_x509_certificate(data).public_key()
-    return load_pem_public_key(data)
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return x509.load_pem_x509_certificate(data).public_key()
+        return load_pem_public_key(data)
+    except ValueError:
+        raise ValueError("is not a PEM public key or certificate "
+                         "(-----BEGIN PUBLIC KEY----- ...)") from None
 
 
 class KeyRing:

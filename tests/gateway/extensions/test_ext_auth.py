@@ -109,6 +109,10 @@ def test_path_rules_glob_prefix_and_canonical_spelling() -> None:
     ({"method": "jwt", "secret_key": "short"}, "secret_key", "at least 32 bytes"),
     ({"method": "jwt", "public_key_file": "missing.pem"}, "public_key_file", "cannot read"),
     ({"method": "jwt", "jwks_file": "bad.json"}, "jwks_file", "not JSON"),
+    ({"method": "jwt", "public_key_file": "garbage.pem"}, "public_key_file",
+     "not a PEM public key"),
+    ({"method": "jwt", "public_key_file": "private.pem"}, "public_key_file",
+     "holds a private key"),
     ({"method": "jwt", "secret_key": SECRET, "users": {"a": "{SHA}x"}}, "users",
      "method 'basic'"),
     ({"method": "jwt", "secret_key": SECRET, "claims_to_headers": {"sub": "Host"}},
@@ -121,6 +125,10 @@ def test_path_rules_glob_prefix_and_canonical_spelling() -> None:
 def test_bad_auth_config_is_one_positioned_error(tmp_path: Path, config: dict[str, Any],
                                                  where: str, message: str) -> None:
     (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "garbage.pem").write_text("-----BEGIN PUBLIC KEY-----\nnope\n")
+    (tmp_path / "private.pem").write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     path = tmp_path / "workbench.toml"
     text = auth_toml(**config)
     with pytest.raises(ConfigError) as err:
