@@ -369,7 +369,9 @@ async def test_forward_auth_to_an_url(tmp_path: Path, monkeypatch: pytest.Monkey
             assert (r.status_code, r.headers["location"], r.text) == (
                 302, "/login?next=x", "go and log in\n")
             assert r.headers["set-cookie"] == "flow=abc; Path=/"
-            assert list(served.services.transport.stats()) == [f"127.0.0.1:{port}"]
+            # one pooled keep-alive connection served the three auth exchanges
+            pool = served.services.transport.stats()[f"127.0.0.1:{port}"]
+            assert pool["opened"] == 1 and pool["reused"] == 2, pool
 
         # a slow auth service: 504 saying so, and the app is not asked
         (tmp_path / "workbench.toml").unlink()
