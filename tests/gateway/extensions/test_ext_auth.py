@@ -399,12 +399,22 @@ async def test_forward_auth_unreachable_is_502(tmp_path: Path,
 
 # --- in-process mounts: HTTP and WebSocket, several entries, exports --------------------------
 
-async def test_mount_behind_two_entries_http_websocket_and_sanitized_har(
+async def test_mount_behind_three_entries_http_websocket_and_sanitized_har(
         tmp_path: Path) -> None:
+    from apps import authsvc
+
+    async with serve_asgi(authsvc.app) as port:
+        await _mount_behind_three_entries(tmp_path, port)
+
+
+async def _mount_behind_three_entries(tmp_path: Path, port: int) -> None:
     users = {"alice": htpasswd("alice", "wonder", "-s")}
     text = tomlkit.dumps({"extensions": [
+        {"type": "auth", "config": {"method": "forward", "paths": ["/m/fw"],
+                                    "url": f"http://127.0.0.1:{port}/verify",
+                                    "response_headers": ["X-User"]}},
         {"type": "auth", "config": {"method": "basic", "users": users,
-                                    "exclude_paths": ["/m/health", "/m/api/*"]}},
+                                    "exclude_paths": ["/m/health", "/m/api/*", "/m/fw"]}},
         {"type": "auth", "config": {"method": "jwt", "secret_key": SECRET,
                                     "paths": ["/m/api/*"],
                                     "claims_to_headers": {"sub": "X-Sub"}}},
@@ -426,10 +436,16 @@ async def test_mount_behind_two_entries_http_websocket_and_sanitized_har(
             r = await http.get("/m/api/x", headers=token)
             assert r.status_code == 200 and r.json()["headers"]["x-sub"] == "svc"
             assert (await http.get("/metrics", headers=token)).status_code == 401
-            metrics = (await http.get("/metrics", headers=basic("alice", "wonder"))).json()
+            r = await http.get("/m/fw/x", headers={"x-pass": "yes"})
+            assert r.status_code == 200 and r.json()["headers"]["x-user"] == "bob"
+            r = await http.get("/m/fw/x", headers={"x-pass": "login"})
+            assert (r.status_code, r.headers["location"]) == (302, "/login?next=x")
+            metrics = (await http.get("/metrics", headers={**basic("alice", "wonder"),
+                                                           "x-pass": "yes"})).json()
             ext = metrics["extensions"]
-            assert ext["auth"]["method"] == "basic" and ext["auth#2"]["method"] == "jwt"
-            assert ext["auth#2"]["excluded"] >= 3  # the basic-only paths
+            assert [ext[n]["method"] for n in ("auth", "auth#2", "auth#3")] == [
+                "forward", "basic", "jwt"]
+            assert ext["auth#3"]["excluded"] >= 3  # the basic-only paths
 
         ws = gw.url.replace("http", "ws") + "/m/api/ws"
         with pytest.raises(InvalidStatus) as refused:
@@ -444,6 +460,15 @@ async def test_mount_behind_two_entries_http_websocket_and_sanitized_har(
         async with connect(ws, additional_headers=token) as sock:
             await sock.send("hi")
             assert await sock.recv() == "echo: hi"
+        basic_ws = gw.url.replace("http", "ws") + "/m/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(basic_ws):
+                pass
+        assert refused.value.response.status_code == 401
+        assert refused.value.response.headers["www-authenticate"].startswith("Basic")
+        async with connect(basic_ws, additional_headers=basic("alice", "wonder")) as sock:
+            await sock.send("hey")
+            assert await sock.recv() == "echo: hey"
 
         class Exporter:  # what export_requests reads from an Engine
             request_log = gw.services.request_log

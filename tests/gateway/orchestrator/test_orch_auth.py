@@ -1,12 +1,15 @@
 """`auth` in front of real app processes: forward auth to an orchestrated app (`app:NAME`)
-and Basic, both required, over HTTP and WebSocket."""
+and Basic, both required, and JWT on another app, over HTTP and WebSocket."""
 
 from __future__ import annotations
 
 import base64
 import shutil
 import subprocess
+import time
 from pathlib import Path
+
+import jwt
 
 import httpx
 import pytest
@@ -14,6 +17,9 @@ from orch_gateway import serve_gateway
 from orch_support import Recorder, project_toml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+
+
+SECRET = "a-secret-for-the-process-tests-0123456789"
 
 
 def _sha_hash(password: str) -> str:
@@ -29,13 +35,17 @@ async def test_forward_to_an_app_and_basic_must_both_pass(tmp_path: Path,
                                                           recorder: Recorder) -> None:
     users = {"alice": _sha_hash("wonder")}
     text = project_toml(
-        [{"name": "api"}, {"name": "authsvc", "app_path": "apps.authsvc:app"}],
+        [{"name": "api"}, {"name": "authsvc", "app_path": "apps.authsvc:app"},
+         {"name": "tok"}],
         extensions=[
             {"type": "auth", "config": {"method": "forward", "url": "app:authsvc/verify",
                                         "response_headers": ["X-User", "X-Auth-Saw"],
-                                        "exclude_paths": ["/authsvc"]}},
+                                        "paths": ["/api"]}},
             {"type": "auth", "config": {"method": "basic", "users": users,
-                                        "exclude_paths": ["/authsvc"]}},
+                                        "paths": ["/api"]}},
+            {"type": "auth", "config": {"method": "jwt", "secret_key": SECRET,
+                                        "paths": ["/tok"], "exclude_paths": ["/tok/health"],
+                                        "claims_to_headers": {"sub": "X-Sub"}}},
         ])
     creds = {"authorization": "Basic " + base64.b64encode(b"alice:wonder").decode()}
     async with serve_gateway(tmp_path, text, recorder) as gw, httpx.AsyncClient(
@@ -67,6 +77,23 @@ async def test_forward_to_an_app_and_basic_must_both_pass(tmp_path: Path,
         assert refused.value.response.status_code == 401  # the auth app's own answer
         assert refused.value.response.headers["www-authenticate"] == 'Bearer realm="authsvc"'
         assert refused.value.response.body == b"authsvc says no\n"
+
+        # jwt in front of another app process: claims reach it as headers, over a websocket too
+        token = jwt.encode({"sub": "u7", "exp": int(time.time()) + 60}, SECRET)
+        r = await http.get("/tok/echo", headers={"authorization": f"Bearer {token}",
+                                                 "x-sub": "root"})
+        assert r.status_code == 200 and r.json()["headers"]["x-sub"] == "u7"
+        r = await http.get("/tok/echo", headers={"authorization": "Bearer expired.or.junk"})
+        assert r.status_code == 401 and 'error="invalid_token"' in r.headers["www-authenticate"]
+        tok_ws = gw.url.replace("http", "ws") + "/tok/ws"
+        async with connect(tok_ws, additional_headers={"authorization": f"Bearer {token}"}) \
+                as sock:
+            await sock.send("yo")
+            assert await sock.recv() == "echo: yo"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(tok_ws):
+                pass
+        assert refused.value.response.status_code == 401
 
         # The auth app stopped: 503 naming it, and the app is never asked.
         await gw.orchestrator.stop_app("authsvc")
