@@ -173,8 +173,9 @@ class VerifiedCache:
         return entry[0]
 
     def put(self, credential: bytes, user: str, now: float) -> None:
-        self._entries[self._digest(credential)] = (user, now + self.ttl)
-        self._entries.move_to_end(self._digest(credential))
+        digest = self._digest(credential)
+        self._entries[digest] = (user, now + self.ttl)
+        self._entries.move_to_end(digest)
         while len(self._entries) > self.size:
             self._entries.popitem(last=False)
 

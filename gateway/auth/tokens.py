@@ -169,25 +169,25 @@ class TokenVerifier:
                                 audience=self.audience, leeway=self.leeway)
         except TokenRejected:
             raise
-        except jwt.ExpiredSignatureError:
-            raise TokenRejected("the token has expired") from None
-        except jwt.ImmatureSignatureError:
-            raise TokenRejected("the token is not valid yet") from None
-        except jwt.InvalidIssuerError:
-            raise TokenRejected("wrong issuer") from None
-        except jwt.InvalidAudienceError:
-            raise TokenRejected("wrong audience") from None
-        except jwt.MissingRequiredClaimError as exc:
-            raise TokenRejected(f"the token has no {exc.claim!r} claim") from None
-        except jwt.InvalidAlgorithmError:
-            raise TokenRejected("algorithm not allowed for this key") from None
-        except jwt.InvalidSignatureError:
-            raise TokenRejected("bad signature") from None
-        except jwt.DecodeError:
-            raise TokenRejected("malformed token") from None
-        except jwt.PyJWTError:
-            raise TokenRejected("invalid token") from None
+        except jwt.PyJWTError as exc:
+            raise TokenRejected(self._why(exc)) from None
         return claims
+
+    def _why(self, exc: Exception) -> str:
+        """The error_description for a PyJWT error (the most specific class first)."""
+        jwt = self.jwt
+        if isinstance(exc, jwt.MissingRequiredClaimError):
+            return f"the token has no {exc.claim!r} claim"
+        reasons = (
+            (jwt.ExpiredSignatureError, "the token has expired"),
+            (jwt.ImmatureSignatureError, "the token is not valid yet"),
+            (jwt.InvalidIssuerError, "wrong issuer"),
+            (jwt.InvalidAudienceError, "wrong audience"),
+            (jwt.InvalidAlgorithmError, "algorithm not allowed for this key"),
+            (jwt.InvalidSignatureError, "bad signature"),
+            (jwt.DecodeError, "malformed token"),
+        )
+        return next((why for cls, why in reasons if isinstance(exc, cls)), "invalid token")
 
     def __repr__(self) -> str:
         return f"<TokenVerifier {self.keys!r} iss={self.issuer!r} aud={self.audience!r}>"

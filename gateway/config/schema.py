@@ -327,12 +327,14 @@ class CompressionOptions:
 
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: Headers an auth entry may not set on a request: the framing and routing of the request
-#: itself, and the ones the gateway sets.
+#: itself, and the ones the gateway sets. (A forward auth service may replace Authorization,
+#: as oauth2-proxy does behind Traefik; a JWT claim may not.)
 _RESERVED_HEADERS = frozenset({
     "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
     "keep-alive", "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-proto",
-    "x-forwarded-host", "x-forwarded-prefix", "authorization", "cookie",
+    "x-forwarded-host", "x-forwarded-prefix",
 })
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
 #: Which keys belong to which `method` (the shared ones belong to all).
 _AUTH_METHOD_KEYS = {
     "basic": ("users", "max_failures", "failures_per_minute", "trusted_proxies"),
@@ -437,7 +439,8 @@ class AuthOptions:
         if self.leeway < 0:
             errors.append(("leeway", "must be 0 or more"))
         for claim, header in self.claims_to_headers.items():
-            errors += _check_request_header(f"claims_to_headers.{claim!r}", header)
+            errors += _check_request_header(f"claims_to_headers.{claim!r}", header,
+                                            _RESERVED_HEADERS | _CREDENTIAL_HEADERS)
         return errors
 
     def _check_forward(self) -> list[tuple[str, str]]:
@@ -453,7 +456,7 @@ class AuthOptions:
         if self.timeout <= 0:
             errors.append(("timeout", "must be more than 0"))
         for header in self.response_headers:
-            errors += _check_request_header("response_headers", header)
+            errors += _check_request_header("response_headers", header, _RESERVED_HEADERS)
         return errors
 
     def validate_in(self, project: ProjectConfig) -> list[tuple[str, str]]:
@@ -491,10 +494,11 @@ def _key_problem(exc: BaseException) -> str:
     return str(exc)
 
 
-def _check_request_header(key: str, header: str) -> list[tuple[str, str]]:
+def _check_request_header(key: str, header: str,
+                          reserved: frozenset[str]) -> list[tuple[str, str]]:
     if not _HEADER_NAME.fullmatch(header):
         return [(key, f"{header!r} is not a header name")]
-    if header.lower() in _RESERVED_HEADERS:
+    if header.lower() in reserved:
         return [(key, f"{header!r} cannot be set by an auth entry")]
     return []
 

@@ -57,6 +57,17 @@ def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
+def record_headers(upstream: Any, seen: list[dict[bytes, bytes]]) -> None:
+    """Make the test upstream keep the request headers it gets, then answer as usual."""
+    default = upstream.handler
+
+    async def record(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(dict(scope["headers"]))
+        await default(scope, receive, send)
+
+    upstream.handler = record
+
+
 def auth_toml(**config: Any) -> str:
     return tomlkit.dumps({"extensions": [{"type": "auth", "config": config}]})
 
@@ -217,13 +228,7 @@ async def test_jwt_hs256_claims_expiry_and_spoofed_headers(
                      claims_to_headers={"sub": "X-User", "roles": "X-Roles"})
     seen: list[dict[bytes, bytes]] = []
     async with gateway(text, tmp_path, monkeypatch) as (_served, upstream, client):
-        default = upstream.handler
-
-        async def record(scope: Any, receive: Any, send: Any) -> None:
-            seen.append(dict(scope["headers"]))
-            await default(scope, receive, send)
-
-        upstream.handler = record
+        record_headers(upstream, seen)
         good = {"sub": "u42", "roles": ["admin", "ops"], "iss": "https://id.example",
                 "aud": "shop"}
         r = await client.get("/x", headers={**bearer(hs256(good)), "x-user": "root"})
@@ -348,13 +353,7 @@ async def test_forward_auth_to_an_url(tmp_path: Path, monkeypatch: pytest.Monkey
         text = auth_toml(method="forward", url=f"http://127.0.0.1:{port}/verify",
                          response_headers=["X-User", "X-Auth-Saw"], timeout=0.5)
         async with gateway(text, tmp_path, monkeypatch) as (served, upstream, client):
-            default = upstream.handler
-
-            async def record(scope: Any, receive: Any, send: Any) -> None:
-                seen.append(dict(scope["headers"]))
-                await default(scope, receive, send)
-
-            upstream.handler = record
+            record_headers(upstream, seen)
             r = await client.post("/orders?id=7", content=b"body",
                                   headers={"x-pass": "yes", "x-user": "root"})
             assert r.status_code == 200

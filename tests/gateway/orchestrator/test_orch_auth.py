@@ -9,15 +9,13 @@ import subprocess
 import time
 from pathlib import Path
 
-import jwt
-
 import httpx
+import jwt
 import pytest
 from orch_gateway import serve_gateway
 from orch_support import Recorder, project_toml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
-
 
 SECRET = "a-secret-for-the-process-tests-0123456789"
 
