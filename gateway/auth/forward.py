@@ -37,8 +37,17 @@ _NOT_FORWARDED = frozenset({
     b"sec-websocket-key", b"sec-websocket-version", b"sec-websocket-extensions",
     b"sec-websocket-protocol", b"x-forwarded-method", b"x-forwarded-uri",
 })
-#: How much of a refusal is kept to answer a websocket handshake with (http streams it).
+#: How much of a refusal is kept to answer a websocket handshake with (http streams it), and
+#: how much of a 2xx answer's body (which nobody reads) is drained before the connection to
+#: the auth service is dropped instead.
 _WS_BODY_LIMIT = 64 * 1024
+_DRAIN_LIMIT = 64 * 1024
+
+
+class _Drained(OSError):
+    """Raised from the relay's `send` to stop reading an allowing answer's endless body:
+    the transport treats an OSError from `send` as a departed client and closes the
+    upstream connection quietly (see `gateway.proxy.http`)."""
 _APP_PREFIX = "app:"
 
 
@@ -186,7 +195,8 @@ class _Relay:
     the client as it arrives when it refuses an http request, collected (bounded) for a
     websocket handshake."""
 
-    __slots__ = ("scope", "client_send", "status", "headers", "allowed", "passed", "body")
+    __slots__ = ("scope", "client_send", "status", "headers", "allowed", "passed", "body",
+                 "drained")
 
     def __init__(self, scope: Scope, client_send: Send) -> None:
         self.scope = scope
@@ -196,6 +206,7 @@ class _Relay:
         self.allowed = False
         self.passed = False
         self.body = bytearray()
+        self.drained = 0
 
     async def send(self, message: Message) -> None:
         kind = message["type"]
@@ -206,7 +217,11 @@ class _Relay:
             if not self.allowed and self.scope["type"] == "http":
                 self.passed = True
                 await self.client_send(message)
-        elif kind == "http.response.body" and not self.allowed:
+        elif kind == "http.response.body" and self.allowed:
+            self.drained += len(message.get("body", b""))
+            if self.drained > _DRAIN_LIMIT and message.get("more_body", False):
+                raise _Drained
+        elif kind == "http.response.body":
             if self.scope["type"] == "http":
                 await self.client_send(message)
             elif len(self.body) < _WS_BODY_LIMIT:

@@ -371,6 +371,11 @@ async def test_forward_auth_to_an_url(tmp_path: Path, monkeypatch: pytest.Monkey
             # one pooled keep-alive connection served the three auth exchanges
             pool = served.services.transport.stats()[f"127.0.0.1:{port}"]
             assert pool["opened"] == 1 and pool["reused"] == 2, pool
+            # an allowing answer whose body takes for ever is not read to its end
+            t = time.perf_counter()
+            r = await client.get("/orders", headers={"x-pass": "stream"})
+            assert r.status_code == 200 and seen[-1][b"x-user"] == b"streamer"
+            assert time.perf_counter() - t < 5
 
         # a slow auth service: 504 saying so, and the app is not asked
         (tmp_path / "workbench.toml").unlink()
