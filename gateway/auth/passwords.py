@@ -209,7 +209,9 @@ class PasswordChecker:
             self._pool, dummy_hash, self._like)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        # Queued checks still run: a request of the old pipeline (a reload happened while it
+        # waited) gets its answer rather than a cancelled future.
+        self._pool.shutdown(wait=False)
 
     def remembered(self, credential: bytes) -> str | None:
         """The user of a credential verified lately, without checking it again."""
