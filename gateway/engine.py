@@ -114,6 +114,10 @@ class Engine:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         host, port = self.address
         self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+        from gateway.extensions.auth import order_warnings
+
+        for warning in order_warnings(project):
+            self.events.emit(EngineMessage("warning", warning))
         settle_heap()
 
     async def stop(self) -> None:

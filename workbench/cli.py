@@ -121,6 +121,9 @@ def cmd_check(path: str) -> int:
     except (ImportError, GatewayError) as exc:
         if isinstance(exc, GatewayError):
             warnings.append(f"{path}: {exc}")
+    from gateway.extensions.auth import order_warnings
+
+    warnings += order_warnings(project)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     n_apps = len(project.apps)

@@ -39,7 +39,7 @@ from gateway.auth.forward import ForwardAuth
 from gateway.auth.passwords import Busy, PasswordChecker, parse_basic
 from gateway.auth.paths import PathRules
 from gateway.auth.tokens import TokenRejected, TokenVerifier
-from gateway.config.schema import AuthOptions
+from gateway.config.schema import AuthOptions, ProjectConfig
 from gateway.context import RequestContext, get_context
 from gateway.errors import ConfigError
 from gateway.extensions._client import ClientResolver
@@ -52,6 +52,20 @@ from gateway.types import ASGIApp, Headers, Receive, Scope, Send
 
 #: Clients whose failed attempts are remembered (least recently seen forgotten first).
 _MAX_CLIENTS = 100000
+#: Built-in extensions that answer requests themselves: listed before every `auth` entry,
+#: what they answer is never authenticated.
+_ANSWERING = ("routing", "caching", "asgi", "process_orchestration")
+
+
+def order_warnings(project: ProjectConfig) -> list[str]:
+    """One line per extension that answers requests before the first `auth` entry sees them
+    (`check` prints them, the engine reports them when it starts)."""
+    first = next((e.index for e in project.extensions if e.type == "auth"), None)
+    if first is None:
+        return []
+    return [f"{project.path.name}:{e.line}:1: extensions[{e.index}] ({e.type}) comes before "
+            f"auth: the requests it answers are not authenticated; list auth first"
+            for e in project.extensions if e.index < first and e.type in _ANSWERING]
 
 
 def _shown(value: object, limit: int = 64) -> str:

@@ -148,6 +148,23 @@ def test_bad_auth_config_is_one_positioned_error(tmp_path: Path, config: dict[st
     assert err.value.line > 0
 
 
+def test_extensions_that_answer_before_auth_are_warned_about(tmp_path: Path) -> None:
+    from gateway.extensions.auth import order_warnings
+
+    auth = {"type": "auth", "config": {"method": "jwt", "secret_key": SECRET}}
+    cors = {"type": "cors", "config": {}}
+    caching = {"type": "caching", "config": {}}
+    path = tmp_path / "workbench.toml"
+    project = validate_text(path, tomlkit.dumps({"extensions": [cors, caching, auth]}),
+                            environ={})
+    assert order_warnings(project) == [
+        "workbench.toml:6:1: extensions[1] (caching) comes before auth: the requests it "
+        "answers are not authenticated; list auth first"]
+    project = validate_text(path, tomlkit.dumps({"extensions": [cors, auth, caching]}),
+                            environ={})
+    assert order_warnings(project) == []
+
+
 # --- basic ------------------------------------------------------------------------------------
 
 async def test_basic_auth_answers_and_brakes_guessing(tmp_path: Path,
