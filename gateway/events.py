@@ -79,6 +79,8 @@ class ConfigReloaded:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    #: Changed apps whose new process failed: the old one serves on, the change is pending.
+    pending: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

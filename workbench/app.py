@@ -286,7 +286,7 @@ class WorkbenchApp(App[None]):
 
     # --- commands (keys, palette) -------------------------------------------------------
 
-    def _run_command(self, coro: Awaitable[None], label: str) -> None:
+    def _run_command(self, coro: Awaitable[object], label: str) -> None:
         async def run() -> None:
             try:
                 await coro

@@ -240,11 +240,12 @@ class FakeEngine:
         self.events.emit(AppStateChanged(name, old, new, app["pid"], app["port"], reason,
                                          app["restarts"]))
 
-    async def restart_app(self, name: str) -> None:
+    async def restart_app(self, name: str) -> bool:
         self.calls.append(("restart", name))
         self._apps[name]["restarts"] += 1
         self._set_state(name, "restarting", "restart requested")
         self._set_state(name, "healthy")
+        return True
 
     async def stop_app(self, name: str) -> None:
         self.calls.append(("stop", name))
