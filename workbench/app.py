@@ -411,7 +411,9 @@ class WorkbenchApp(App[None]):
         return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
                 f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
                 f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
-                f"p99={fmt.millis(lat.get('p99'))}ms")
+                f"p99={fmt.millis(lat.get('p99'))}ms health: {a.get('health_check') or '-'}"
+                + (f" pending: {a['pending']}" if a.get("pending") else "")
+                + (f" last error: {a['last_error']}" if a.get("last_error") else ""))
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)
