@@ -212,6 +212,7 @@ class AppSupervisor:
 
     def _transition(self, new: AppState, reason: str = "") -> None:
         old = self.state
+        reason = printable(reason)  # it may quote an app's output or an exception
         check_transition(self.name, old, new)
         self.state = new
         if new is AppState.HEALTHY and old is not AppState.HEALTHY:
@@ -227,8 +228,8 @@ class AppSupervisor:
             reason=reason, restarts=self.restarts))
 
     def _message(self, level: str, text: str, **extra: Any) -> None:
-        self._owner.events.emit(EngineMessage(level=level, text=text, app=self.name,
-                                              extra=extra))
+        self._owner.events.emit(EngineMessage(level=level, text=printable(text),
+                                              app=self.name, extra=extra))
 
     # --- operations -----------------------------------------------------------------------
 
