@@ -59,7 +59,7 @@ def health_text(health: Any) -> Text:
 
 
 #: Longest cause shown in a table cell; the whole text is in the app's summary line.
-CAUSE_WIDTH = 48
+CAUSE_WIDTH = 40
 
 
 def health_cell(health: Any, rule: str | None) -> Text:

@@ -86,9 +86,9 @@ class HealthChecker:
             async with asyncio.timeout(timeout):
                 _, writer = await asyncio.open_connection(host, port)
         except TimeoutError:
-            return ProbeResult(False, f"no connection within {timeout:g}s", TCP_RULE)
+            return ProbeResult(False, f"TCP connect timed out after {timeout:g}s", TCP_RULE)
         except OSError as exc:
-            return ProbeResult(False, f"connect: {exc.strerror or exc}", TCP_RULE)
+            return ProbeResult(False, f"TCP connect: {exc.strerror or exc}", TCP_RULE)
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()

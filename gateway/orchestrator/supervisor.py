@@ -568,7 +568,7 @@ class AppSupervisor:
                 continue
             failures += 1
             self.health = "failing"
-            self._set_error(f"health check failed: {detail}")
+            self._set_error(detail)  # "GET /health -> 500": a probe, and what it got
             retries = int(self.opt("health_check_retries"))
             if self.state is AppState.HEALTHY:
                 self._transition(AppState.UNHEALTHY, f"health check failed: {detail}")

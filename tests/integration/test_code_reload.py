@@ -68,3 +68,14 @@ def test_source_edit_rolls_over_without_failing_a_request(
     assert load.served["fresh"] >= 20 and load.served["keep-alive"] >= 20, load.served
     assert wb.http.get("/hot/x").text.startswith("version 3 ")
     assert "app 'hot': " in wb.output() and "changed; reloading" in wb.output()
+
+    # Broken code: version 3 serves on, the reload is pending with its cause, until fixed.
+    serving = wb.app("hot")["pid"]
+    (app_dir / "hot.py.new").write_text("import no_such_module_for_hot\n")
+    (app_dir / "hot.py.new").replace(app_dir / "hot.py")
+    entry = wb.wait_app("hot", where=lambda e: e.get("pending") == "files changed")
+    assert entry["pid"] == serving and "no_such_module_for_hot" in entry["last_error"]
+    assert wb.http.get("/hot/x").text.startswith("version 3 ")
+    write_app(app_dir, 4)
+    entry = wb.wait_app("hot", where=lambda e: e["pid"] != serving)
+    assert entry["pending"] is None and wb.http.get("/hot/x").text.startswith("version 4 ")

@@ -85,7 +85,7 @@ APPS: dict[str, dict[str, Any]] = {
              "latency_ms": {"p50": 120.0, "p90": 310.0, "p99": 802.0},
              "requests_per_s": 0.8, "cpu_percent": 61.0, "rss_bytes": 204_472_320,
              "uptime_s": 41.0, "health": "failing", "health_check": "GET /health",
-             "last_error": "health check failed: GET /health timed out after 5s"},
+             "last_error": "GET /health timed out after 5s"},
 }
 
 # A minute of sparkline history for the screenshots (seeded, not measured).
