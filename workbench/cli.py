@@ -49,7 +49,7 @@ port_range = [9000, 9999]
 # name = "api"
 # path = "/api"                  # requests under /api go to this app (prefix stripped)
 # app_path = "myproject.api:app" # module:attribute, imported from this folder
-# health_check_path = "/health"
+# health_check_path = "/health"  # must answer 200; unset, any answer < 500 counts
 
 [[extensions]]
 type = "routing"
