@@ -36,6 +36,8 @@ class ProbeResult:
     detail: str
     #: How this answer was judged, for the UI: "GET /health", "any answer < 500 (...)".
     rule: str
+    #: Judged by the lenient rule (no health_check_path, and the app's /health is not 200).
+    lenient: bool = False
 
 
 def lenient_rule(path: str, status: int) -> str:
@@ -77,7 +79,7 @@ class HealthChecker:
         detail = f"GET {shown} -> {status}"
         if path is not None or status == 200:
             return ProbeResult(status == 200, detail, f"GET {shown}")
-        return ProbeResult(status < 500, detail, lenient_rule(shown, status))
+        return ProbeResult(status < 500, detail, lenient_rule(shown, status), lenient=True)
 
     async def tcp(self, host: str, port: int, timeout: float) -> ProbeResult:
         """Healthy when the port accepts a connection."""

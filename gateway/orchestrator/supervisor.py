@@ -125,11 +125,14 @@ class AppSupervisor:
         except GatewayError:
             return str(self.config.backend or self._owner.default_backend)
 
-    def desired_backend(self, config: AppConfig | None = None) -> str:
+    def desired_backend(self, config: AppConfig | None = None,
+                        default_backend: str | None = None) -> str:
+        """The backend a process for `config` runs on (GatewayError: not installed)."""
         config = config or self.config
         if config.command:
             return "command"
-        return resolve_backend_name(str(config.backend or self._owner.default_backend))
+        return resolve_backend_name(
+            str(config.backend or default_backend or self._owner.default_backend))
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
@@ -457,14 +460,12 @@ class AppSupervisor:
         module_path = (str(project.resolve(config.module_path).resolve())
                        if config.module_path else None)
         server = project.server
-        fallback = default_backend or self._owner.default_backend
         try:
-            backend = ("command" if config.command
-                       else resolve_backend_name(str(config.backend or fallback)))
+            backend = self.desired_backend(config, default_backend)
         except GatewayError:
             if strict:
                 raise
-            backend = str(config.backend or fallback)
+            backend = str(config.backend or default_backend or self._owner.default_backend)
         return {
             "app": config.name, "app_path": config.app_path, "app_type": config.app_type,
             "factory": config.factory, "factory_args": dict(config.factory_args),
@@ -511,8 +512,7 @@ class AppSupervisor:
     def _judged_by(self, result: ProbeResult) -> None:
         """A good probe judged by another rule than before: show it, and say so once when
         the app turns out to have no health route."""
-        lenient = not result.rule.startswith("GET ") and result.rule != TCP_RULE
-        if lenient and not self.health_rule.startswith("any answer"):
+        if result.lenient and self.health_rule != result.rule:
             self._message("info", f"app {self.name!r}: {result.detail}; health is judged by "
                                   f"{result.rule} (set health_check_path to probe a real "
                                   "health route)")
@@ -589,10 +589,16 @@ class AppSupervisor:
         except BaseException:
             await new.terminate(0.5)
             raise
-        if not ok or self.state not in SERVING or old is not self._proc:
+        if not ok:
             await new.terminate(float(self.opt("shutdown_timeout")))
-            self._not_taken(reason, self._set_error(
-                why or f"the app went {self.state} meanwhile"))
+            self._not_taken(reason, self._set_error(why))
+            return False
+        if self.state not in SERVING or old is not self._proc:
+            # The old process went away meanwhile: the app's own restart is under way, from
+            # the configuration wanted now, so nothing stays pending.
+            await new.terminate(float(self.opt("shutdown_timeout")))
+            self._message("warning", f"app {self.name!r}: {reason}, but the app went "
+                                     f"{self.state} meanwhile; it is restarted as configured")
             return False
         self._set_live(new)
         self.started_at = time.time()
