@@ -3,6 +3,7 @@ new process running the new code, and no request fails (SPEC §2 `reload` / `wat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -79,3 +80,33 @@ def test_source_edit_rolls_over_without_failing_a_request(
     write_app(app_dir, 4)
     entry = wb.wait_app("hot", where=lambda e: e["pid"] != serving)
     assert entry["pending"] is None and wb.http.get("/hot/x").text.startswith("version 4 ")
+
+
+def test_restart_onto_broken_code_keeps_serving_and_reload_retries_it(
+        project: Project, start_workbench: WorkbenchFactory) -> None:
+    app_dir = project.folder / "app_dir"
+    app_dir.mkdir()
+    write_app(app_dir, 1)
+    project.write(apps=[{"name": "hot", "path": "/hot", "app_path": "hot:app",
+                         "module_path": "app_dir"}])
+    wb = start_workbench(project, apps=["hot"])
+    pid = wb.app("hot")["pid"]
+    (app_dir / "hot.py.new").write_text("import no_such_module_for_hot\n")
+    (app_dir / "hot.py.new").replace(app_dir / "hot.py")
+
+    result = wb.control("restart", "hot")
+    assert result.returncode == 1
+    assert "old one keeps serving" in result.stderr and "no_such_module_for_hot" in result.stderr
+    assert wb.http.get("/hot/x").text.startswith("version 1 ")  # never a 503
+    status = wb.control("status").stdout
+    assert "healthy (pending: restart requested)" in status and "no_such_module_for_hot" in status
+
+    # The project file has not changed, yet a reload retries what is pending.
+    write_app(app_dir, 2)
+    result = wb.control("reload")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"added": [], "removed": [], "changed": ["hot"],
+                                         "pending": []}
+    entry = wb.app("hot")
+    assert entry["pid"] != pid and entry["pending"] is None
+    assert wb.http.get("/hot/x").text.startswith("version 2 ")
