@@ -253,7 +253,7 @@ class Engine:
         from gateway.config.schema import OrchestrationOptions
 
         plan = self.orchestrator.plan(new.orchestration or OrchestrationOptions(), new)
-        return ConfigReloaded(plan.added, plan.removed, plan.changed)
+        return ConfigReloaded(plan.added, plan.removed, plan.changed, restarted=plan.roll)
 
     async def apply_text(self, text: str) -> ConfigReloaded:
         """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
@@ -288,6 +288,7 @@ class Engine:
             removed: tuple[str, ...] = ()
             changed: tuple[str, ...] = ()
             pending: tuple[str, ...] = ()
+            restarted: tuple[str, ...] = ()
             if new.orchestration is not None and self.orchestrator is None:
                 from gateway.orchestrator import Orchestrator
 
@@ -303,6 +304,7 @@ class Engine:
                 options = new.orchestration or OrchestrationOptions()
                 plan = await self.orchestrator.apply(options, new)
                 added, removed, changed = plan.added, plan.removed, plan.changed
+                restarted = plan.roll
                 pending = tuple(n for n in self.orchestrator.pending() if n in plan.roll)
                 # Else /metrics (and the status table) would list a removed app for ever,
                 # as "mounted", from the counters of the requests it once served.
@@ -320,7 +322,7 @@ class Engine:
             new_backend = BackendRegistry.resolve(new.server.backend.value)
             if new_backend != self.backend and "backend" not in self.overrides:
                 self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
-            event = ConfigReloaded(added, removed, changed, pending)
+            event = ConfigReloaded(added, removed, changed, pending, restarted)
             self.events.emit(event)
             settle_heap()
             return event

@@ -272,9 +272,10 @@ class FakeEngine:
         new = self.validate_text(text)
         before = {a.name: a for a in (self.project.apps if self.project else [])}
         after = {a.name: a for a in new.apps}
+        changed = tuple(n for n in after if n in before and after[n] != before[n])
         return ConfigReloaded(tuple(n for n in after if n not in before),
-                              tuple(n for n in before if n not in after),
-                              tuple(n for n in after if n in before and after[n] != before[n]))
+                              tuple(n for n in before if n not in after), changed,
+                              restarted=changed)
 
     async def apply_text(self, text: str) -> ConfigReloaded:
         change = self.preview_text(text)

@@ -38,3 +38,11 @@ def test_the_cause_cell_puts_a_pending_change_first() -> None:
     assert cause_text({"state": "healthy"}).plain == "-"
     assert health_cell("ok", "any answer < 500 (no /health route)").plain == "ok · any <500"
     assert health_cell("ok", "GET /health").plain == "ok"
+
+
+def test_the_apply_preview_tells_restarts_from_changes_in_place() -> None:
+    from gateway.events import ConfigReloaded
+    from workbench.screens.apply_preview import change_summary
+
+    text = change_summary(ConfigReloaded(("new",), (), ("api", "web"), restarted=("api",)))
+    assert text.plain.splitlines()[:3] == ["start: new", "restart: api", "update in place: web"]
