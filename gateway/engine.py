@@ -344,8 +344,9 @@ class Engine:
                 self.events.emit(ConfigRejected(str(exc)))
                 log.warning("refused the edited project file: %s", exc)
                 continue
-            if text == self._applied_text:
-                continue
+            if text == self._applied_text and not (
+                    self.orchestrator is not None and self.orchestrator.pending()):
+                continue  # a save that changes nothing, unless it retries a pending change
             if not text.strip():
                 # Saving in place truncates the file before writing it: an empty project
                 # file is a save in progress (its end brings another change), not a wish

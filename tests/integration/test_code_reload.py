@@ -72,8 +72,7 @@ def test_source_edit_rolls_over_without_failing_a_request(
 
     # Broken code: version 3 serves on, the reload is pending with its cause, until fixed.
     serving = wb.app("hot")["pid"]
-    (app_dir / "hot.py.new").write_text("import no_such_module_for_hot\n")
-    (app_dir / "hot.py.new").replace(app_dir / "hot.py")
+    break_app(app_dir)
     entry = wb.wait_app("hot", where=lambda e: e.get("pending") == "files changed")
     assert entry["pid"] == serving and "no_such_module_for_hot" in entry["last_error"]
     assert wb.http.get("/hot/x").text.startswith("version 3 ")
@@ -82,7 +81,12 @@ def test_source_edit_rolls_over_without_failing_a_request(
     assert entry["pending"] is None and wb.http.get("/hot/x").text.startswith("version 4 ")
 
 
-def test_restart_onto_broken_code_keeps_serving_and_reload_retries_it(
+def break_app(folder: Path) -> None:
+    (folder / "hot.py.new").write_text("import no_such_module_for_hot\n")
+    (folder / "hot.py.new").replace(folder / "hot.py")
+
+
+def test_restart_onto_broken_code_keeps_serving_and_a_save_or_reload_retries_it(
         project: Project, start_workbench: WorkbenchFactory) -> None:
     app_dir = project.folder / "app_dir"
     app_dir.mkdir()
@@ -91,8 +95,7 @@ def test_restart_onto_broken_code_keeps_serving_and_reload_retries_it(
                          "module_path": "app_dir"}])
     wb = start_workbench(project, apps=["hot"])
     pid = wb.app("hot")["pid"]
-    (app_dir / "hot.py.new").write_text("import no_such_module_for_hot\n")
-    (app_dir / "hot.py.new").replace(app_dir / "hot.py")
+    break_app(app_dir)
 
     result = wb.control("restart", "hot")
     assert result.returncode == 1
@@ -101,12 +104,21 @@ def test_restart_onto_broken_code_keeps_serving_and_reload_retries_it(
     status = wb.control("status").stdout
     assert "healthy (pending: restart requested)" in status and "no_such_module_for_hot" in status
 
-    # The project file has not changed, yet a reload retries what is pending.
+    # Saving the project file, unchanged, retries what is pending.
     write_app(app_dir, 2)
+    project.config.write_text(project.config.read_text())
+    entry = wb.wait_app("hot", where=lambda e: e["pid"] != pid)
+    assert entry["pending"] is None and wb.http.get("/hot/x").text.startswith("version 2 ")
+
+    # So does `reload`, which says so.
+    pid = entry["pid"]
+    break_app(app_dir)
+    assert wb.control("restart", "hot").returncode == 1
+    write_app(app_dir, 3)
     result = wb.control("reload")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"added": [], "removed": [], "changed": ["hot"],
                                          "pending": []}
     entry = wb.app("hot")
     assert entry["pid"] != pid and entry["pending"] is None
-    assert wb.http.get("/hot/x").text.startswith("version 2 ")
+    assert wb.http.get("/hot/x").text.startswith("version 3 ")
