@@ -662,7 +662,8 @@ class AppSupervisor:
     def __repr__(self) -> str:
         return (f"<AppSupervisor {self.name!r} {self.state} pid={self.pid} port={self.port} "
                 f"backend={self.backend} restarts={self.restarts} "
-                f"streak={self.backoff.streak}>")
+                f"streak={self.backoff.streak}"
+                + (f" pending={self.pending!r}" if self.pending else "") + ">")
 
 
 async def _cancel_and_wait(task: asyncio.Task[Any] | None) -> None:
