@@ -3,8 +3,9 @@
 The engine creates and owns the `Orchestrator` (it outlives pipeline rebuilds) and puts it
 in `services.orchestrator`; this extension only routes. A request for an app that is
 starting or restarting waits up to `hold_requests` for it, then gets 503 with Retry-After;
-a stopped or failed app answers 503 at once. Upstream failures propagate as
-`UpstreamError`, which the gateway core turns into 502/504 naming the app.
+a stopped or failed app answers 503 at once, naming the cause of a failure. Upstream
+failures propagate as `UpstreamError`, which the gateway core turns into 502/504 naming the
+app.
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ The lifecycle task (`_lifecycle`) owns the start/monitor/restart loop. Operation
 from outside (start, stop, restart, rollover, reconfigure) take `_op_lock`, so two never
 interleave; they cancel the lifecycle task when they replace it. `_transition` is the only
 code that changes `state`.
+
+A replacement asked for while the app serves (restart, code reload, config change, backend
+switch) is a rollover: the old process serves until the new one is healthy, and when the new
+one fails the wish is kept in `pending` (with the cause in `last_error`) for the next
+restart, reload or save to retry. Only apps with a fixed `port` are stopped first.
 """
 
 from __future__ import annotations
