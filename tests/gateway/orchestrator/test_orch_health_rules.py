@@ -17,23 +17,22 @@ FILE_SERVER = [sys.executable, "-m", "http.server", "$PORT", "--bind", "127.0.0.
 
 async def test_without_a_health_route_any_answer_below_500_is_healthy(
         make_orchestrator, recorder: Recorder) -> None:
-    orch = make_orchestrator([
-        app("plain", command=FILE_SERVER),
-        # The same server with the path set explicitly: a 404 there stays a failure.
-        app("strict", command=FILE_SERVER, health_check_path="/health", max_restart_count=0),
-    ])
-    orch.start_timeout = 1.5
+    orch = make_orchestrator([app("plain", command=FILE_SERVER)])
+    # The same server with the path set explicitly: a 404 there stays a failure.
+    strict_orch = make_orchestrator([app("strict", command=FILE_SERVER,
+                                         health_check_path="/health", max_restart_count=0)])
+    strict_orch.start_timeout = 3.0
     await orch.start()
-    plain, strict = orch.get("plain"), orch.get("strict")
+    await strict_orch.start()
+    plain, strict = orch.get("plain"), strict_orch.get("strict")
     assert await plain.wait_ready(15)
-    status = {s["name"]: s for s in orch.snapshot()}
-    assert status["plain"]["health_check"] == "any answer < 500 (no /health route)"
-    assert status["strict"]["health_check"] == "GET /health"
+    assert orch.snapshot()[0]["health_check"] == "any answer < 500 (no /health route)"
+    assert strict_orch.snapshot()[0]["health_check"] == "GET /health"
     said = [e.text for e in recorder.of(EngineMessage) if e.app == "plain"]
     assert any("GET /health -> 404" in t and "set health_check_path" in t for t in said), said
 
     await wait_until(lambda: strict.state is AppState.FAILED, 15, what="strict app failed")
-    assert strict.last_error == "not healthy within 1.5s (GET /health -> 404)"
+    assert strict.last_error == "not healthy within 3s (GET /health -> 404)"
     probes = orch.health.probes  # the lenient app keeps passing its probes
     await wait_until(lambda: orch.health.probes >= probes + 3, what="more probes")
     assert plain.state is AppState.HEALTHY and "unhealthy" not in recorder.states("plain")

@@ -124,13 +124,13 @@ async def test_sessions_count_to_their_response_head_in_latency(tmp_path: Path,
         async with connect(url, open_timeout=10) as ws:  # open while the stream runs
             await ws.send("hi")
             assert await ws.recv() == "echo: hi"
-            async with http.stream("GET", "/api/sse?n=3&gap=0.4") as stream:
+            async with http.stream("GET", "/api/sse?n=3&gap=0.7") as stream:
                 events = [line async for line in stream.aiter_lines() if line]
             assert len(events) == 3
         snap = await wait_until(lambda: (s := metrics_snapshot(gw.app))["apps"]["api"]
                                 ["requests"] >= 7 and s, what="both sessions counted")
-        # Each session stayed open for 0.8 s or more; counted in full, p99 would show it.
-        assert snap["apps"]["api"]["latency_ms"]["p99"] < 400, snap["apps"]["api"]
-        assert snap["gateway"]["latency_ms"]["p99"] < 400
+        # Each session stayed open for 1.4 s or more; counted in full, p99 would show it.
+        assert snap["apps"]["api"]["latency_ms"]["p99"] < 1000, snap["apps"]["api"]
+        assert snap["gateway"]["latency_ms"]["p99"] < 1000
         routes = snap["extensions"]["monitoring"]["routes"]
-        assert routes and all(r["latency_ms"]["p99"] < 400 for r in routes), routes
+        assert routes and all(r["latency_ms"]["p99"] < 1000 for r in routes), routes
