@@ -177,7 +177,7 @@ class WorkbenchApp(App[None]):
         elif isinstance(event, BackendChanged):
             self.post_message(BackendSwitched(event.old, event.new))
         elif isinstance(event, ConfigReloaded):
-            self.post_message(ConfigApplied(event.added, event.removed, event.changed))
+            self.post_message(ConfigApplied(event))
         elif isinstance(event, ConfigRejected):
             self.post_message(ConfigRefused(event.message))
         elif isinstance(event, EngineMessage):
@@ -272,10 +272,14 @@ class WorkbenchApp(App[None]):
         self.notify(f"Backend switched: {message.old} → {message.new}", title="Backend")
 
     def on_config_applied(self, message: ConfigApplied) -> None:
+        change = message.change
+        in_place = tuple(n for n in change.changed if n not in change.restarted)
         parts = [f"{label} {', '.join(names)}" for label, names in
-                 (("started", message.added), ("stopped", message.removed),
-                  ("restarted", message.changed)) if names]
-        self.notify("; ".join(parts) or "no app changed", title="Project file applied")
+                 (("started", change.added), ("stopped", change.removed),
+                  ("restarted", change.restarted), ("updated", in_place),
+                  ("still pending (the old process keeps serving)", change.pending)) if names]
+        self.notify("; ".join(parts) or "no app changed", title="Project file applied",
+                    severity="warning" if change.pending else "information")
 
     def on_config_refused(self, message: ConfigRefused) -> None:
         self.notify(message.text, title="Project file refused", severity="error", timeout=10)
@@ -288,7 +292,7 @@ class WorkbenchApp(App[None]):
 
     # --- commands (keys, palette) -------------------------------------------------------
 
-    def _run_command(self, coro: Awaitable[None], label: str) -> None:
+    def _run_command(self, coro: Awaitable[object], label: str) -> None:
         async def run() -> None:
             try:
                 await coro
@@ -350,18 +354,22 @@ class WorkbenchApp(App[None]):
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:
-                self.export_requests(request.path, request.fmt)
+                self.export_requests(request.path, request.fmt,
+                                     include_credentials=request.include_credentials)
 
         self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
 
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def export_requests(self, path: Path, fmt_name: str) -> None:
+    async def export_requests(self, path: Path, fmt_name: str, *,
+                              include_credentials: bool = False) -> None:
         # In a thread: exporting thousands of traces must not stall the gateway's loop. The
         # loop may append to the request log meanwhile ("deque mutated during iteration"),
         # so a collision is simply tried again.
         for attempt in range(3):
             try:
-                written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
+                written = await asyncio.to_thread(
+                    self.engine.export_requests, path, fmt_name,
+                    include_credentials=include_credentials)
             except RuntimeError as exc:
                 if "mutated" in str(exc) and attempt < 2:
                     continue
@@ -370,7 +378,8 @@ class WorkbenchApp(App[None]):
             except Exception as exc:
                 self.notify(f"export to {path} failed: {exc}", severity="error")
                 return
-            self.notify(f"Exported {written} requests to {path}", title="Export")
+            what = "with credentials" if include_credentials else "credentials masked"
+            self.notify(f"Exported {written} requests to {path} ({what})", title="Export")
             return
 
     def copy(self, text: str, *, what: str) -> None:
@@ -413,7 +422,9 @@ class WorkbenchApp(App[None]):
         return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
                 f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
                 f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
-                f"p99={fmt.millis(lat.get('p99'))}ms")
+                f"p99={fmt.millis(lat.get('p99'))}ms health: {a.get('health_check') or '-'}"
+                + (f" pending: {a['pending']}" if a.get("pending") else "")
+                + (f" last error: {a['last_error']}" if a.get("last_error") else ""))
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from harness import wait_until
 from orch_support import Recorder, app
@@ -106,7 +105,7 @@ async def test_failing_health_checks_restart_the_app(make_orchestrator, tmp_path
     assert await sup.wait_ready(15)
     assert sup.pid != old_pid and sup.restarts == 1
     restart = [e for e in recorder.events if getattr(e, "new", "") == "restarting"][0]
-    assert "health checks failed" in restart.reason and "status 500" in restart.reason
+    assert "health checks failed" in restart.reason and "GET /health -> 500" in restart.reason
 
 
 async def test_import_error_fails_after_max_restarts(make_orchestrator,
@@ -172,12 +171,24 @@ async def test_depends_on_order(make_orchestrator, recorder: Recorder) -> None:
     changes = [(e.app, e.new) for e in recorder.events if hasattr(e, "new")]
     assert changes.index(("db", "healthy")) < changes.index(("api", "healthy")) \
         < changes.index(("web", "healthy"))
-    # Each process was launched only once its dependency was healthy (process start times
-    # have jiffy resolution, hence the small tolerance; a launch beside it would be ~0.2 s
-    # earlier).
-    created = {n: psutil.Process(orch.get(n).pid).create_time() for n in ("api", "web")}
-    assert created["api"] >= orch.get("db").started_at - 0.05
-    assert created["web"] >= orch.get("api").started_at - 0.05
+    # Each process was launched only once its dependency was healthy. Both sides are read
+    # on CLOCK_BOOTTIME: /proc/<pid>/stat counts a process's start in clock ticks since boot
+    # (psutil's create_time adds a boot time with whole-second resolution, and time.time()
+    # is another clock). One tick of tolerance; a launch beside the dependency would be
+    # ~0.2 s earlier.
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+
+    def launched(name: str) -> float:
+        with open(f"/proc/{orch.get(name).pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[19]) * tick  # field 22, counted after "pid (comm)"
+
+    def healthy_at(name: str) -> float:
+        return recorder.boottimes[changes_all.index((name, "healthy"))]
+
+    changes_all = [(getattr(e, "app", None), getattr(e, "new", None)) for e in recorder.events]
+    assert launched("api") >= healthy_at("db") - tick
+    assert launched("web") >= healthy_at("api") - tick
     reasons = {e.app: e.reason for e in recorder.events if getattr(e, "new", "") == "starting"}
     assert reasons["web"] == "waiting for its dependencies"
     recorder.events.clear()
@@ -217,8 +228,10 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
         app("added"),
         dataclasses.replace(app("moved"), path="/moved"),
     ])
-    added, removed, changed = await orch.apply(new_options, orch.project)
-    assert (added, removed, changed) == (["added", "moved"], ["drop"], ["change"])
+    plan = await orch.apply(new_options, orch.project)
+    assert (plan.added, plan.removed, plan.changed) == (("added", "moved"), ("drop",),
+                                                         ("change",))
+    assert plan.roll == ("change",)
     assert list(orch.supervisors) == ["keep", "change", "added", "moved"]
     assert orch.get("keep").pid == pids["keep"]
     change_sup = orch.get("change")
@@ -234,8 +247,8 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
     keep_pid = orch.get("keep").pid
     routed = dataclasses.replace(new_options, apps=[
         dataclasses.replace(keep, path="/kept", hold_requests=1.0), *new_options.apps[1:]])
-    added, removed, changed = await orch.apply(routed, orch.project)
-    assert (added, removed, changed) == ([], [], ["keep"])
+    plan = await orch.apply(routed, orch.project)
+    assert (plan.added, plan.removed, plan.changed, plan.roll) == ((), (), ("keep",), ())
     assert orch.get("keep").pid == keep_pid
     assert orch.resolve("/kept/a")[0].name == "keep"
 
