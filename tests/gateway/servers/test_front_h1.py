@@ -255,6 +255,23 @@ async def test_bodies_over_max_body_size_get_413() -> None:
         sock.close()
 
 
+async def test_connections_over_the_limit_get_503() -> None:
+    sock = create_listener("127.0.0.1", 0)
+    settings = ServerConfig(host="127.0.0.1", port=0, max_concurrent_connections=1)
+    handle = await BackendRegistry.get("builtin").serve_gateway(echo_app, sock, settings)
+    port = sock.getsockname()[1]
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+        await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        raw, closed = await exchange(port, b"GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert statuses(raw) == [503] and closed
+        writer.close()
+    finally:
+        await handle.stop(2)
+        sock.close()
+
+
 async def test_a_chunk_size_near_the_limit_keeps_the_rest_as_body(
         front: tuple[ServingHandle, int]) -> None:
     """A 16-digit chunk size is valid: what follows is body bytes, never a request."""
