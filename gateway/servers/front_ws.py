@@ -152,7 +152,12 @@ class WebSocketSession(WriteFlow):
                 data = b"".join(self._fragments)
                 self._fragments = []
                 if self._text:
-                    self._push({"type": "websocket.receive", "text": data.decode()})
+                    try:
+                        text = data.decode()
+                    except UnicodeDecodeError:
+                        self._fail(1007, "invalid UTF-8 in a text message")
+                        return
+                    self._push({"type": "websocket.receive", "text": text})
                 else:
                     self._push({"type": "websocket.receive", "bytes": data})
         self._flush()
@@ -163,6 +168,15 @@ class WebSocketSession(WriteFlow):
                 self._push({"type": "websocket.disconnect",
                             "code": sent.code if sent else 1002})
             self._close_soon()
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close the session for a protocol error of the client's (RFC 6455 §7.4)."""
+        if not self._closed:
+            self._closed = True
+            self._push({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.protocol.fail(code, reason)
+        self._flush()
+        self._close_soon()
 
     def _push(self, message: Message) -> None:
         self._messages.append(message)

@@ -168,7 +168,7 @@ class RequestCycle:
             return _DISCONNECT
         if self.expect_100:
             self.expect_100 = False
-            if not self.started and not conn.transport.is_closing():
+            if not (self.started or self.http10 or conn.transport.is_closing()):
                 conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not self.body and self.more_body and not self.disconnected and not self.cut:
             conn.resume_reading()
@@ -268,8 +268,9 @@ class RequestCycle:
             self.remaining = -1
             if self.http10:  # an HTTP/1.0 client cannot read chunks
                 raise RuntimeError("transfer-encoding in a response to HTTP/1.0")
-        if not has_length and not (self.head_only or status in _NO_BODY_STATUS
-                                   or status < 200):
+        if status in _NO_BODY_STATUS or status < 200:
+            self.head_only = True  # no body on the wire, whatever the app sends
+        if not has_length and not self.head_only:
             lines += 1
             if length is not None:
                 parts.append(b"content-length: %d\r\n" % length)

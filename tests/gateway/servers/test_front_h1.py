@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 import websockets
+from websockets.frames import Frame, Opcode
 
 from gateway.config.schema import ServerConfig
 from gateway.servers.base import ServingHandle
@@ -48,6 +49,10 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"x-evil", b"a\r\nset-cookie: evil=1")]})
         await send({"type": "http.response.body", "body": b"no"})
+        return
+    if path == "/204-with-body":
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b"HTTP/1.1 200 OK\r\n\r\nsmuggled"})
         return
     if path == "/raise":
         raise RuntimeError("boom")
@@ -423,6 +428,13 @@ async def test_response_backpressure_holds_the_app(front: tuple[ServingHandle, i
         writer.close()
 
 
+async def test_a_body_on_a_bodyless_status_never_reaches_the_wire(
+        front: tuple[ServingHandle, int]) -> None:
+    raw, _ = await exchange(front[1], b"GET /204-with-body HTTP/1.1\r\nHost: x\r\n"
+                                      b"Connection: close\r\n\r\n")
+    assert statuses(raw) == [204] and b"smuggled" not in raw
+
+
 async def test_response_splitting_is_refused(front: tuple[ServingHandle, int]) -> None:
     raw, _ = await exchange(front[1], b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
     assert statuses(raw) == [500]
@@ -484,6 +496,13 @@ async def test_websocket_sessions_get_the_asgi_websocket_scope(
         async with websockets.connect(f"ws://127.0.0.1:{port}/ws/refuse"):
             pass
     assert refused.value.response.status_code == 403
+    # A text message that is not UTF-8 closes the session with 1007.
+    async with websockets.connect(f"ws://127.0.0.1:{port}/ws/echo") as ws:
+        ws.protocol.send_frame(Frame(Opcode.TEXT, b"\xff\xfe"))
+        ws.send_data()
+        with pytest.raises(websockets.ConnectionClosed) as bad:
+            await ws.recv()
+        assert bad.value.rcvd is not None and bad.value.rcvd.code == 1007
     # Not a valid handshake (no key): refused before the app runs.
     raw, closed = await exchange(port, b"GET /ws/echo HTTP/1.1\r\nHost: x\r\n"
                                        b"Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
