@@ -77,6 +77,7 @@ _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
+_RESPONSE_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 #: Request methods as ASGI strings, without decoding the common ones every time.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
@@ -102,20 +103,20 @@ def refusal(status: int, reason: str) -> bytes:
 
 
 class DateHeader:
-    """The `date` response header, formatted at most once a second."""
+    """The `date` response header line, formatted at most once a second."""
 
-    __slots__ = ("_second", "value")
+    __slots__ = ("_second", "line")
 
     def __init__(self) -> None:
         self._second = -1
-        self.value = (b"date", b"")
+        self.line = b""
 
-    def get(self, now: float) -> tuple[bytes, bytes]:
+    def get(self, now: float) -> bytes:
         second = int(now)
         if second != self._second:
             self._second = second
-            self.value = (b"date", formatdate(second, usegmt=True).encode("ascii"))
-        return self.value
+            self.line = b"date: %s\r\n" % formatdate(second, usegmt=True).encode("ascii")
+        return self.line
 
 
 class RequestCycle:
@@ -245,22 +246,22 @@ class RequestCycle:
         """
         conn = self.conn
         status = self.status
-        date_name, date_value = conn.server.date.get(time.time())
-        parts = [STATUS_LINES.get(status) or _status_line(status), date_name, b": ",
-                 date_value, b"\r\n"]
+        parts = [STATUS_LINES.get(status) or _status_line(status),
+                 conn.server.date.get(time.time())]
         has_length = False
         lines = 3  # the status line, the date and the blank line
         for name, value in self.headers:
             name = name.lower()
-            if name == b"content-length":
-                has_length = True
-                self.remaining = int(value)
-            elif name == b"transfer-encoding":
-                self.chunked = True
-            elif name == b"connection":
-                if b"close" in value.lower():
-                    self.keep_alive = False
-                continue
+            if name in _RESPONSE_FRAMING:
+                if name == b"content-length":
+                    has_length = True
+                    self.remaining = int(value)
+                elif name == b"transfer-encoding":
+                    self.chunked = True
+                else:  # connection
+                    if b"close" in value.lower():
+                        self.keep_alive = False
+                    continue
             parts += (name, b": ", value, b"\r\n")
             lines += 1
         if self.chunked:
@@ -470,18 +471,16 @@ class H1Connection(WriteFlow):
             raise BadRequest(414, "request target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        headers = self._headers
         size = len(name) + len(value)
         self._head_size += size + 4
-        if size > MAX_FIELD or self._head_size > MAX_HEAD or len(headers) >= MAX_FIELDS:
+        if size > MAX_FIELD or self._head_size > MAX_HEAD:
             raise BadRequest(431, "header field too large" if size > MAX_FIELD else
-                             "request head too large" if self._head_size > MAX_HEAD else
-                             "too many header fields")
+                             "request head too large")
         name = name.lower()
         value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace (RFC 9110 §5.5)
         if name in _FRAMING:
             self._framing_header(name, value)
-        headers.append((name, value))
+        self._headers.append((name, value))
 
     def _framing_header(self, name: bytes, value: bytes) -> None:
         """The header fields the front itself acts on."""
@@ -506,6 +505,8 @@ class H1Connection(WriteFlow):
         self._in_head = False
         self._head_bytes = 0
         self._cancel_timer()
+        if len(self._headers) > MAX_FIELDS:  # their bytes were bounded while they came
+            raise BadRequest(431, "too many header fields")
         parser = self.parser
         version = parser.get_http_version()
         http10 = version == "1.0"
