@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import Mapping
@@ -351,33 +350,6 @@ class Engine:
             except Exception as exc:  # keep watching whatever one apply did
                 log.exception("applying the edited project file failed")
                 self.events.emit(EngineMessage("error", f"applying the edit failed: {exc}"))
-
-    # --- control channel ------------------------------------------------------------------
-
-    async def handle_command(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """One control-channel request -> its JSON answer."""
-        cmd = request.get("cmd")
-        app = request.get("app")
-        if cmd == "status":
-            return {"ok": True, "metrics": self.metrics(),
-                    "address": list(self.address), "backend": self.backend}
-        if cmd in ("restart", "stop", "start"):
-            if not isinstance(app, str):
-                return {"ok": False, "error": f"{cmd} needs an app name"}
-            await getattr(self, f"{cmd}_app")(app)
-            return {"ok": True, "message": f"{cmd}: {app}"}
-        if cmd == "backend":
-            name = request.get("name")
-            if not isinstance(name, str):
-                return {"ok": False, "error": "backend needs a name"}
-            await self.switch_backend(name)
-            return {"ok": True, "message": f"backend: {self.backend}"}
-        if cmd == "reload":
-            event = await self.reload()
-            return {"ok": True, "message": json.dumps({"added": event.added,
-                                                       "removed": event.removed,
-                                                       "changed": event.changed})}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else ("running" if self.started_at else "new")

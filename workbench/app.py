@@ -427,10 +427,3 @@ def create_app(engine: EngineAPI, *, poll_interval: float = 1.0,
     """The workbench around `engine` (tests and the screenshot script build it here too)."""
     return WorkbenchApp(engine, poll_interval=poll_interval, max_rows=max_rows)
 
-
-def run_workbench(config_path: Path, overrides: Mapping[str, Any] | None = None) -> int:
-    """Run the interactive workbench on `config_path`; returns the process exit code
-    (see `workbench.runner.run`)."""
-    from workbench.runner import run
-
-    return run(config_path, overrides)

@@ -100,13 +100,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_check(path: str) -> int:
     from gateway.config.loader import load_config
-    from gateway.servers.registry import BackendRegistry
+    from gateway.servers.registry import BackendRegistry, unsupported_settings
 
     project = load_config(path)
     warnings = []
     try:
-        from gateway.servers.base import unsupported_settings  # type: ignore[attr-defined]
-
         backend = BackendRegistry.resolve(project.server.backend.value)
         warnings = [f"{path}: [server] {key} is not supported by {backend}; it is ignored"
                     for key in unsupported_settings(backend, project.server)]
@@ -181,9 +179,9 @@ def _run_ui(args: argparse.Namespace) -> int:
     from gateway.config.loader import load_config
 
     load_config(args.config, overrides=_overrides(args))  # a broken file: exit 2 before the UI
-    from workbench.app import run_workbench
+    from workbench.runner import run
 
-    return run_workbench(Path(args.config), _overrides(args))
+    return run(Path(args.config), _overrides(args))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,8 @@ from realengine import assert_no_process_left
 from wbsupport import real_project_text, wait_until
 
 from gateway.engine import Engine
-from workbench.app import create_app, run_workbench
+from workbench.app import create_app
+from workbench.runner import run as run_workbench
 
 
 def write(path: Path, text: str) -> Path:

@@ -12,7 +12,6 @@ import pytest
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
 from gateway.servers import loops, registry
-from gateway.servers.base import unsupported_settings as base_unsupported_settings
 from gateway.servers.listener import create_listener
 from gateway.servers.registry import BackendRegistry, unsupported_settings
 
@@ -114,7 +113,6 @@ def test_unsupported_settings_only_reports_what_is_set() -> None:
     # granian applies it as hyper's header read timeout, to the gateway and app processes
     assert unsupported_settings("granian", ServerConfig(keep_alive_timeout=30)) == []
     assert unsupported_settings("auto", capped) == ["max_concurrent_connections"]
-    assert base_unsupported_settings("uvicorn", capped) == ["http"]
 
 
 def test_listener_is_bound_listening_and_reusable() -> None:
