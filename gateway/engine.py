@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.builtin import metrics_snapshot
 from gateway.config.loader import load_config, validate_text
@@ -31,8 +31,11 @@ from gateway.export import export_requests
 from gateway.metrics import MetricsRegistry
 from gateway.pipeline import GatewayApp, Pipeline
 from gateway.requestlog import RequestLog
-from gateway.servers.registry import BackendRegistry
+from gateway.servers.registry import Backend, BackendRegistry
 from gateway.services import Services
+
+if TYPE_CHECKING:
+    from gateway.orchestrator import Orchestrator
 
 log = logging.getLogger("pyserve.engine")
 
@@ -42,16 +45,19 @@ class Engine:
 
     def __init__(self, config_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None, watch_config: bool = True,
-                 control: bool = True) -> None:
+                 control: bool = True, project: ProjectConfig | None = None) -> None:
+        """`project`: the file already validated (the command line does, to exit 2 before
+        anything starts); without it `start` reads and validates the file."""
         self.given_path = Path(config_path)  # error messages name the file as the user did
         self.config_path = self.given_path.resolve()
         self.overrides = dict(overrides or {})
         self.environ = environ
         self.events = EventBus()
         self.project: ProjectConfig | None = None
+        self._validated = project
         self.services: Services | None = None
         self.gateway: GatewayApp | None = None
-        self.orchestrator: Any = None
+        self.orchestrator: Orchestrator | None = None
         self.request_log = RequestLog(self.events)
         self.metrics_registry = MetricsRegistry()
         self.started_at = 0.0
@@ -69,8 +75,10 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
 
     def load(self) -> ProjectConfig:
-        project = load_config(self.given_path, overrides=self.overrides, environ=self.environ)
-        self._applied_text = self._running_text = self.config_path.read_text(encoding="utf-8")
+        project = self._validated or load_config(self.given_path, overrides=self.overrides,
+                                                 environ=self.environ)
+        self._validated = None
+        self._applied_text = self._running_text = project.text
         return project
 
     async def start(self) -> None:
@@ -78,7 +86,7 @@ class Engine:
         from gateway.servers.switch import GatewayServer
 
         project = self.project = self.load()
-        backend = BackendRegistry.resolve(project.server.backend.value)
+        backend = BackendRegistry.resolve(project.server.backend)
         self.request_log.resize(project.logging.request_log_size)
         self.services = Services(
             project=project, events=self.events, metrics=self.metrics_registry,
@@ -86,11 +94,7 @@ class Engine:
             backend=lambda: self.backend,
         )
         if project.orchestration is not None:
-            from gateway.orchestrator import Orchestrator
-
-            self.orchestrator = Orchestrator(project.orchestration, project=project,
-                                             events=self.events, default_backend=backend)
-            self.services.orchestrator = self.orchestrator
+            self._make_orchestrator(project, backend)
         pipeline = Pipeline(project.extensions, self.services)
         self.gateway = GatewayApp(pipeline, self.services)
         await pipeline.startup()
@@ -147,6 +151,12 @@ class Engine:
     def backend(self) -> str:
         return self._server.backend if self._server is not None else "none"
 
+    def _serving_backend(self) -> Backend:
+        backend = self._server.backend if self._server is not None else None
+        if backend is None:
+            raise RuntimeError(f"{self!r} is not serving")
+        return backend
+
     @property
     def address(self) -> tuple[str, int]:
         if self._server is not None:
@@ -180,7 +190,16 @@ class Engine:
 
     # --- commands -------------------------------------------------------------------------
 
-    def _orch(self) -> Any:
+    def _make_orchestrator(self, project: ProjectConfig, backend: Backend) -> Orchestrator:
+        """The engine's orchestrator, made when the first configuration with apps runs."""
+        from gateway.orchestrator import Orchestrator
+
+        assert self.services is not None
+        orchestrator = Orchestrator.for_project(project, events=self.events, backend=backend)
+        self.orchestrator = self.services.orchestrator = orchestrator
+        return orchestrator
+
+    def _orch(self) -> Orchestrator:
         if self.orchestrator is None:
             raise AppError("this project runs no apps (no process_orchestration extension)")
         return self.orchestrator
@@ -202,7 +221,7 @@ class Engine:
                 await self._write_backend_back(name)
             self.events.emit(BackendChanged(old, new))
 
-    async def _roll_backend(self, new: str) -> tuple[str, str]:
+    async def _roll_backend(self, new: Backend) -> tuple[str, str]:
         """Re-serve the gateway on `new`, then roll the apps that inherit the backend."""
         old = self.backend
         await self._server.switch(new)
@@ -252,7 +271,7 @@ class Engine:
         """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
         new = self.validate_text(text)
         await asyncio.to_thread(write_atomic, self.config_path, text)
-        return await self._apply(new, text)
+        return await self._apply(new)
 
     async def reload(self) -> ConfigReloaded:
         """Re-read the project file; an invalid one is refused and the running one stays."""
@@ -262,7 +281,7 @@ class Engine:
         except ConfigError as exc:
             self.events.emit(ConfigRejected(str(exc)))
             raise
-        return await self._apply(new, text)
+        return await self._apply(new)
 
     def _read_project_text(self) -> str:
         """The project file's text; ConfigError if it is not UTF-8 (as `load_config` says)."""
@@ -271,23 +290,17 @@ class Engine:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"cannot read: {exc}", path=str(self.given_path)) from None
 
-    async def _apply(self, new: ProjectConfig, text: str) -> ConfigReloaded:
+    async def _apply(self, new: ProjectConfig) -> ConfigReloaded:
         async with self._lock:
             assert self.project is not None and self.services is not None
             assert self.gateway is not None
             old = self.project
-            self._applied_text = self._running_text = text
+            self._applied_text = self._running_text = new.text
             added: list[str] = []
             removed: list[str] = []
             changed: list[str] = []
             if new.orchestration is not None and self.orchestrator is None:
-                from gateway.orchestrator import Orchestrator
-
-                self.orchestrator = Orchestrator(new.orchestration, project=new,
-                                                 events=self.events,
-                                                 default_backend=self.backend)
-                self.services.orchestrator = self.orchestrator
-                await self.orchestrator.start()
+                await self._make_orchestrator(new, self._serving_backend()).start()
                 added = [a.name for a in new.apps]
             elif self.orchestrator is not None:
                 from gateway.config.schema import OrchestrationOptions
@@ -307,7 +320,7 @@ class Engine:
             if (old.server.host, old.server.port) != (new.server.host, new.server.port):
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
-            new_backend = BackendRegistry.resolve(new.server.backend.value)
+            new_backend = BackendRegistry.resolve(new.server.backend)
             if new_backend != self.backend and "backend" not in self.overrides:
                 self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
             event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))

@@ -170,18 +170,21 @@ def _run_headless(args: argparse.Namespace) -> int:
     from gateway.headless import run_headless
     from gateway.servers.loops import loop_factory
 
-    project = load_config(args.config, overrides=_overrides(args))  # fail fast, exit 2
+    # Validated once, here: a broken file exits 2 before anything starts; the engine runs
+    # what was validated.
+    project = load_config(args.config, overrides=_overrides(args))
     with asyncio.Runner(loop_factory=loop_factory(project.server.event_loop.value)) as runner:
-        return runner.run(run_headless(Path(args.config), _overrides(args), args.log_format))
+        return runner.run(run_headless(Path(args.config), _overrides(args), args.log_format,
+                                       project=project))
 
 
 def _run_ui(args: argparse.Namespace) -> int:
     from gateway.config.loader import load_config
 
-    load_config(args.config, overrides=_overrides(args))  # a broken file: exit 2 before the UI
+    project = load_config(args.config, overrides=_overrides(args))  # exit 2 before the UI
     from workbench.runner import run
 
-    return run(Path(args.config), _overrides(args))
+    return run(Path(args.config), _overrides(args), project=project)
 
 
 def main(argv: list[str] | None = None) -> int:

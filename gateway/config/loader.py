@@ -245,7 +245,7 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
         line = v.error(where, "").line
         extensions.append(ExtensionConfig(type=type_, options=options, index=i, line=line))
     return ProjectConfig(path=path, server=server, logging=logging_cfg,
-                         extensions=tuple(extensions))
+                         extensions=tuple(extensions), text=text)
 
 
 def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None,

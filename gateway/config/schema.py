@@ -348,6 +348,8 @@ class ProjectConfig:
     server: ServerConfig
     logging: LoggingConfig
     extensions: tuple[ExtensionConfig, ...]
+    #: The text it was validated from: what the engine compares later edits of the file with.
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def root(self) -> Path:

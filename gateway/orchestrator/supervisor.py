@@ -119,7 +119,7 @@ class AppSupervisor:
         config = config or self.config
         if config.command:
             return "command"
-        return resolve_backend_name(str(config.backend or self._owner.default_backend))
+        return resolve_backend_name(config.backend or self._owner.default_backend)
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
