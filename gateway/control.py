@@ -98,7 +98,7 @@ async def handle_command(engine: Engine, request: Mapping[str, Any]) -> dict[str
     cmd = request.get("cmd")
     app = request.get("app")
     if cmd == "status":
-        return {"ok": True, "metrics": engine.metrics(),
+        return {"ok": True, "metrics": engine.metrics().to_json(),
                 "address": list(engine.address), "backend": engine.backend}
     if cmd in ("restart", "stop", "start"):
         if not isinstance(app, str):

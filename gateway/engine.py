@@ -30,12 +30,14 @@ from gateway.events import (
 from gateway.export import export_requests
 from gateway.metrics import MetricsRegistry
 from gateway.pipeline import GatewayApp, Pipeline
-from gateway.requestlog import RequestLog
+from gateway.requestlog import RequestLog, decode_record
 from gateway.servers.registry import Backend, BackendRegistry
 from gateway.services import Services
+from gateway.snapshots import MetricsSnapshot, Trace
 
 if TYPE_CHECKING:
     from gateway.orchestrator import Orchestrator
+    from gateway.orchestrator.logs import LogLine
 
 log = logging.getLogger("pyserve.engine")
 
@@ -167,26 +169,35 @@ class Engine:
     def installed_backends(self) -> list[str]:
         return BackendRegistry.installed()
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> MetricsSnapshot:
         assert self.gateway is not None
         return metrics_snapshot(self.gateway)
 
-    def app_logs(self, name: str | None = None) -> list[Any]:
+    def app_logs(self, name: str | None = None) -> list[LogLine]:
         if self.orchestrator is None:
             return []
         return list(self.orchestrator.logs(name))
 
-    def trace(self, request_id: str) -> dict[str, Any] | None:
+    def trace(self, request_id: str) -> Trace | None:
         record = self.request_log.find(request_id)
         if record is None:
             return None
         lines = [ln for ln in self.app_logs(record.app) if ln.request_id == request_id] \
             if record.app and self.orchestrator and record.app in self.orchestrator.supervisors \
             else []
-        return {"request": record.to_dict(), "app_lines": lines}
+        return Trace(record, tuple(lines))
 
-    def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
-        return export_requests(self, Path(path), fmt)
+    async def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
+        """Write every kept request with its app lines; the number written.
+
+        What to write is copied here, on the loop, where nothing appends meanwhile (cheap:
+        the requests stay in their compact form); decoding and writing run in a thread so
+        thousands of traces do not stall the gateway.
+        """
+        kept = self.request_log.encoded()
+        lines = self.app_logs(None)
+        return await asyncio.to_thread(
+            lambda: export_requests([decode_record(b) for b in kept], lines, Path(path), fmt))
 
     # --- commands -------------------------------------------------------------------------
 

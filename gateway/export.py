@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -11,7 +12,8 @@ from gateway import __version__
 from gateway.config.writer import write_atomic
 
 if TYPE_CHECKING:
-    from gateway.engine import Engine
+    from gateway.orchestrator.logs import LogLine
+    from gateway.requestlog import RequestRecord
 
 
 def _iso(ts: float) -> str:
@@ -46,11 +48,12 @@ def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
     }
 
 
-def export_requests(engine: Engine, path: Path, fmt: str) -> int:
-    """Write every kept request with its app lines; safe to call from a worker thread."""
-    records = engine.request_log.snapshot()
+def export_requests(records: Sequence[RequestRecord], app_lines: Iterable[LogLine], path: Path,
+                    fmt: str) -> int:
+    """Write `records` with the app lines that carry their request ids (a copy the caller
+    took: this runs in a worker thread while the gateway goes on)."""
     by_id: dict[str, list[Any]] = {}
-    for line in engine.app_logs(None):
+    for line in app_lines:
         if line.request_id:
             by_id.setdefault(line.request_id, []).append(line)
     traces: list[dict[str, Any]] = [

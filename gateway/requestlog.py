@@ -123,6 +123,11 @@ class RequestLog:
         """Every kept request, oldest first."""
         return list(map(decode_record, self._ring.copy()))  # C-level copy: appends may go on
 
+    def encoded(self) -> tuple[bytes, ...]:
+        """Every kept request in its compact form (`decode_record` reads one), oldest first:
+        a copy taken at once, cheap enough for the loop."""
+        return tuple(self._ring)
+
     def find(self, request_id: str) -> RequestRecord | None:
         """The newest kept request with this id (a substring test first: marshal writes a
         string's bytes as they are, so only candidates are decoded)."""

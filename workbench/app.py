@@ -6,10 +6,9 @@ messages; screens get their data handed down by this app ("attributes down, mess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,9 @@ from gateway.events import (
     Event,
     RequestsCompleted,
 )
+from gateway.orchestrator.states import IDLE, AppState
 from gateway.requestlog import RequestRecord
+from gateway.snapshots import AppMetrics, MetricsSnapshot
 from workbench import formatting as fmt
 from workbench.commands import PaletteCommand, WorkbenchCommands, palette_commands
 from workbench.history import MetricsHistory
@@ -77,7 +78,7 @@ class WorkbenchApp(App[None]):
         self.poll_interval = poll_interval
         self.max_rows = max_rows
         self.history = MetricsHistory(history_size)
-        self.metrics: dict[str, Any] = {}
+        self.metrics: MetricsSnapshot | None = None
         self.phase = "starting"
         self.startup_error: str | None = None
         self._pending_requests: deque[RequestRecord] = deque(maxlen=max_rows)
@@ -128,7 +129,8 @@ class WorkbenchApp(App[None]):
             header.status = "running"
         if project is not None:
             self.dashboard.apps_table.set_apps(
-                (a.name, {"path": a.path, "state": "starting"}) for a in project.apps)
+                AppMetrics(name=a.name, path=a.path, state=AppState.STARTING)
+                for a in project.apps)
         self._poll_metrics()
 
     def request_quit(self) -> None:
@@ -225,7 +227,7 @@ class WorkbenchApp(App[None]):
         for header in self._headers():
             header.update_from_metrics(message.metrics)
         if (dashboard := self._dashboard()) is not None:
-            dashboard.show_metrics(message.metrics)
+            dashboard.show_metrics(message.metrics, self.engine.project)
 
     def on_requests_arrived(self) -> None:
         records = list(self._pending_requests)
@@ -243,25 +245,26 @@ class WorkbenchApp(App[None]):
 
     def on_app_state_change(self, message: AppStateChange) -> None:
         ev = message.event
-        entry: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
+        changes: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
         if ev.port is not None:
-            entry["port"] = ev.port
+            changes["port"] = ev.port
         if (dashboard := self._dashboard()) is not None:
-            dashboard.apps_table.update_app(ev.app, entry)
+            dashboard.apps_table.update_app(ev.app, **changes)
         if self.phase != "running":
             return  # starting up or stopping: every app changes state, no news there
         reason = f": {ev.reason}" if ev.reason else ""
-        if ev.new == "failed":
+        if ev.new is AppState.FAILED:
             self.notify(f"{ev.app} failed{reason}", title="App failed", severity="error",
                         timeout=10)
-        elif ev.new == "restarting":
+        elif ev.new is AppState.RESTARTING:
             self.notify(f"{ev.app} is restarting (restart {ev.restarts}){reason}",
                         title="App restarting", severity="warning")
-        elif ev.new == "unhealthy":
+        elif ev.new is AppState.UNHEALTHY:
             self.notify(f"{ev.app} is unhealthy{reason}", severity="warning")
-        elif ev.new == "stopped":
+        elif ev.new is AppState.STOPPED:
             self.notify(f"{ev.app} stopped{reason}")
-        elif ev.new == "healthy" and ev.old in ("restarting", "unhealthy", "starting"):
+        elif ev.new is AppState.HEALTHY and ev.old in (
+                AppState.RESTARTING, AppState.UNHEALTHY, AppState.STARTING):
             self.notify(f"{ev.app} is healthy (pid {fmt.number(ev.pid)})")
 
     def on_backend_switched(self, message: BackendSwitched) -> None:
@@ -304,8 +307,7 @@ class WorkbenchApp(App[None]):
         self._run_command(self.engine.restart_app(name), f"restart {name}")
 
     def toggle_app(self, name: str) -> None:
-        state = self.dashboard.apps_table.app_state(name)
-        if state in ("stopped", "failed"):
+        if self.dashboard.apps_table.app_state(name) in IDLE:
             self._run_command(self.engine.start_app(name), f"start {name}")
         else:
             self._run_command(self.engine.stop_app(name), f"stop {name}")
@@ -354,22 +356,13 @@ class WorkbenchApp(App[None]):
 
     @work(exclusive=True, group="export", exit_on_error=False)
     async def export_requests(self, path: Path, fmt_name: str) -> None:
-        # In a thread: exporting thousands of traces must not stall the gateway's loop. The
-        # loop may append to the request log meanwhile ("deque mutated during iteration"),
-        # so a collision is simply tried again.
-        for attempt in range(3):
-            try:
-                written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
-            except RuntimeError as exc:
-                if "mutated" in str(exc) and attempt < 2:
-                    continue
-                self.notify(f"export to {path} failed: {exc}", severity="error")
-                return
-            except Exception as exc:
-                self.notify(f"export to {path} failed: {exc}", severity="error")
-                return
-            self.notify(f"Exported {written} requests to {path}", title="Export")
+        # The engine copies what to write on the loop and writes it in a thread.
+        try:
+            written = await self.engine.export_requests(path, fmt_name)
+        except Exception as exc:
+            self.notify(f"export to {path} failed: {exc}", severity="error")
             return
+        self.notify(f"Exported {written} requests to {path}", title="Export")
 
     def copy(self, text: str, *, what: str) -> None:
         self.copy_to_clipboard(text)
@@ -395,23 +388,13 @@ class WorkbenchApp(App[None]):
 
     # --- helpers for screens and the palette --------------------------------------------
 
-    def engine_app_order(self, metrics: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """Apps in project-file order, then any the metrics know of (in-process mounts)."""
-        apps: dict[str, Any] = dict(metrics.get("apps", {}))
-        project = self.engine.project
-        order: list[tuple[str, dict[str, Any]]] = []
-        for app in project.apps if project is not None else []:
-            order.append((app.name, {"path": app.path, **apps.pop(app.name, {})}))
-        order.extend(apps.items())
-        return order
-
     def app_summary(self, name: str) -> str:
-        a = self.metrics.get("apps", {}).get(name, {})
-        lat = a.get("latency_ms") or {}
-        return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
-                f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
-                f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
-                f"p99={fmt.millis(lat.get('p99'))}ms")
+        a = (self.metrics.apps.get(name) if self.metrics else None) or AppMetrics(name=name)
+        lat = a.latency_ms
+        return (f"{name} {a.path or ''} state={a.state} pid={a.pid} "
+                f"port={a.port} backend={a.backend} restarts={a.restarts} "
+                f"req/s={fmt.rate(a.requests_per_s)} p50={fmt.millis(lat.p50 if lat else None)}ms "
+                f"p99={fmt.millis(lat.p99 if lat else None)}ms")
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)

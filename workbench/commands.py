@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from gateway.orchestrator.states import IDLE
+
 if TYPE_CHECKING:
     from workbench.app import WorkbenchApp
 
@@ -57,7 +59,7 @@ def palette_commands(app: WorkbenchApp) -> list[PaletteCommand]:
     ]
     table = app.dashboard.apps_table
     for name in table.app_names:
-        stopped = table.app_state(name) in ("stopped", "failed")
+        stopped = table.app_state(name) in IDLE
         cmds += [
             PaletteCommand(f"Restart {name}", "r", partial(app.restart_app, name)),
             PaletteCommand(f"{'Start' if stopped else 'Stop'} {name}", "s",

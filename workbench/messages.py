@@ -8,12 +8,12 @@ flood of them into one, so the UI drains each buffer at most once per refresh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from textual.message import Message
 
 from gateway.events import AppStateChanged
+from gateway.snapshots import MetricsSnapshot
 
 
 @dataclass
@@ -56,7 +56,7 @@ class OutputArrived(Message):
 class MetricsUpdated(Message):
     """A fresh `engine.metrics()` snapshot; only the newest one matters."""
 
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: MetricsSnapshot
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MetricsUpdated)

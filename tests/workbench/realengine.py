@@ -49,7 +49,7 @@ def _alive(pid: int) -> bool:
 
 
 def apps(app: WorkbenchApp) -> dict[str, dict[str, Any]]:
-    return dict(app.engine.metrics().get("apps", {}))
+    return dict(app.engine.metrics().to_json()["apps"])
 
 
 def app_pids(app: WorkbenchApp) -> set[int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from textual import on
@@ -11,6 +12,8 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from gateway.config.schema import ProjectConfig
+from gateway.snapshots import AppMetrics, MetricsSnapshot
 from workbench.messages import AppHighlighted, FilterChanged, RequestChosen
 from workbench.widgets.apps_table import AppsTable
 from workbench.widgets.filter_bar import FilterBar
@@ -78,10 +81,16 @@ class DashboardScreen(Screen[None]):
 
     # --- data in (called by the app) ----------------------------------------------------
 
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        apps = self.workbench.engine_app_order(metrics)
-        self.apps_table.set_apps(apps)
-        self.query_one(FilterBar).apps = tuple(name for name, _ in apps)
+    def show_metrics(self, metrics: MetricsSnapshot, project: ProjectConfig | None = None) -> None:
+        """Apps in project-file order, then any others the metrics know of (mounts)."""
+        known: dict[str, AppMetrics | None] = dict(metrics.apps)
+        table = self.apps_table
+        apps = [replace(known.pop(app.name, None) or table.row(app.name)
+                        or AppMetrics(name=app.name), path=app.path)
+                for app in (project.apps if project is not None else [])]
+        apps.extend(app for app in known.values() if app is not None)
+        table.set_apps(apps)
+        self.query_one(FilterBar).apps = tuple(app.name for app in apps)
         self._show_sparklines(self.selected_app)
 
     def _show_sparklines(self, name: str | None) -> None:

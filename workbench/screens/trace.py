@@ -4,6 +4,7 @@ app's own log lines that carry its request id."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Group, RenderableType
@@ -19,6 +20,7 @@ from workbench import formatting as fmt
 from workbench.widgets.log_view import level_style
 
 if TYPE_CHECKING:
+    from gateway.snapshots import Trace
     from workbench.app import WorkbenchApp
 
 BAR_WIDTH = 40
@@ -92,7 +94,7 @@ def summary(req: dict[str, Any]) -> RenderableType:
     return _kv_table(rows)
 
 
-def app_lines(lines: list[Any]) -> RenderableType:
+def app_lines(lines: Sequence[Any]) -> RenderableType:
     if not lines:
         return Text("(no app log line carries this request id)", style="dim")
     out = Text()
@@ -104,11 +106,11 @@ def app_lines(lines: list[Any]) -> RenderableType:
     return out
 
 
-def trace_json(trace: dict[str, Any]) -> str:
+def trace_json(trace: Trace) -> str:
     """The trace as JSON (what `c` copies)."""
-    data = dict(trace["request"])
+    data = trace.request.to_dict()
     data["app_lines"] = [{"time": ln.time, "stream": ln.stream, "line": ln.line}
-                         for ln in trace.get("app_lines", [])]
+                         for ln in trace.app_lines]
     return json.dumps(data, indent=2, default=str)
 
 
@@ -121,10 +123,10 @@ class TraceScreen(Screen[None]):
         Binding("l", "logs", "App logs"),
     ]
 
-    def __init__(self, trace: dict[str, Any]) -> None:
+    def __init__(self, trace: Trace) -> None:
         super().__init__(id="trace")
         self.trace = trace
-        self.request = trace["request"]
+        self.request = trace.request.to_dict()  # headers decoded, as shown and copied
 
     def compose(self) -> ComposeResult:
         req = self.request
@@ -138,7 +140,7 @@ class TraceScreen(Screen[None]):
             for section_id, label, renderable in (
                 ("trace-summary", "Request", summary(req)),
                 ("trace-timings", "Timings", timings(req)),
-                ("trace-app-lines", "App log lines", app_lines(self.trace.get("app_lines", []))),
+                ("trace-app-lines", "App log lines", app_lines(self.trace.app_lines)),
                 ("trace-request-headers", "Request headers",
                  _headers_table(req.get("request_headers") or [])),
                 ("trace-response-headers", "Response headers",
