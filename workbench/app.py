@@ -27,7 +27,7 @@ from gateway.events import (
     Event,
     RequestsCompleted,
 )
-from gateway.orchestrator.states import IDLE, AppState
+from gateway.orchestrator.states import AppState
 from gateway.requestlog import RequestRecord
 from gateway.snapshots import AppMetrics, MetricsSnapshot
 from workbench import formatting as fmt
@@ -38,14 +38,26 @@ from workbench.messages import (
     BackendSwitched,
     ConfigApplied,
     ConfigRefused,
+    CopyText,
     EngineFailed,
     EngineNotice,
     EngineStarted,
+    ExportRequests,
+    FilterChanged,
     MetricsUpdated,
     OutputArrived,
+    RequestChosen,
     RequestsArrived,
+    RestartApp,
+    SaveProject,
+    ShowLogs,
+    ShowRequests,
+    StartApp,
+    StopApp,
+    SwitchBackend,
 )
 from workbench.protocol import EngineAPI
+from workbench.screens.apply_preview import ApplyPreview
 from workbench.screens.backend_picker import BackendPicker
 from workbench.screens.config_editor import ConfigEditorScreen
 from workbench.screens.dashboard import DashboardScreen
@@ -55,6 +67,7 @@ from workbench.screens.logs import LogsScreen
 from workbench.screens.trace import TraceScreen
 from workbench.widgets.filter_bar import FilterBar
 from workbench.widgets.header_bar import HeaderBar
+from workbench.widgets.request_log import RequestFilter
 
 log = logging.getLogger("pyserve.workbench")
 
@@ -88,7 +101,7 @@ class WorkbenchApp(App[None]):
     # --- lifecycle ----------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.push_screen(DashboardScreen(max_rows=self.max_rows))
+        self.push_screen(DashboardScreen(max_rows=self.max_rows, history=self.history))
         self._unsubscribe = self.engine.events.subscribe(self._on_engine_event)
         self._start_engine()
 
@@ -287,7 +300,7 @@ class WorkbenchApp(App[None]):
         elif message.level == "warning":
             self.notify(message.text, title=message.app or "", severity="warning")
 
-    # --- commands (keys, palette) -------------------------------------------------------
+    # --- intents: the one place that acts on what the user wants ------------------------
 
     def _run_command(self, coro: Awaitable[None], label: str) -> None:
         async def run() -> None:
@@ -303,29 +316,30 @@ class WorkbenchApp(App[None]):
         # letting two user commands run; the engine serialises what must be serialised.
         self.run_worker(run(), group="commands", exit_on_error=False, description=label)
 
-    def restart_app(self, name: str) -> None:
-        self._run_command(self.engine.restart_app(name), f"restart {name}")
+    def on_restart_app(self, message: RestartApp) -> None:
+        self._run_command(self.engine.restart_app(message.name), f"restart {message.name}")
 
-    def toggle_app(self, name: str) -> None:
-        if self.dashboard.apps_table.app_state(name) in IDLE:
-            self._run_command(self.engine.start_app(name), f"start {name}")
-        else:
-            self._run_command(self.engine.stop_app(name), f"stop {name}")
+    def on_stop_app(self, message: StopApp) -> None:
+        self._run_command(self.engine.stop_app(message.name), f"stop {message.name}")
 
-    def switch_backend(self, name: str) -> None:
-        self.notify(f"Switching the backend to {name}…")
-        self._run_command(self.engine.switch_backend(name), f"switch to {name}")
+    def on_start_app(self, message: StartApp) -> None:
+        self._run_command(self.engine.start_app(message.name), f"start {message.name}")
 
-    def pick_backend(self) -> None:
+    def on_switch_backend(self, message: SwitchBackend) -> None:
+        self.notify(f"Switching the backend to {message.name}…")
+        self._run_command(self.engine.switch_backend(message.name),
+                          f"switch to {message.name}")
+
+    def on_pick_backend(self) -> None:
         current = self.engine.backend
 
         def chosen(name: str | None) -> None:
             if name and name != current:
-                self.switch_backend(name)
+                self.post_message(SwitchBackend(name))
 
         self.push_screen(BackendPicker(self.engine.installed_backends(), current), chosen)
 
-    def edit_config(self) -> None:
+    def on_edit_project(self) -> None:
         path = self.engine.config_path
         try:
             text = path.read_text(encoding="utf-8")
@@ -334,28 +348,88 @@ class WorkbenchApp(App[None]):
             return
         self.push_screen(ConfigEditorScreen(text, path.name))
 
-    def open_trace(self, request_id: str) -> None:
-        trace = self.engine.trace(request_id)
+    def _editor(self) -> ConfigEditorScreen | None:
+        return next((s for s in reversed(self.screen_stack)
+                     if isinstance(s, ConfigEditorScreen)), None)
+
+    def on_save_project(self, message: SaveProject) -> None:
+        editor = self._editor()
+        try:
+            change = self.engine.preview_text(message.text)
+        except ConfigError as exc:
+            if editor is not None:
+                editor.show_error(exc)
+            return
+        if editor is not None:
+            editor.clear_error()
+        if not message.diff:
+            self.notify("No changes to apply")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._apply_project(message.text)
+
+        self.push_screen(ApplyPreview(change, message.diff), confirmed)
+
+    @work(exclusive=True, group="apply-config", exit_on_error=False)
+    async def _apply_project(self, text: str) -> None:
+        if (editor := self._editor()) is not None:
+            editor.applying()
+        try:
+            await self.engine.apply_text(text)
+        except ConfigError as exc:
+            if (editor := self._editor()) is not None:
+                editor.show_error(exc)
+            return
+        except Exception as exc:  # the engine reports; the editor must stay usable
+            if (editor := self._editor()) is not None:
+                editor.apply_failed(exc)
+            return
+        if (editor := self._editor()) is not None:
+            editor.applied(text)
+
+    def on_request_chosen(self, message: RequestChosen) -> None:
+        trace = self.engine.trace(message.request_id)
         if trace is None:
-            self.notify(f"{request_id} is no longer in the request log", severity="warning")
+            self.notify(f"{message.request_id} is no longer in the request log",
+                        severity="warning")
             return
         self.push_screen(TraceScreen(trace))
 
-    def open_logs(self, app_name: str | None) -> None:
-        self.push_screen(LogsScreen(app_name, self.dashboard.apps_table.app_names))
+    def on_show_logs(self, message: ShowLogs) -> None:
+        self.push_screen(LogsScreen(message.name, self.dashboard.apps_table.app_names,
+                                    self.engine.app_logs))
 
-    def export_dialog(self) -> None:
+    def on_filter_changed(self, message: FilterChanged) -> None:
+        if (dashboard := self._dashboard()) is not None:
+            flt = RequestFilter(message.app, message.status_class, message.text)
+            dashboard.show_filtered(flt, self.engine.request_log.snapshot())
+
+    def on_show_requests(self, message: ShowRequests) -> None:
+        self.dashboard.set_filter(message.app, message.status_class, message.text)
+
+    def on_open_filter(self) -> None:
+        self.dashboard.action_filter()
+
+    def on_toggle_follow(self) -> None:
+        self.dashboard.action_toggle_follow()
+
+    def on_choose_export(self) -> None:
         folder = self.engine.config_path.parent
         count = len(self.engine.request_log)
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:
-                self.export_requests(request.path, request.fmt)
+                self.post_message(ExportRequests(request.path, request.fmt))
 
         self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
 
+    def on_export_requests(self, message: ExportRequests) -> None:
+        self._export(message.path, message.fmt)
+
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def export_requests(self, path: Path, fmt_name: str) -> None:
+    async def _export(self, path: Path, fmt_name: str) -> None:
         # The engine copies what to write on the loop and writes it in a thread.
         try:
             written = await self.engine.export_requests(path, fmt_name)
@@ -364,9 +438,9 @@ class WorkbenchApp(App[None]):
             return
         self.notify(f"Exported {written} requests to {path}", title="Export")
 
-    def copy(self, text: str, *, what: str) -> None:
-        self.copy_to_clipboard(text)
-        self.notify(f"Copied {what}")
+    def on_copy_text(self, message: CopyText) -> None:
+        self.copy_to_clipboard(message.text)
+        self.notify(f"Copied {message.what}")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -386,15 +460,15 @@ class WorkbenchApp(App[None]):
             ("Config editor", ConfigEditorScreen.BINDINGS, []),
         ]
 
-    # --- helpers for screens and the palette --------------------------------------------
+    # --- for the palette ----------------------------------------------------------------
 
-    def app_summary(self, name: str) -> str:
-        a = (self.metrics.apps.get(name) if self.metrics else None) or AppMetrics(name=name)
-        lat = a.latency_ms
-        return (f"{name} {a.path or ''} state={a.state} pid={a.pid} "
-                f"port={a.port} backend={a.backend} restarts={a.restarts} "
-                f"req/s={fmt.rate(a.requests_per_s)} p50={fmt.millis(lat.p50 if lat else None)}ms "
-                f"p99={fmt.millis(lat.p99 if lat else None)}ms")
+    def app_states(self) -> dict[str, AppState | str | None]:
+        """Every app the dashboard shows, with its state (what the palette offers)."""
+        dashboard = self._dashboard()
+        if dashboard is None:
+            return {}
+        table = dashboard.apps_table
+        return {name: table.app_state(name) for name in table.app_names}
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -17,11 +17,11 @@ from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from workbench import formatting as fmt
+from workbench.messages import CopyText, ShowLogs
 from workbench.widgets.log_view import level_style
 
 if TYPE_CHECKING:
     from gateway.snapshots import Trace
-    from workbench.app import WorkbenchApp
 
 BAR_WIDTH = 40
 
@@ -152,11 +152,11 @@ class TraceScreen(Screen[None]):
         yield Footer()
 
     def action_copy(self) -> None:
-        app = cast("WorkbenchApp", self.app)
-        app.copy(trace_json(self.trace), what=f"trace {self.request.get('request_id')}")
+        self.post_message(CopyText(trace_json(self.trace),
+                                   what=f"trace {self.request.get('request_id')}"))
 
     def action_logs(self) -> None:
-        cast("WorkbenchApp", self.app).open_logs(self.request.get("app"))
+        self.post_message(ShowLogs(self.request.get("app")))
 
     def __repr__(self) -> str:
         return f"<TraceScreen {getattr(self, 'request', {}).get('request_id')}>"
