@@ -384,9 +384,9 @@ def settle_heap() -> None:
     """Move everything alive now out of the garbage collector's sight.
 
     Start-up builds tens of thousands of long-lived objects (modules, the pipeline, server
-    internals). Left in the oldest generation, every full collection walks them all: measured
-    under load that was 5 collections a second of up to 55 ms each, the gateway's p99 went
-    from 12 ms to 60 ms and its throughput fell by a third (see bench/run.py).
+    internals). Left in the oldest generation, every full collection walks them all, several
+    times a second under load, which shows in the gateway's tail latency and throughput
+    (bench/README.md has the measurement).
     """
     gc.collect()
     gc.freeze()

@@ -1,9 +1,9 @@
 """Typed shape of the project file, with every key and default of the contract.
 
-Each dataclass is one TOML table. `gateway.config.validate` turns the parsed document into
-these objects, checking names and types from the annotations, so adding a key here is all it
-takes for `check` to accept and convert it. A dataclass may define ``validate()`` returning
-``(key, message)`` pairs for rules the annotations cannot express.
+Each dataclass is one TOML table. `gateway.config.loader.validate_text` turns the parsed
+document into these objects, checking names and types from the annotations, so adding a key
+here is all it takes for `check` to accept and convert it. A dataclass may define
+``validate()`` returning ``(key, message)`` pairs for rules the annotations cannot express.
 """
 
 from __future__ import annotations
