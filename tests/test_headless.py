@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port
+from harness import free_port, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,16 +43,11 @@ def start(tmp_path: Path, *extra: str, port: int | None = None, backend: str = "
 
 
 def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the gateway did not come up")
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+
+    poll(healthy, timeout, what="the gateway to come up", ignore=(httpx.HTTPError,))
 
 
 @pytest.fixture
