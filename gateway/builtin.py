@@ -27,7 +27,9 @@ def metrics_snapshot(gateway: GatewayApp) -> MetricsSnapshot:
                 name=s["name"], state=AppState(s["state"]), path=s["path"], pid=s["pid"],
                 port=s["port"], backend=s["backend"], restarts=s["restarts"],
                 uptime_s=s["uptime_s"], cpu_percent=s["cpu_percent"], rss_bytes=s["rss_bytes"],
-                health=s["health"], last_error=s["last_error"], latency_ms=Latency(),
+                health=s["health"], health_check=s["health_check"],
+                last_error=s["last_error"], last_error_at=s["last_error_at"],
+                pending=s["pending"], latency_ms=Latency(),
                 requests_per_s=0.0)
     for name, counter in reg.apps.items():
         apps[name] = replace(

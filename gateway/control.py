@@ -105,7 +105,11 @@ async def handle_command(engine: Engine, request: Mapping[str, Any]) -> dict[str
             return {"ok": False, "error": f"{cmd} needs an app name"}
         command = {"restart": engine.restart_app, "stop": engine.stop_app,
                    "start": engine.start_app}[cmd]
-        await command(app)
+        if await command(app) is False:  # only a restart says so
+            assert engine.orchestrator is not None
+            cause = engine.orchestrator.get(app).last_error
+            return {"ok": False, "error": f"restart {app}: the new process failed "
+                                          f"({cause}); the old one keeps serving"}
         return {"ok": True, "message": f"{cmd}: {app}"}
     if cmd == "backend":
         name = request.get("name")
@@ -117,7 +121,8 @@ async def handle_command(engine: Engine, request: Mapping[str, Any]) -> dict[str
         event = await engine.reload()
         return {"ok": True, "message": json.dumps({"added": event.added,
                                                    "removed": event.removed,
-                                                   "changed": event.changed})}
+                                                   "changed": event.changed,
+                                                   "pending": event.pending})}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 

@@ -119,6 +119,10 @@ class Engine:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         host, port = self.address
         self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+        from gateway.extensions.auth import order_warnings
+
+        for warning in order_warnings(project):
+            self.events.emit(EngineMessage("warning", warning))
         settle_heap()
 
     async def stop(self) -> None:
@@ -187,8 +191,10 @@ class Engine:
             else []
         return Trace(record, tuple(lines))
 
-    async def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
-        """Write every kept request with its app lines; the number written.
+    async def export_requests(self, path: str | Path, fmt: str = "jsonl", *,
+                              include_credentials: bool = False) -> int:
+        """Write every kept request with its app lines; the number written. Credentials are
+        masked unless `include_credentials`.
 
         What to write is copied here, on the loop, where nothing appends meanwhile (cheap:
         the requests stay in their compact form); decoding and writing run in a thread so
@@ -197,7 +203,8 @@ class Engine:
         kept = self.request_log.encoded()
         lines = self.app_logs(None)
         return await asyncio.to_thread(
-            lambda: export_requests([decode_record(b) for b in kept], lines, Path(path), fmt))
+            lambda: export_requests([decode_record(b) for b in kept], lines, Path(path), fmt,
+                                    include_credentials=include_credentials))
 
     # --- commands -------------------------------------------------------------------------
 
@@ -215,8 +222,9 @@ class Engine:
             raise AppError("this project runs no apps (no process_orchestration extension)")
         return self.orchestrator
 
-    async def restart_app(self, name: str) -> None:
-        await self._orch().restart_app(name)
+    async def restart_app(self, name: str) -> bool:
+        """False when the app's new process failed and the old one serves on."""
+        return bool(await self._orch().restart_app(name))
 
     async def stop_app(self, name: str) -> None:
         await self._orch().stop_app(name)
@@ -274,9 +282,14 @@ class Engine:
                              environ=self.environ)
 
     def preview_text(self, text: str) -> ConfigReloaded:
+        """What saving `text` would do to the apps: the orchestrator's own plan."""
         new = self.validate_text(text)
-        added, removed, changed = _diff_apps(self.project, new)
-        return ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+        if self.orchestrator is None:  # saving it creates the orchestrator: all apps start
+            return ConfigReloaded(added=tuple(a.name for a in new.apps))
+        from gateway.config.schema import OrchestrationOptions
+
+        plan = self.orchestrator.plan(new.orchestration or OrchestrationOptions(), new)
+        return ConfigReloaded(plan.added, plan.removed, plan.changed, restarted=plan.roll)
 
     async def apply_text(self, text: str) -> ConfigReloaded:
         """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
@@ -307,17 +320,22 @@ class Engine:
             assert self.gateway is not None
             old = self.project
             self._applied_text = self._running_text = new.text
-            added: list[str] = []
-            removed: list[str] = []
-            changed: list[str] = []
+            added: tuple[str, ...] = ()
+            removed: tuple[str, ...] = ()
+            changed: tuple[str, ...] = ()
+            pending: tuple[str, ...] = ()
+            restarted: tuple[str, ...] = ()
             if new.orchestration is not None and self.orchestrator is None:
                 await self._make_orchestrator(new, self._serving_backend()).start()
-                added = [a.name for a in new.apps]
+                added = tuple(a.name for a in new.apps)
             elif self.orchestrator is not None:
                 from gateway.config.schema import OrchestrationOptions
 
                 options = new.orchestration or OrchestrationOptions()
-                added, removed, changed = await self.orchestrator.apply(options, new)
+                plan = await self.orchestrator.apply(options, new)
+                added, removed, changed = plan.added, plan.removed, plan.changed
+                restarted = plan.roll
+                pending = tuple(n for n in self.orchestrator.pending() if n in plan.roll)
                 # Else /metrics (and the status table) would list a removed app for ever,
                 # as "mounted", from the counters of the requests it once served.
                 self.metrics_registry.forget(removed)
@@ -334,7 +352,7 @@ class Engine:
             new_backend = BackendRegistry.resolve(new.server.backend)
             if new_backend != self.backend and "backend" not in self.overrides:
                 self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
-            event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+            event = ConfigReloaded(added, removed, changed, pending, restarted)
             self.events.emit(event)
             settle_heap()
             return event
@@ -356,8 +374,9 @@ class Engine:
                 self.events.emit(ConfigRejected(str(exc)))
                 log.warning("refused the edited project file: %s", exc)
                 continue
-            if text == self._applied_text:
-                continue
+            if text == self._applied_text and not (
+                    self.orchestrator is not None and self.orchestrator.pending()):
+                continue  # a save that changes nothing, unless it retries a pending change
             if not text.strip():
                 # Saving in place truncates the file before writing it: an empty project
                 # file is a save in progress (its end brings another change), not a wish
@@ -390,12 +409,3 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _diff_apps(old: ProjectConfig | None, new: ProjectConfig) -> tuple[list[str], ...]:
-    before = {a.name: a for a in (old.apps if old else [])}
-    after = {a.name: a for a in new.apps}
-    added = [n for n in after if n not in before]
-    removed = [n for n in before if n not in after]
-    changed = [n for n in after if n in before and after[n] != before[n]]
-    return added, removed, changed

@@ -22,7 +22,8 @@ MOUNTED: Final = "mounted"
 
 #: Keys of an orchestrated app's entry in `/metrics`, in the order they are written.
 _PROCESS_KEYS = ("path", "state", "pid", "port", "backend", "restarts", "uptime_s",
-                 "cpu_percent", "rss_bytes", "health", "last_error")
+                 "cpu_percent", "rss_bytes", "health", "health_check", "last_error",
+                 "last_error_at", "pending")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,13 @@ class AppMetrics:
     cpu_percent: float | None = None
     rss_bytes: int | None = None
     health: Any = None
+    #: How health is judged ("GET /health", "any answer < 500 ..."), as the user reads it.
+    health_check: str | None = None
+    #: The last failure's cause (sanitized) and when it happened (epoch seconds).
     last_error: str | None = None
+    last_error_at: float | None = None
+    #: A configuration change not taken yet (its new process failed), as a reason.
+    pending: str | None = None
     requests: int = 0
     errors: int = 0
     latency_ms: Latency | None = None

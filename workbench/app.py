@@ -191,7 +191,7 @@ class WorkbenchApp(App[None]):
         elif isinstance(event, BackendChanged):
             self.post_message(BackendSwitched(event.old, event.new))
         elif isinstance(event, ConfigReloaded):
-            self.post_message(ConfigApplied(event.added, event.removed, event.changed))
+            self.post_message(ConfigApplied(event))
         elif isinstance(event, ConfigRejected):
             self.post_message(ConfigRefused(event.message))
         elif isinstance(event, EngineMessage):
@@ -286,10 +286,14 @@ class WorkbenchApp(App[None]):
         self.notify(f"Backend switched: {message.old} → {message.new}", title="Backend")
 
     def on_config_applied(self, message: ConfigApplied) -> None:
+        change = message.change
+        in_place = tuple(n for n in change.changed if n not in change.restarted)
         parts = [f"{label} {', '.join(names)}" for label, names in
-                 (("started", message.added), ("stopped", message.removed),
-                  ("restarted", message.changed)) if names]
-        self.notify("; ".join(parts) or "no app changed", title="Project file applied")
+                 (("started", change.added), ("stopped", change.removed),
+                  ("restarted", change.restarted), ("updated", in_place),
+                  ("still pending (the old process keeps serving)", change.pending)) if names]
+        self.notify("; ".join(parts) or "no app changed", title="Project file applied",
+                    severity="warning" if change.pending else "information")
 
     def on_config_refused(self, message: ConfigRefused) -> None:
         self.notify(message.text, title="Project file refused", severity="error", timeout=10)
@@ -302,7 +306,7 @@ class WorkbenchApp(App[None]):
 
     # --- intents: the one place that acts on what the user wants ------------------------
 
-    def _run_command(self, coro: Awaitable[None], label: str) -> None:
+    def _run_command(self, coro: Awaitable[object], label: str) -> None:
         async def run() -> None:
             try:
                 await coro
@@ -421,22 +425,26 @@ class WorkbenchApp(App[None]):
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:
-                self.post_message(ExportRequests(request.path, request.fmt))
+                self.post_message(ExportRequests(request.path, request.fmt,
+                                                 request.include_credentials))
 
         self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
 
     def on_export_requests(self, message: ExportRequests) -> None:
-        self._export(message.path, message.fmt)
+        self._export(message.path, message.fmt, include_credentials=message.include_credentials)
 
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def _export(self, path: Path, fmt_name: str) -> None:
+    async def _export(self, path: Path, fmt_name: str, *,
+                      include_credentials: bool = False) -> None:
         # The engine copies what to write on the loop and writes it in a thread.
         try:
-            written = await self.engine.export_requests(path, fmt_name)
+            written = await self.engine.export_requests(
+                path, fmt_name, include_credentials=include_credentials)
         except Exception as exc:
             self.notify(f"export to {path} failed: {exc}", severity="error")
             return
-        self.notify(f"Exported {written} requests to {path}", title="Export")
+        what = "with credentials" if include_credentials else "credentials masked"
+        self.notify(f"Exported {written} requests to {path} ({what})", title="Export")
 
     def on_copy_text(self, message: CopyText) -> None:
         self.copy_to_clipboard(message.text)

@@ -39,6 +39,14 @@ type = "security"
 [extensions.config]
 blocked_ips = []        # addresses or CIDR blocks, e.g. "192.168.0.0/16"
 
+# Ask for a password everywhere but the listed paths (make a hash: htpasswd -nB alice).
+# [[extensions]]
+# type = "auth"
+# [extensions.config]
+# method = "basic"              # basic | jwt | forward
+# users = { alice = "$2y$05$..." }
+# exclude_paths = ["/ping"]
+
 # Every app runs in its own process on a port picked from port_range.
 [[extensions]]
 type = "process_orchestration"
@@ -49,7 +57,7 @@ port_range = [9000, 9999]
 # name = "api"
 # path = "/api"                  # requests under /api go to this app (prefix stripped)
 # app_path = "myproject.api:app" # module:attribute, imported from this folder
-# health_check_path = "/health"
+# health_check_path = "/health"  # must answer 200; unset, any answer < 500 counts
 
 [[extensions]]
 type = "routing"
@@ -111,6 +119,9 @@ def cmd_check(path: str) -> int:
     except (ImportError, GatewayError) as exc:
         if isinstance(exc, GatewayError):
             warnings.append(f"{path}: {exc}")
+    from gateway.extensions.auth import order_warnings
+
+    warnings += order_warnings(project)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     n_apps = len(project.apps)
@@ -135,14 +146,19 @@ def cmd_init(path: str) -> int:
 def _format_status(answer: dict[str, Any]) -> str:
     host, port = answer["address"]
     lines = [f"gateway http://{host}:{port}  backend {answer['backend']}"]
-    header = ("APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS", "P50 MS", "P99 MS")
+    header = ("APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS", "P50 MS", "P99 MS",
+              "HEALTH CHECK", "LAST ERROR")
     rows = [header]
     for name, a in sorted(answer["metrics"]["apps"].items()):
         lat = a.get("latency_ms") or {}
-        rows.append((name, str(a.get("state", "-")), str(a.get("pid") or "-"),
+        state = str(a.get("state", "-"))
+        if a.get("pending"):
+            state += f" (pending: {a['pending']})"
+        rows.append((name, state, str(a.get("pid") or "-"),
                      str(a.get("port") or "-"), str(a.get("backend") or "-"),
                      str(a.get("restarts", 0)), str(a.get("requests", 0)),
-                     f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}"))
+                     f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}",
+                     str(a.get("health_check") or "-"), str(a.get("last_error") or "-")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -7,9 +7,12 @@ cells read on dark and light themes alike.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from gateway.snapshots import AppMetrics
 
 #: state -> (background, foreground) of its badge.
 STATE_BADGES: dict[str, tuple[str, str]] = {
@@ -56,6 +59,38 @@ def health_text(health: Any) -> Text:
     bad = value in ("failing", "unhealthy", "down", "timeout", "error")
     style = "#2e9e4f" if good else "#c83737" if bad else ""
     return Text(value, style=style)
+
+
+#: Longest cause shown in a table cell; the whole text is in the app's summary line.
+CAUSE_WIDTH = 40
+
+
+def health_cell(health: Any, rule: str | None) -> Text:
+    """The health column: ``ok``/``failing``, and how it is judged when that is not the
+    app's own health route (``ok · any <500``)."""
+    text = health_text(health)
+    if rule and rule.startswith("any answer") and text.plain == "ok":
+        text.append(" · any <500", style="dim")
+    return text
+
+
+def cause_text(app: AppMetrics) -> Text:
+    """Why the app is not (or was not) well: a pending change first, then the last error;
+    red while it matters (failed, unhealthy, restarting), dim once the app has recovered."""
+    cause = app.last_error or ""
+    pending = app.pending
+    if not cause and not pending:
+        return Text("-", style="dim")
+    out = Text()
+    if pending:
+        out.append(f"pending ({pending})", style="bold #d9822b")
+        if cause:
+            out.append(": ")
+    if len(cause) > CAUSE_WIDTH:
+        cause = cause[:CAUSE_WIDTH - 1] + "…"
+    now = app.state in ("failed", "unhealthy", "restarting", "starting") or pending
+    out.append(cause, style="#c83737" if now else "dim")
+    return out
 
 
 def duration(seconds: float | None) -> str:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from textual.message import Message
 
-from gateway.events import AppStateChanged
+from gateway.events import AppStateChanged, ConfigReloaded
 from gateway.snapshots import MetricsSnapshot
 
 
@@ -72,9 +72,7 @@ class BackendSwitched(Message):
 
 @dataclass
 class ConfigApplied(Message):
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    changed: tuple[str, ...]
+    change: ConfigReloaded
 
 
 @dataclass
@@ -165,10 +163,12 @@ class ChooseExport(Message):
 
 @dataclass
 class ExportRequests(Message):
-    """Write the request log with its traces to `path` as `fmt` (jsonl or har)."""
+    """Write the request log with its traces to `path` as `fmt` (jsonl or har), credentials
+    masked unless `include_credentials`."""
 
     path: Path
     fmt: str
+    include_credentials: bool = False
 
 
 @dataclass

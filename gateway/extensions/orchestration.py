@@ -3,20 +3,22 @@
 The engine creates and owns the `Orchestrator` (it outlives pipeline rebuilds) and puts it
 in `services.orchestrator`; this extension only routes. A request for an app that is
 starting or restarting waits up to `hold_requests` for it, then gets 503 with Retry-After;
-a stopped or failed app answers 503 at once. Upstream failures propagate as
-`UpstreamError`, which the gateway core turns into 502/504 naming the app.
+a stopped or failed app answers 503 at once, naming the cause of a failure. Upstream
+failures propagate as `UpstreamError`, which the gateway core turns into 502/504 naming the
+app.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from gateway.config.schema import OrchestrationOptions
 from gateway.context import get_context
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
-from gateway.orchestrator.states import IDLE, PENDING, SERVING
+from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState
 from gateway.orchestrator.supervisor import AppSupervisor, Lease
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
@@ -120,28 +122,22 @@ class OrchestrationExtension(Extension):
                         target.name))
 
     async def _lease(self, sup: AppSupervisor) -> Lease | None:
-        if sup.state in SERVING:
-            lease = sup.lease()
-            if lease is not None:
-                return lease
-        if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
-            self.held += 1
-            if await sup.wait_ready(float(sup.opt("hold_requests"))):
-                return sup.lease()
-        return None
+        return await ready_lease(sup, self._count_hold)
+
+    def _count_hold(self) -> None:
+        self.held += 1
 
     async def _unavailable(self, scope: Scope, send: Send, sup: AppSupervisor) -> None:
         self.unavailable += 1
-        state = sup.state
         if scope["type"] == "websocket":
             await _refuse_websocket(scope, send, sup)
             return
-        if state in IDLE:
-            await send_error(scope, send, 503, f"the app is {state}", app=sup.name)
+        if sup.state in IDLE:
+            await send_error(scope, send, 503, _why_unavailable(sup), app=sup.name)
             return
         hold = float(sup.opt("hold_requests"))
-        await send_error(scope, send, 503, f"the app is {state} (waited {hold:g}s)",
-                         app=sup.name, retry_after=max(1.0, hold))
+        await send_error(scope, send, 503, _why_unavailable(sup, hold), app=sup.name,
+                         retry_after=max(1.0, hold))
 
     def metrics(self) -> dict[str, Any] | None:
         return {"proxied": self.proxied, "held": self.held, "unavailable": self.unavailable,
@@ -154,6 +150,24 @@ class OrchestrationExtension(Extension):
                 f"held={self.held} unavailable={self.unavailable}>")
 
 
+async def ready_lease(sup: AppSupervisor,
+                      on_hold: Callable[[], None] | None = None) -> Lease | None:
+    """A lease on `sup`'s serving process, waiting up to its `hold_requests` for one that is
+    starting or restarting (`on_hold` is called when it has to wait); None when the app is
+    stopped, failed, or not ready in time. Shared by everything that sends requests to an
+    orchestrated app (this extension, forward auth)."""
+    if sup.state in SERVING:
+        lease = sup.lease()
+        if lease is not None:
+            return lease
+    if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
+        if on_hold is not None:
+            on_hold()
+        if await sup.wait_ready(float(sup.opt("hold_requests"))):
+            return sup.lease()
+    return None
+
+
 async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> None:
     """A 503 with a body when the server supports denial responses, else a plain refusal."""
     ctx = get_context(scope)
@@ -161,7 +175,7 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1013})
         return
-    body = (f"503 Service Unavailable - app {sup.name!r}; the app is {sup.state}; "
+    body = (f"503 Service Unavailable - app {sup.name!r}; {_why_unavailable(sup)}; "
             f"request id {rid}\n").encode()
     if ctx is not None:
         ctx.status = 503
@@ -170,6 +184,17 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
                             (b"content-length", str(len(body)).encode()),
                             (b"x-request-id", rid.encode("latin-1"))]})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _why_unavailable(sup: AppSupervisor, waited: float | None = None) -> str:
+    """"the app is failed: <cause>": the state and, when something went wrong, why
+    (a stopped app was stopped on purpose; its old cause would mislead)."""
+    state = sup.state
+    text = f"the app is {state}" + (f" (waited {waited:g}s)" if waited is not None else "")
+    if sup.last_error and state is not AppState.STOPPED:
+        text += f": {sup.last_error}" if state in (AppState.FAILED, AppState.UNHEALTHY) \
+            else f"; last error: {sup.last_error}"
+    return text
 
 
 def _retryable(scope: Scope) -> bool:

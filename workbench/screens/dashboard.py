@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Footer
 
 from gateway.config.schema import ProjectConfig
 from gateway.orchestrator.states import IDLE
+from gateway.redact import mask_query
 from gateway.requestlog import RequestRecord
 from gateway.snapshots import AppMetrics, MetricsSnapshot
 from workbench import formatting as fmt
@@ -197,7 +198,7 @@ class DashboardScreen(Screen[None]):
             if rec is not None:
                 self.post_message(CopyText(
                     f"{rec.request_id} {rec.method} {rec.path}"
-                    + (f"?{rec.query}" if rec.query else "")
+                    + (f"?{mask_query(rec.query)}" if rec.query else "")
                     + f" {rec.status} {rec.latency_ms:.1f}ms app={rec.app or '-'}",
                     what=f"request {rec.request_id}"))
                 return
@@ -212,4 +213,7 @@ class DashboardScreen(Screen[None]):
         return (f"{name} {a.path or ''} state={a.state} pid={a.pid} port={a.port} "
                 f"backend={a.backend} restarts={a.restarts} req/s={fmt.rate(a.requests_per_s)} "
                 f"p50={fmt.millis(lat.p50 if lat else None)}ms "
-                f"p99={fmt.millis(lat.p99 if lat else None)}ms")
+                f"p99={fmt.millis(lat.p99 if lat else None)}ms "
+                f"health: {a.health_check or '-'}"
+                + (f" pending: {a.pending}" if a.pending else "")
+                + (f" last error: {a.last_error}" if a.last_error else ""))

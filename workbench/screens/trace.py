@@ -1,5 +1,8 @@
 """The whole story of one request: timings, headers, routing and cache decisions, and the
-app's own log lines that carry its request id."""
+app's own log lines that carry its request id.
+
+Credentials (Authorization, cookies, token-like query parameters: see `gateway.redact`) are
+masked until the user presses `v`; `c` copies what is shown."""
 
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from gateway.redact import redact_request
 from workbench import formatting as fmt
 from workbench.messages import CopyText, ShowLogs
 from workbench.widgets.log_view import level_style
@@ -42,7 +46,8 @@ def _headers_table(headers: list[Any]) -> RenderableType:
     table.add_column(style="#2a7fd4", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in headers:
-        table.add_row(f"{name}:", str(value))
+        # Text, not str: a header value such as "[redacted]" or "[/b]" is not Rich markup.
+        table.add_row(Text(f"{name}:"), Text(str(value)))
     return table
 
 
@@ -106,9 +111,10 @@ def app_lines(lines: Sequence[Any]) -> RenderableType:
     return out
 
 
-def trace_json(trace: Trace) -> str:
-    """The trace as JSON (what `c` copies)."""
-    data = trace.request.to_dict()
+def trace_json(trace: Trace, *, revealed: bool = False) -> str:
+    """The trace as JSON (what `c` copies): credentials masked unless `revealed`."""
+    request = trace.request.to_dict()
+    data = request if revealed else redact_request(request)
     data["app_lines"] = [{"time": ln.time, "stream": ln.stream, "line": ln.line}
                          for ln in trace.app_lines]
     return json.dumps(data, indent=2, default=str)
@@ -120,6 +126,7 @@ class TraceScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),
         Binding("c", "copy", "Copy trace"),
+        Binding("v", "reveal", "Reveal credentials"),
         Binding("l", "logs", "App logs"),
     ]
 
@@ -127,15 +134,26 @@ class TraceScreen(Screen[None]):
         super().__init__(id="trace")
         self.trace = trace
         self.request = trace.request.to_dict()  # headers decoded, as shown and copied
+        self.revealed = False
+        """Whether credentials are shown as they were (`v` toggles)."""
+        self.masks = redact_request(self.request) != self.request
+        """Whether the request carries anything `v` would reveal."""
 
-    def compose(self) -> ComposeResult:
-        req = self.request
+    def _shown(self) -> dict[str, Any]:
+        return self.request if self.revealed else redact_request(self.request)
+
+    def _title(self, req: dict[str, Any]) -> Text:
         status = fmt.status_text(int(req.get("status") or 0))
-        title = Text.assemble(
+        return Text.assemble(
             (" Trace ", "bold reverse"), " ", (req.get("method", ""), "bold"), " ",
             req.get("path", "") + (f"?{req['query']}" if req.get("query") else ""), " → ",
-            status, f"  {fmt.millis(req.get('latency_ms'))} ms")
-        yield Static(title, id="trace-title")
+            status, f"  {fmt.millis(req.get('latency_ms'))} ms",
+            ("  (credentials masked: v reveals)" if self.masks and not self.revealed else "",
+             "dim"))
+
+    def compose(self) -> ComposeResult:
+        req = self._shown()
+        yield Static(self._title(req), id="trace-title")
         with VerticalScroll(id="trace-body"):
             for section_id, label, renderable in (
                 ("trace-summary", "Request", summary(req)),
@@ -152,8 +170,19 @@ class TraceScreen(Screen[None]):
         yield Footer()
 
     def action_copy(self) -> None:
-        self.post_message(CopyText(trace_json(self.trace),
-                                   what=f"trace {self.request.get('request_id')}"))
+        masked = "" if self.revealed else " (credentials masked)"
+        self.post_message(CopyText(trace_json(self.trace, revealed=self.revealed),
+                                   what=f"trace {self.request.get('request_id')}{masked}"))
+
+    def action_reveal(self) -> None:
+        self.revealed = not self.revealed
+        req = self._shown()
+        self.query_one("#trace-title", Static).update(self._title(req))
+        self.query_one("#trace-summary", Static).update(summary(req))
+        self.query_one("#trace-request-headers", Static).update(
+            _headers_table(req.get("request_headers") or []))
+        self.query_one("#trace-response-headers", Static).update(
+            _headers_table(req.get("response_headers") or []))
 
     def action_logs(self) -> None:
         self.post_message(ShowLogs(self.request.get("app")))

@@ -20,10 +20,11 @@ COLUMNS: tuple[tuple[str, str, Callable[[AppMetrics], str | Text]], ...] = (
     # The most telling columns first: at 80 columns the rest scrolls into view.
     ("name", "app", lambda a: Text(a.name, style="bold")),
     ("state", "state", lambda a: fmt.state_badge(a.state)),
-    ("health", "health", lambda a: fmt.health_text(a.health)),
+    ("health", "health", lambda a: fmt.health_cell(a.health, a.health_check)),
     ("rps", "req/s", lambda a: fmt.rate(a.requests_per_s)),
     ("p50", "p50 ms", lambda a: fmt.millis(a.latency_ms.p50 if a.latency_ms else None)),
     ("p99", "p99 ms", lambda a: fmt.millis(a.latency_ms.p99 if a.latency_ms else None)),
+    ("cause", "cause", fmt.cause_text),
     ("restarts", "restarts", lambda a: str(a.restarts)),
     ("pid", "pid", lambda a: fmt.number(a.pid)),
     ("port", "port", lambda a: fmt.number(a.port)),
