@@ -450,7 +450,7 @@ class AuthOptions:
         return errors
 
     def _check_forward(self) -> list[tuple[str, str]]:
-        from gateway.auth.forward import parse_forward_url
+        from gateway.auth.forward_url import parse_forward_url
 
         if self.url is None:
             return [("", "method 'forward' needs url (http://host:port/path or app:NAME/path)")]
@@ -468,7 +468,7 @@ class AuthOptions:
     def validate_in(self, project: ProjectConfig) -> list[tuple[str, str]]:
         """Rules that need the project: key files (relative to its folder), app names."""
         if self.method == "forward" and self.url and self.url.startswith("app:"):
-            from gateway.auth.forward import parse_forward_url
+            from gateway.auth.forward_url import parse_forward_url
 
             app = parse_forward_url(self.url).app
             if app not in {a.name for a in project.apps}:
