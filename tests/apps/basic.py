@@ -1,7 +1,8 @@
 """The all-purpose test app.
 
     /health         200, or 500 while the file named by $BAD_HEALTH_FILE exists
-    /echo...        JSON: method, path, root_path, query, headers, body, pid
+    /echo...        JSON: method, path (without root_path), scope_path, root_path, query,
+                    headers, body, pid
     /env?name=X     JSON: the value of $X
     /pid            the process id
     /crash          the process exits in the middle of the request
@@ -18,7 +19,7 @@ import logging
 import os
 from urllib.parse import parse_qs
 
-from apps.common import lifespan, read_body, send_json, send_text
+from apps.common import lifespan, read_body, route_path, send_json, send_text
 
 log = logging.getLogger("apps.basic")
 
@@ -40,7 +41,7 @@ async def app(scope: dict, receive, send) -> None:
     if kind == "websocket":
         await websocket_echo(receive, send)
         return
-    path = scope["path"]
+    path = route_path(scope)
     query = _query(scope)
     if path == "/health":
         if _sick():
@@ -66,7 +67,8 @@ async def app(scope: dict, receive, send) -> None:
     else:
         body = await read_body(receive)
         await send_json(send, {
-            "method": scope["method"], "path": path, "root_path": scope.get("root_path", ""),
+            "method": scope["method"], "path": path, "scope_path": scope["path"],
+            "root_path": scope.get("root_path", ""),
             "query": scope.get("query_string", b"").decode(),
             "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
             "body": body.decode(errors="replace"), "pid": os.getpid(),
