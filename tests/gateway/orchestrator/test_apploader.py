@@ -13,8 +13,8 @@ import pytest
 from orch_support import TESTS_DIR
 
 from gateway.orchestrator.apploader import (
-    ASGI2App,
     AppLoadError,
+    ASGI2App,
     detect_interface,
     is_wsgi,
     load_app,
