@@ -171,3 +171,13 @@ def test_bundled_project_is_valid() -> None:
     text = (root / "workbench.toml").read_text()
     project = validate_text(root / "workbench.toml", text, environ={})
     assert {a.name for a in project.apps} == {"api", "guestbook", "clock"}
+
+
+def test_frameworks_example_is_valid() -> None:
+    """`pyserve-tui check -c examples/frameworks/workbench.toml` (the README's second command);
+    tests/integration/test_frameworks.py runs the same apps."""
+    path = Path(__file__).resolve().parents[3] / "examples" / "frameworks" / "workbench.toml"
+    project = validate_text(path, path.read_text(), environ={})
+    assert {a.name: a.path for a in project.apps} == {
+        "fastapi": "/api", "flask": "/flask", "django": "/django"}
+    assert all(a.app_type is None for a in project.apps)  # each found out from the object
