@@ -9,6 +9,7 @@
     /slow?s=0.5     answers after s seconds
     /sse?n=3&gap=0.3  server-sent events, `gap` seconds apart
     /log            prints and logs a line (carrying the request id)
+    /self-redirect  302 to /echo on the app's own address (as an app that ignores Host does)
     /ws             WebSocket echo
 """
 
@@ -60,6 +61,11 @@ async def app(scope: dict, receive, send) -> None:
         await send_text(send, "slow done")
     elif path == "/sse":
         await sse(send, int(query.get("n", "3")), float(query.get("gap", "0.3")))
+    elif path == "/self-redirect":
+        own = f"http://127.0.0.1:{os.environ.get('PORT', '0')}{scope.get('root_path', '')}/echo"
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(b"location", own.encode()), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/log":
         print("printed inside a request")
         log.warning("logged inside a request")

@@ -54,6 +54,9 @@ async def test_strip_path_proxying_for_every_kind_of_app(tmp_path: Path,
         assert body["pid"] in {p.pid for p in tree}
 
         assert (await http.get("/api")).json()["path"] == "/"
+        # A Location naming the app's private address is made relative (never a link to it).
+        r = await http.get("/api/self-redirect")
+        assert r.status_code == 302 and r.headers["location"] == "/api/echo"
         body = (await http.get("/keep/echo")).json()
         assert (body["path"], body["root_path"]) == ("/keep/echo", "")
         assert "x-forwarded-prefix" not in body["headers"]
