@@ -41,6 +41,9 @@ PROCESS_APPS: dict[str, dict[str, object]] = {
     # httpbin has no health route; /get is its cheapest page.
     "httpbin": {"path": "/bin", "app_path": "httpbin:app", "health_check_path": "/get"},
 }
+#: A `command` app runs the same whatever the backend: it is started with granian's gateway only.
+COMMAND_APP = {"path": "/cmd", "command": ["python", "-m", "uvicorn", "--app-dir", str(EXAMPLES),
+                                          "fastapi_app:app", "--port", "$PORT"]}
 MOUNTS = [
     {"path": "/m/api", "app_path": "fastapi_app:app", "module_path": str(EXAMPLES)},
     {"path": "/m/flask", "app_path": "flask_site:app", "module_path": str(EXAMPLES)},
@@ -62,7 +65,8 @@ def project_text(port: int, port_range: tuple[int, int], backend: str) -> str:
     lines += ["", "[[extensions]]", 'type = "process_orchestration"', "[extensions.config]",
               f"port_range = {toml_value(list(port_range))}", "health_check_interval = 1.0",
               "restart_delay = 0.1", "shutdown_timeout = 5.0", "hold_requests = 10.0"]
-    for name, app in PROCESS_APPS.items():
+    apps = {**PROCESS_APPS, **({"command": COMMAND_APP} if backend == "granian" else {})}
+    for name, app in apps.items():
         lines += ["[[extensions.config.apps]]", f'name = "{name}"',
                   *(f"{k} = {toml_value(v)}" for k, v in app.items())]
     return "\n".join(lines) + "\n"
@@ -77,8 +81,9 @@ def site(request: pytest.FixtureRequest,
                       free_port_range())
     project.write(project_text(project.port, project.port_range, backend))
     factory = WorkbenchFactory()
+    apps = [*PROCESS_APPS, *(["command"] if backend == "granian" else [])]
     try:
-        yield factory(project, apps=list(PROCESS_APPS), timeout=90)
+        yield factory(project, apps=apps, timeout=90)
     finally:
         factory.close()
 
@@ -134,6 +139,17 @@ def test_fastapi_websocket_echo(site: Workbench, prefix: str) -> None:
             return got
 
     assert asyncio.run(echo()) == ["hello", "under a path"]
+
+
+def test_uvicorn_as_a_command_app_learns_its_prefix_from_the_environment(
+        site: Workbench) -> None:
+    """`uvicorn app:app --port $PORT` reads UVICORN_ROOT_PATH, as if given --root-path."""
+    if "command" not in site.metrics()["apps"]:
+        pytest.skip("the command app runs with the granian gateway only")
+    docs = site.http.get("/cmd/docs")
+    assert "url: '/cmd/openapi.json'" in docs.text
+    r = site.http.get("/cmd/items/")
+    assert r.status_code == 307 and same_site(site, r.headers["location"]) == "/cmd/items"
 
 
 # --- Starlette ------------------------------------------------------------------------------
