@@ -15,6 +15,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
+from gateway.routing.actions import ReturnAction
+from gateway.routing.locations import compile_regex, parse_pattern
+
 
 class BackendName(StrEnum):
     AUTO = "auto"
@@ -92,6 +95,11 @@ class LocationAction:
             errors.append(("", f"takes one of return, proxy_pass, root, not {names}"))
         if self.return_ is not None and not re.fullmatch(r"\d{3}(\s.*)?", self.return_):
             errors.append(("return", f"must be 'CODE [text]', not {self.return_!r}"))
+        elif self.return_ is not None:
+            try:
+                ReturnAction(self.return_, self.content_type)
+            except ValueError as exc:
+                errors.append(("return", str(exc)))
         if self.proxy_pass is not None and not re.match(r"https?://[^/]+", self.proxy_pass):
             errors.append(("proxy_pass", f"must be an http:// URL, not {self.proxy_pass!r}"))
         for h in self.headers:
@@ -107,20 +115,17 @@ class RoutingOptions:
     def validate(self) -> list[tuple[str, str]]:
         errors = []
         for pattern in self.regex_locations:
-            regex = None
-            flags = re.NOFLAG
-            if pattern.startswith("~*"):
-                regex, flags = pattern[2:], re.IGNORECASE
-            elif pattern.startswith("~"):
-                regex = pattern[1:]
-            if regex is not None:
+            where = f"regex_locations.{pattern!r}"
+            try:
+                kind, text = parse_pattern(pattern)
+            except ValueError:
+                errors.append((where, "a location starts with /, =/, ^~/, ~ or ~*"))
+                continue
+            if kind.is_regex:
                 try:
-                    re.compile(regex, flags)
+                    compile_regex(kind, text)
                 except re.error as exc:
-                    errors.append((f"regex_locations.{pattern!r}", f"bad regex: {exc}"))
-            elif pattern != "__default__" and not re.match(r"(=|\^~)?/", pattern):
-                errors.append((f"regex_locations.{pattern!r}",
-                               "a location starts with /, =/, ^~/, ~ or ~*"))
+                    errors.append((where, f"bad regex: {exc}"))
         return errors
 
 
