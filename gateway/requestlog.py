@@ -181,6 +181,11 @@ class RequestLog:
         keep = total - max(self._floor, total - self._size, first)
         return list(map(_make, raws[len(raws) - keep:]))
 
+    def encoded(self) -> list[tuple[bytes, int]]:
+        """Every kept request in its compact form (`decode_record` reads one), oldest first:
+        taken at once on the loop, cheap (the batches themselves are shared, never changed)."""
+        return self._items(self._size)
+
     def find(self, request_id: str) -> RequestRecord | None:
         """The newest kept request with this id (a substring test first: marshal writes a
         string's bytes as they are, so only candidate batches are decoded)."""

@@ -1,11 +1,11 @@
 """Typed shape of the project file, with every key and default of the contract.
 
-Each dataclass is one TOML table. `gateway.config.validate` turns the parsed document into
-these objects, checking names and types from the annotations, so adding a key here is all it
-takes for `check` to accept and convert it. A dataclass may define ``validate()`` returning
-``(key, message)`` pairs for rules the annotations cannot express; an extension's options
-may also define ``validate_in(project)`` for rules that need the whole project (files
-relative to the project folder, names of apps).
+Each dataclass is one TOML table. `gateway.config.loader.validate_text` turns the parsed
+document into these objects, checking names and types from the annotations, so adding a key
+here is all it takes for `check` to accept and convert it. A dataclass may define
+``validate()`` returning ``(key, message)`` pairs for rules the annotations cannot express; an
+extension's options may also define ``validate_in(project)`` for rules that need the whole
+project (files relative to the project folder, names of apps).
 """
 
 from __future__ import annotations
@@ -174,7 +174,8 @@ class MonitoringOptions:
 class MountConfig:
     path: str
     app_path: str
-    app_type: Literal["asgi", "wsgi"] = "asgi"
+    #: None: the loaded object is inspected (ASGI 3, ASGI 2 or WSGI).
+    app_type: Literal["asgi", "wsgi"] | None = None
     module_path: str | None = None
     factory: bool = False
     factory_args: dict[str, Any] = field(default_factory=dict)
@@ -210,7 +211,8 @@ class AppConfig:
     name: str
     path: str
     app_path: str | None = None
-    app_type: Literal["asgi", "wsgi"] = "asgi"
+    #: None: the loaded object is inspected (ASGI 3, ASGI 2 or WSGI).
+    app_type: Literal["asgi", "wsgi"] | None = None
     workers: int = 1
     port: int | None = None
     factory: bool = False
@@ -234,6 +236,13 @@ class AppConfig:
     shutdown_timeout: float | None = None
     proxy_timeout: float | None = None
     hold_requests: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The prefix the app is told it lives under (root_path, SCRIPT_NAME,
+        X-Forwarded-Prefix): its `path` when `strip_path` removes that from the requests
+        it gets, else "" (it sees the whole path)."""
+        return self.path.rstrip("/") if self.strip_path else ""
 
     def validate(self) -> list[tuple[str, str]]:
         errors = _check_mount_path(self.path)
@@ -459,7 +468,7 @@ class AuthOptions:
         return errors
 
     def _check_forward(self) -> list[tuple[str, str]]:
-        from gateway.auth.forward import parse_forward_url
+        from gateway.auth.forward_url import parse_forward_url
 
         if self.url is None:
             return [("", "method 'forward' needs url (http://host:port/path or app:NAME/path)")]
@@ -477,7 +486,7 @@ class AuthOptions:
     def validate_in(self, project: ProjectConfig) -> list[tuple[str, str]]:
         """Rules that need the project: key files (relative to its folder), app names."""
         if self.method == "forward" and self.url and self.url.startswith("app:"):
-            from gateway.auth.forward import parse_forward_url
+            from gateway.auth.forward_url import parse_forward_url
 
             app = parse_forward_url(self.url).app
             if app not in {a.name for a in project.apps}:
@@ -550,6 +559,8 @@ class ProjectConfig:
     server: ServerConfig
     logging: LoggingConfig
     extensions: tuple[ExtensionConfig, ...]
+    #: The text it was validated from: what the engine compares later edits of the file with.
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def root(self) -> Path:
@@ -572,6 +583,17 @@ class ProjectConfig:
     def apps(self) -> list[AppConfig]:
         orch = self.orchestration
         return list(orch.apps) if orch else []
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """Peers whose X-Forwarded-* headers are believed: `security` and `rate_limit`
+        `trusted_proxies` together."""
+        found: dict[str, None] = {}
+        for type_ in ("security", "rate_limit"):
+            ext = self.extension(type_)
+            if ext is not None:
+                found.update(dict.fromkeys(ext.options.trusted_proxies))
+        return list(found)
 
 
 def _check_networks(options: Any, keys: tuple[str, ...]) -> list[tuple[str, str]]:

@@ -137,7 +137,7 @@ class AppSupervisor:
         if config.command:
             return "command"
         return resolve_backend_name(
-            str(config.backend or default_backend or self._owner.default_backend))
+            config.backend or default_backend or self._owner.default_backend)
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
@@ -232,7 +232,7 @@ class AppSupervisor:
         changed.set()
         log.info("app %s: %s -> %s%s", self.name, old, new, f" ({reason})" if reason else "")
         self._owner.events.emit(AppStateChanged(
-            app=self.name, old=str(old), new=str(new), pid=self.pid, port=self.port,
+            app=self.name, old=old, new=new, pid=self.pid, port=self.port,
             reason=reason, restarts=self.restarts))
 
     def _message(self, level: str, text: str, **extra: Any) -> None:
@@ -477,7 +477,7 @@ class AppSupervisor:
             "module_path": module_path, "sys_path": [root],
             "command": list(config.command) if config.command else None,
             "env": dict(config.env), "workers": config.workers, "backend": backend,
-            "host": HOST, "port": port, "cwd": root,
+            "host": HOST, "port": port, "cwd": root, "prefix": config.prefix,
             "server": {"event_loop": str(server.event_loop), "http": server.http,
                        "backlog": server.backlog,
                        "keep_alive_timeout": server.keep_alive_timeout,

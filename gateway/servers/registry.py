@@ -1,16 +1,17 @@
 """Backends by name, imported only when chosen, so each stays an optional install.
 
-One place decides what serves what (SPEC §5): `gateway_backend` for the gateway, `app_backend`
-for app processes. `auto` serves the gateway on the built-in front where the `[server]`
-settings allow it (plain HTTP/1.1) and apps on the first installed ASGI server (granian,
-uvicorn, hypercorn); `builtin` names the front for the gateway, and apps that inherit it run
-on what `auto` gives them.
+One place decides what serves what (SPEC §5): `BackendRegistry.resolve_gateway` for the
+gateway, `BackendRegistry.resolve` for app processes. `auto` serves the gateway on the built-in
+front where the `[server]` settings allow it (plain HTTP/1.1) and apps on the first installed
+ASGI server (granian, uvicorn, hypercorn); `builtin` names the front for the gateway, and apps
+that inherit it run on what `auto` gives them.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+from enum import StrEnum
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
@@ -30,6 +31,20 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 AUTO_ORDER = ("granian", "uvicorn", "hypercorn")
 
 
+class Backend(StrEnum):
+    """A backend that is installed, as `BackendRegistry` resolved it (never `auto`).
+
+    Holding one means the choice is made: layers below the one that resolved a name (the
+    gateway's server, the orchestrator, a supervisor) pass it on instead of deciding again.
+    `BUILTIN` (the gateway's own front) only ever serves the gateway.
+    """
+
+    BUILTIN = BUILTIN
+    GRANIAN = "granian"
+    UVICORN = "uvicorn"
+    HYPERCORN = "hypercorn"
+
+
 def _installed(name: str) -> bool:
     return importlib.util.find_spec(BACKENDS[name][1]) is not None
 
@@ -46,22 +61,25 @@ class BackendRegistry:
         return ([BUILTIN] if _installed(BUILTIN) else []) + BackendRegistry.installed()
 
     @staticmethod
-    def resolve(name: str) -> str:
-        """The ASGI server an app runs on, for `name` as written (`auto`, `builtin` or one)."""
+    def resolve(name: str) -> Backend:
+        """The ASGI server an app runs on, for `name` as written: `auto` and `builtin` are the
+        first installed in AUTO_ORDER. A decided app server comes back as it is. Raises
+        BackendNotInstalled naming the package to install."""
         if name in ("auto", BUILTIN):
             found = BackendRegistry.installed()
             if not found:
                 raise BackendNotInstalled("auto", "granian")
-            return found[0]
+            return Backend(found[0])
         return BackendRegistry._checked(name)
 
     @staticmethod
-    def resolve_gateway(name: str, settings: ServerConfig) -> str:
+    def resolve_gateway(name: str, settings: ServerConfig) -> Backend:
         """What serves the gateway for `name`: `auto` is the built-in front unless the
-        settings need TLS or HTTP/2, then the first installed app server."""
+        settings need TLS or HTTP/2, then the first installed app server; `builtin` with
+        those settings is a StartupError saying so."""
         if name == "auto":
             if _installed(BUILTIN) and not cannot_serve(settings):
-                return BUILTIN
+                return Backend.BUILTIN
             return BackendRegistry.resolve("auto")
         if name == BUILTIN and cannot_serve(settings):
             raise StartupError(
@@ -71,19 +89,21 @@ class BackendRegistry:
         return BackendRegistry._checked(name)
 
     @staticmethod
-    def _checked(name: str) -> str:
+    def _checked(name: str) -> Backend:
+        if isinstance(name, Backend):
+            return name
         if name not in BACKENDS:
             raise BackendNotInstalled(name, name)
         if not _installed(name):
             raise BackendNotInstalled(name, BACKENDS[name][2])
-        return name
+        return Backend(name)
 
     @staticmethod
     def get(name: str) -> ServerAdapter:
-        """The adapter of a resolved name (`auto` gives the app servers' first)."""
-        name = BackendRegistry.resolve(name) if name == "auto" else \
+        """The adapter of `name` (`auto` gives the app servers' first)."""
+        backend = BackendRegistry.resolve(name) if name == "auto" else \
             BackendRegistry._checked(name)
-        module, _, attr = BACKENDS[name][0].partition(":")
+        module, _, attr = BACKENDS[backend][0].partition(":")
         cls = getattr(importlib.import_module(module), attr)
         adapter: ServerAdapter = cls()
         return adapter
@@ -96,13 +116,9 @@ def cannot_serve(settings: ServerConfig) -> list[str]:
     return front_cannot_serve(settings)
 
 
-def resolve_backend_name(name: str) -> str:
+def resolve_backend_name(name: str) -> Backend:
     """The ASGI server an app runs on (see `BackendRegistry.resolve`)."""
     return BackendRegistry.resolve(name)
-
-
-def gateway_backend(name: str, settings: ServerConfig) -> str:
-    return BackendRegistry.resolve_gateway(name, settings)
 
 
 def get_backend(name: str) -> ServerAdapter:
