@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 
 import psutil
 import tomlkit
-import uvicorn
 
 from gateway.config.loader import validate_text
 from gateway.config.schema import ServerConfig

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
 from gateway.servers.base import ServerAdapter, ServingHandle, stop_accepting, wait_until
+from gateway.servers.front_ws import WebSocketSession
 from gateway.servers.h1 import DateHeader, H1Connection
 from gateway.types import ASGIApp
 
@@ -76,6 +77,10 @@ class FrontServer:
 
     def protocol(self) -> H1Connection:
         return H1Connection(self)
+
+    def websocket(self, transport: asyncio.Transport, scope: dict[str, Any]) -> WebSocketSession:
+        """The session an accepted WebSocket upgrade of `transport` continues as."""
+        return WebSocketSession(self, transport, scope)
 
     def __repr__(self) -> str:
         state = "draining" if self._draining else "serving"

@@ -776,11 +776,9 @@ class H1Connection(WriteFlow):
         if scope is None or self.current is not None or self.queue:
             self._refuse(400, "an upgrade must not be pipelined")
             return
-        from gateway.servers.front_ws import WebSocketSession
-
         self.server.connections.discard(self)
         self._cancel_timer()
-        session = WebSocketSession(self.server, self.transport, scope)
+        session = self.server.websocket(self.transport, scope)
         self.transport.set_protocol(session)
         session.start(rest)
 
