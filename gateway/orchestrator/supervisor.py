@@ -48,6 +48,9 @@ HOST = "127.0.0.1"
 START_PROBE_INTERVAL = 0.05
 #: Longest cause kept (a traceback line can be long; the UI and a 503 body show one line).
 MAX_CAUSE = 300
+#: How long a request refused by the process in service waits for that process to exit
+#: (then it is held for the restart like any request for a restarting app).
+EXIT_GRACE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,38 @@ class AppSupervisor:
         if proc is None or self.state not in SERVING:
             return None
         return Lease(proc)
+
+    # --- admission: how a request gets a process ----------------------------------------
+
+    async def admit(self, on_hold: Callable[[], None] | None = None) -> Lease | None:
+        """A lease on the serving process, waiting up to `hold_requests` for one while the
+        app starts or restarts (`on_hold` is called when the request has to wait); None when
+        the app is stopped, failed, or not ready in time. Everything that sends requests to
+        an app (the orchestration extension, forward auth) comes through here."""
+        if self.state in SERVING:
+            lease = self.lease()
+            if lease is not None:
+                return lease
+        if self.state in PENDING or (self.state in SERVING and self.upstream() is None):
+            if on_hold is not None:
+                on_hold()
+            if await self.wait_ready(float(self.opt("hold_requests"))):
+                return self.lease()
+        return None
+
+    async def readmit(self, refused: Lease,
+                      on_hold: Callable[[], None] | None = None) -> Lease | None:
+        """A new lease for a request whose connection `refused`'s process refused (or
+        closed unanswered), to send it once more when the resend rule allows.
+
+        A process still in service that refuses is usually dying, its exit noticed a few ms
+        later: wait up to `EXIT_GRACE` for it, so the request is held for the restart like
+        any other (a process that does not exit, one worker of several dead, gets the new
+        lease anyway). The caller still holds and releases `refused`."""
+        process = refused.process
+        if not process.exited and process is self._proc and self.state in SERVING:
+            await process.wait_exit(EXIT_GRACE)
+        return await self.admit(on_hold)
 
     async def wait_ready(self, timeout: float) -> bool:
         """True as soon as the app serves; False if it does not within `timeout` seconds,
