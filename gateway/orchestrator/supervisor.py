@@ -247,8 +247,8 @@ class AppSupervisor:
                     default_backend: str | None = None) -> ChildSpec:
         """What a process for `config` is made from (default: what is configured now),
         but its port; a process whose key differs needs replacing."""
-        return self._spec(0, config or self.config, strict=False, project=project,
-                          default_backend=default_backend).without_port()
+        return self.child_spec(0, config or self.config, strict=False, project=project,
+                               default_backend=default_backend).without_port()
 
     def running_key(self) -> ChildSpec | None:
         """The key of the process that serves or is starting (None: no process)."""
@@ -496,7 +496,7 @@ class AppSupervisor:
 
     async def _launch(self) -> AppProcess:
         port = self.context.ports.allocate(self.name, self.config.port)
-        spec = self._spec(port, self.config)
+        spec = self.child_spec(port, self.config)
         try:
             proc = await spawn(spec, on_line=self._on_line, on_exit=self._on_exit)
         except BaseException:
@@ -507,11 +507,12 @@ class AppSupervisor:
                  proc.backend)
         return proc
 
-    def _spec(self, port: int, config: AppConfig, *, strict: bool = True,
-              project: ProjectConfig | None = None,
-              default_backend: str | None = None) -> ChildSpec:
-        """The child's description; `strict` raises if the backend is not installed.
-        `project` and `default_backend` default to what the orchestrator runs now."""
+    def child_spec(self, port: int, config: AppConfig, *, strict: bool = True,
+                   project: ProjectConfig | None = None,
+                   default_backend: str | None = None) -> ChildSpec:
+        """What a process for `config` on `port` is made from; `strict` raises
+        (GatewayError) if its backend is not installed. `project` and `default_backend`
+        default to the current context's."""
         project = project or self.context.project
         root = str(project.root.resolve())
         module_path = (str(project.resolve(config.module_path).resolve())

@@ -120,7 +120,7 @@ def test_child_spec_round_trips_and_its_key_ignores_the_port(tmp_path: Path) -> 
     orch = Orchestrator(opts, project=project, events=EventBus(), default_backend="uvicorn")
     for name in ("api", "cmd"):
         sup = orch.get(name)
-        spec = sup._spec(4321, sup.config)
+        spec = sup.child_spec(4321, sup.config)
         assert ChildSpec.from_json(spec.to_json()) == spec
         assert spec.without_port() == sup.process_key() != spec
         assert spec.prefix == f"/{name}" and spec.backend == ("command" if name == "cmd"
