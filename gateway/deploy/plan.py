@@ -1,0 +1,167 @@
+"""One description of what runs where, shared by every export target.
+
+`build_plan` reads the validated project (the same `ProjectConfig` the workbench runs) and
+decides, once, each process's port, backend and command line, so Compose, Kubernetes and
+systemd cannot disagree with each other or with the workbench:
+
+* a fixed ``port`` is kept; the other apps get ports from ``port_range`` in app order,
+  skipping the fixed ones (the workbench hands out the same ports when they are free);
+* ``backend = "auto"`` becomes the first backend the workbench would pick;
+* an app is started by its backend's own command line (`gateway.deploy.commands`), a
+  ``command`` app by its argv with ``$PORT`` filled in, as the workbench's runner does;
+* in-process ``asgi`` mounts become processes of their own (reported).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.config.schema import AppConfig, MountConfig, OrchestrationOptions, ProjectConfig
+from gateway.deploy.report import Report
+from gateway.servers.registry import AUTO_ORDER, BackendRegistry
+
+
+@dataclass(frozen=True)
+class Health:
+    enabled: bool
+    path: str
+    interval: float
+    timeout: float
+    retries: int
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One process to run: an orchestrated app or a mount turned into a process."""
+
+    name: str
+    path: str
+    strip_path: bool
+    port: int
+    backend: str
+    workers: int
+    app_path: str | None
+    app_type: str
+    factory: bool
+    factory_args: dict[str, Any]
+    module_path: str | None
+    command: list[str] | None
+    env: dict[str, str]
+    depends_on: list[str]
+    health: Health
+    restart_delay: float
+    max_restart_count: int
+    shutdown_timeout: float
+    proxy_timeout: float
+    mount: bool = False
+
+    @property
+    def prefix(self) -> str:
+        """The path the app is served under, without a trailing slash ("" for "/")."""
+        return self.path.rstrip("/")
+
+    @property
+    def slug(self) -> str:
+        """A DNS-label-safe form of the name (Compose services, Kubernetes objects)."""
+        return slug(self.name)
+
+
+@dataclass
+class DeployPlan:
+    project: ProjectConfig
+    units: list[Unit] = field(default_factory=list)
+    name: str = "app"
+
+    def unit(self, name: str) -> Unit:
+        return next(u for u in self.units if u.name == name)
+
+
+def slug(text: str) -> str:
+    out = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
+    return out[:50] or "app"
+
+
+def backend_for(wanted: str, *, local: bool) -> str:
+    """`auto` -> what the workbench would pick here (local) or its first choice (images)."""
+    if wanted != "auto":
+        return wanted
+    if local:
+        return BackendRegistry.resolve("auto")
+    return AUTO_ORDER[0]
+
+
+def build_plan(project: ProjectConfig, report: Report, *, local: bool) -> DeployPlan:
+    """The processes of `project`; `local` when they run on this machine (systemd)."""
+    plan = DeployPlan(project, name=slug(project.root.resolve().name))
+    orch = project.orchestration or OrchestrationOptions()
+    default_backend = str(project.server.backend)
+    taken = {a.port for a in orch.apps if a.port is not None}
+    lo, hi = orch.port_range
+    cursor = lo
+
+    def next_port() -> int:
+        nonlocal cursor
+        while cursor in taken:
+            cursor += 1
+        if cursor > hi:
+            raise ValueError(f"port_range [{lo}, {hi}] has too few ports for every app")
+        taken.add(cursor)
+        return cursor
+
+    chosen: list[str] = []
+    for app in orch.apps:
+        port = app.port if app.port is not None else next_port()
+        if app.port is None:
+            chosen.append(f"{app.name}={port}")
+        plan.units.append(_app_unit(app, orch, port, backend_for(
+            str(app.backend or default_backend), local=local)))
+    asgi = project.extension("asgi")
+    for i, mount in enumerate(asgi.options.mounts if asgi else []):
+        unit = _mount_unit(mount, i, orch, next_port(), backend_for(default_backend,
+                                                                     local=local))
+        chosen.append(f"{unit.name}={unit.port}")
+        report.add(f"asgi mount {mount.path}",
+                   f"runs inside the gateway in the workbench; here it is its own process "
+                   f"'{unit.name}' on port {unit.port}, health-checked by a TCP connect")
+        plan.units.append(unit)
+    if chosen:
+        report.note(f"ports from port_range [{lo}, {hi}] in app order: {', '.join(chosen)} "
+                    "(give an app `port = N` to fix it)")
+    return plan
+
+
+def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: str) -> Unit:
+    def eff(key: str) -> Any:
+        return orch.effective(app, key)
+
+    return Unit(
+        name=app.name, path=app.path, strip_path=app.strip_path, port=port, backend=backend,
+        workers=app.workers, app_path=app.app_path, app_type=app.app_type,
+        factory=app.factory, factory_args=dict(app.factory_args),
+        module_path=app.module_path,
+        command=[str(c) for c in app.command] if app.command else None,
+        env=dict(app.env), depends_on=list(app.depends_on),
+        health=Health(bool(eff("health_check_enabled")), app.health_check_path,
+                      float(eff("health_check_interval")), float(eff("health_check_timeout")),
+                      int(eff("health_check_retries"))),
+        restart_delay=float(eff("restart_delay")),
+        max_restart_count=int(eff("max_restart_count")),
+        shutdown_timeout=float(eff("shutdown_timeout")),
+        proxy_timeout=float(eff("proxy_timeout")))
+
+
+def _mount_unit(mount: MountConfig, index: int, orch: OrchestrationOptions, port: int,
+                backend: str) -> Unit:
+    name = mount.name or (slug(mount.path) if mount.path != "/" else f"mount{index}")
+    env = {"DJANGO_SETTINGS_MODULE": mount.django_settings} if mount.django_settings else {}
+    return Unit(
+        name=name, path=mount.path, strip_path=mount.strip_path, port=port, backend=backend,
+        workers=1, app_path=mount.app_path, app_type=mount.app_type, factory=mount.factory,
+        factory_args=dict(mount.factory_args), module_path=mount.module_path, command=None,
+        env=env, depends_on=[],
+        health=Health(False, "/", orch.health_check_interval, orch.health_check_timeout,
+                      orch.health_check_retries),
+        restart_delay=orch.restart_delay, max_restart_count=orch.max_restart_count,
+        shutdown_timeout=orch.shutdown_timeout, proxy_timeout=orch.proxy_timeout, mount=True)
