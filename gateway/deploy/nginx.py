@@ -41,6 +41,7 @@ from gateway.config.schema import (
 )
 from gateway.deploy.plan import DeployPlan, Unit
 from gateway.deploy.report import Report
+from gateway.extensions.compression import _SKIP_PREFIXES, _SKIP_TYPES, _TEXTUAL_IMAGES
 from gateway.extensions.security import DEFAULT_HEADERS
 from gateway.routing.locations import LocationKind, parse_pattern
 from gateway.routing.mediatypes import _TEXTUAL, _WEB_TYPES
@@ -54,6 +55,14 @@ _GZIP_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} 
 _CHARSET_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} | _TEXTUAL)
                         - {"text/html"})
 _HIDDEN = r"/\.(?!well-known(/|$))"
+#: Errors nginx answers with the gateway's kind of page (not 401, 405, 416: their own
+#: headers, WWW-Authenticate, Allow, Content-Range, would be lost on the way).
+#: Internal status a refused CORS preflight takes on its way to its 403 page.
+CORS_REFUSED = 418
+ERROR_CODES = (400, 403, 404, 413, 429, 500, 502, 503, 504)
+_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 413: "Content Too Large",
+            429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
+            503: "Service Unavailable", 504: "Gateway Timeout"}
 
 
 @dataclass(frozen=True)
@@ -154,6 +163,8 @@ class NginxBuilder:
         self._builtins()
         self._locations()
         self._unmapped_extensions()
+        self._error_locations()
+        self.server += self.error_pages()
         self.locations += self.named
         return NginxConfig(self._render(), self.files)
 
@@ -184,6 +195,11 @@ class NginxBuilder:
         out += ["", "    server {", f"        listen {self.layout.listen};",
                 "        server_name _;"]
         out += ["        " + line for line in self.server]
+        if getattr(self, "_refusal_headers", False):
+            out += ["        # Headers of the server-level 403 (locations repeat their own)."]
+            out += ["        " + line for line in self._pipeline_headers(upstream=False)
+                    if "Access-Control" not in line and "Vary" not in line
+                    and "Retry-After" not in line]
         for loc in self.locations:
             out.append("")
             out.append(f"        location {loc.match} {{")
@@ -247,12 +263,8 @@ class NginxBuilder:
             self.report.add("security: HSTS", "the gateway adds Strict-Transport-Security on "
                             "https only; this nginx listens on plain http, so it is not sent "
                             "(add it where TLS ends)")
-        rules = [f"deny {ip};" for ip in sec.blocked_ips]
-        if sec.allowed_ips is not None:
-            rules += [f"allow {ip};" for ip in sec.allowed_ips] + ["deny all;"]
-        if rules:
-            self.server += ["# security: refused clients get 403 before anything else."]
-            self.server += rules
+        if sec.blocked_ips or sec.allowed_ips is not None:
+            self._ip_rules(sec)
         trusted = list(sec.trusted_proxies)
         if self.rate is not None:
             trusted += [p for p in self.rate.trusted_proxies if p not in trusted]
@@ -263,6 +275,27 @@ class NginxBuilder:
             self.server += ["# X-Forwarded-For is believed only from trusted proxies."]
             self.server += [f"set_real_ip_from {p};" for p in trusted]
             self.server += ["real_ip_header X-Forwarded-For;", "real_ip_recursive on;"]
+
+    def _ip_rules(self, sec: SecurityOptions) -> None:
+        # Not allow/deny: those run in nginx's access phase, after `return` and the CORS
+        # preflight answers of the rewrite phase, which they would not stop. A server-level
+        # `if` runs before any location, as the gateway's security extension runs first.
+        self.maps += ["# security: blocked_ips, then allowed_ips (the real client address).",
+                      "geo $pyserve_blocked {", "    default 0;"]
+        self.maps += [f"    {ip} 1;" for ip in sec.blocked_ips] + ["}"]
+        allowed = sec.allowed_ips
+        self.maps += ["geo $pyserve_not_allowed {", f"    default {0 if allowed is None else 1};"]
+        self.maps += [f"    {ip} 0;" for ip in allowed or []] + ["}"]
+        self.maps += [
+            "# /health and /metrics are the gateway's own and answer everyone.",
+            'map "$pyserve_blocked$pyserve_not_allowed:$uri" $pyserve_refused {',
+            "    default 1;",
+            '    "~^..:/(health|metrics)$" 0;',
+            '    "~^00:" 0;',
+            "}",
+        ]
+        self.server += ["if ($pyserve_refused) {", '    return 403;', "}"]
+        self._refusal_headers = True
 
     def _cors_maps(self) -> None:
         cors = self.cors
@@ -299,8 +332,8 @@ class NginxBuilder:
             names = sorted(set(headers) | {"accept", "accept-language", "content-language",
                                            "content-type"})
             alt = "(" + "|".join(re.escape(h) for h in names) + ")"
-            rx = f"~*^ *({alt} *(, *{alt} *)*)?$"
-            lines.append(f"    {q_regex(rx)} 1;")
+            rx = f"~*^ *{alt} *(, *{alt} *)*$"
+            lines += ['    "" 1;', f"    {q_regex(rx)} 1;"]
         lines.append("}")
         lines += [
             "# 204 for an allowed preflight, 403 for a refused one, empty otherwise.",
@@ -365,11 +398,24 @@ class NginxBuilder:
         self.http += [
             "# compression: gzip above minimum_size; event streams are never compressed.",
             "gzip on;",
-            "gzip_vary on;",
+            "# Vary is added below for every answer the gateway would consider compressing.",
+            "gzip_vary off;",
             "gzip_proxied any;",
             f"gzip_comp_level {gz.compression_level};",
             f"gzip_min_length {gz.minimum_size};",
             "gzip_types " + " ".join(_GZIP_TYPES) + ";",
+        ]
+        skip = "|".join(re.escape(t.decode()) for t in sorted(_SKIP_TYPES))
+        prefixes = "|".join(re.escape(t.decode()) for t in _SKIP_PREFIXES)
+        keep = "|".join(re.escape(t.decode()) for t in sorted(_TEXTUAL_IMAGES))
+        self.maps += [
+            "map \"$status:$sent_http_content_type\" $pyserve_vary_encoding {",
+            '    default "Accept-Encoding";',
+            '    "~^(1..|204|206|304):" "";',
+            '    "~^...:$" "";',
+            f"    {q_regex('~*^...:(' + keep + ')( *;|$)')} \"Accept-Encoding\";",
+            f"    {q_regex('~*^...:((' + skip + ')( *;|$)|(' + prefixes + '))')} \"\";",
+            "}",
         ]
         self.report.add("compression", "stock nginx compresses with gzip only (no brotli or "
                         "zstd), for the listed text types rather than every type not "
@@ -504,6 +550,34 @@ class NginxBuilder:
                         "the engine (docker stats, kubectl top, journalctl) or an nginx "
                         "exporter")
 
+    def error_pages(self, *, but: int | None = None) -> list[str]:
+        """error_page lines sending the gateway's kind of answer (plain text naming the
+        request id); a location with its own error_page must repeat the others."""
+        pages = [f"error_page {code} @pyserve_error_{code};" for code in ERROR_CODES
+                 if code != but]
+        if self.cors is not None:
+            # A refused preflight, told apart from other 403s (a static location maps
+            # nginx's directory 403 to the gateway's 404).
+            pages.append(f"error_page {CORS_REFUSED} = @pyserve_cors_refused;")
+        return pages
+
+    def _error_locations(self) -> None:
+        pipeline = self._pipeline_headers(upstream=False)
+        # A refused client (403) gets no CORS headers: security answers before cors runs.
+        refusal = [h for h in pipeline if "Access-Control" not in h and "Vary" not in h
+                   and "Retry-After" not in h]
+        if self.cors is not None:
+            self.named.append(_Loc("@pyserve_cors_refused", [
+                *refusal, "types { }", 'default_type "text/plain; charset=utf-8";',
+                'return 403 "403 Forbidden - CORS preflight refused; request id '
+                '$pyserve_request_id\\n";']))
+        for code in ERROR_CODES:
+            headers = refusal if code == 403 else pipeline
+            text = f"{code} {_REASONS[code]} - request id $pyserve_request_id\n"
+            self.named.append(_Loc(f"@pyserve_error_{code}", [
+                *headers, "types { }", 'default_type "text/plain; charset=utf-8";',
+                f'return {code} "{text}";']))
+
     def _unmapped_extensions(self) -> None:
         known = {"routing", "security", "caching", "monitoring", "asgi",
                  "process_orchestration", "cors", "rate_limit", "compression", "auth"}
@@ -531,6 +605,8 @@ class NginxBuilder:
                              "always;")
             if not self._cors_fixed:
                 lines.append("add_header Vary Origin always;")
+        if self.gzip is not None:
+            lines.append("add_header Vary $pyserve_vary_encoding always;")
         if self.rate is not None:
             lines.append("add_header Retry-After $pyserve_retry_after always;")
         lines.append("add_header X-Request-ID $pyserve_request_id always;")
@@ -564,7 +640,7 @@ class NginxBuilder:
             lines += ["    " + h for h in pre + sec] + ["    return 204;", "}"]
             lines += ["if ($pyserve_cors_preflight = 403) {"]
             lines += ["    " + h for h in sec]
-            lines += ['    return 403 "403 Forbidden - CORS preflight refused\\n";', "}"]
+            lines += [f"    return {CORS_REFUSED};", "}"]
         return lines
 
     def _locations(self) -> None:
@@ -615,8 +691,8 @@ class NginxBuilder:
         if "/" not in emitted:
             headers = self._pipeline_headers(upstream=False)
             self.locations.append(_Loc("/", ["# No location matched: the gateway's 404.",
-                                             *self._guards(headers), *headers,
-                                             *_plain_return(404, "404 Not Found")]))
+                                             *self._guards(headers), *headers, *self._deferred(
+                                                 headers + _plain_return(404, "404 Not Found"))]))
 
     def _proxy_common(self, timeout: float) -> list[str]:
         lines = [
@@ -680,7 +756,12 @@ class NginxBuilder:
         headers = own + self._pipeline_headers(names, upstream=action.proxy_pass is not None)
         body = [f"# {pattern}", *self._guards(headers)]
         if action.return_ is not None:
-            return body + headers + self._return(action)
+            answer = self._return(action)
+            if answer[-1].startswith("return 30"):
+                # A redirect without a body: nothing the gateway would compress, no Vary.
+                headers = [h for h in headers if "$pyserve_vary_encoding" not in h]
+            # The headers here too: a refusal by limit_req is answered from this location.
+            return body + headers + self._deferred(headers + answer)
         if action.proxy_pass is not None:
             hides = [f"proxy_hide_header {n};" for n in names]
             return body + self._proxy_pass(kind, action) + hides + headers
@@ -689,7 +770,16 @@ class NginxBuilder:
         self.report.add(f"location {pattern}", "a location with only `headers` passes the "
                         "request on in the gateway; nginx has no pass-on, so it answers 404 "
                         "with those headers")
-        return body + headers + _plain_return(404, "404 Not Found")
+        return body + headers + self._deferred(headers + _plain_return(404, "404 Not Found"))
+
+    def _deferred(self, lines: list[str]) -> list[str]:
+        """Answer from a named location, reached through try_files: nginx's `return` runs in
+        the rewrite phase, before limit_req and auth would see the request; try_files runs
+        after them, as the gateway's routing runs after the extensions before it."""
+        self._returns = getattr(self, "_returns", 0) + 1
+        name = f"@pyserve_return_{self._returns}"
+        self.named.append(_Loc(name, lines))
+        return [f"try_files /.pyserve-no-such-file {name};"]
 
     def _return(self, action: LocationAction) -> list[str]:
         assert action.return_ is not None
@@ -697,6 +787,7 @@ class NginxBuilder:
         text = text.lstrip()
         status = int(code)
         if status in (301, 302, 303, 307, 308) and text:
+            self._redirect_note()
             return [f"return {status} {q_template(text)};"]
         if status in (204, 304) or not text:
             return [f"return {status};"] if not text else [f"return {status};"]
@@ -704,6 +795,11 @@ class NginxBuilder:
         if ctype.startswith("text/") and "charset" not in ctype:
             ctype += "; charset=utf-8"
         return ["types { }", f"default_type {q(ctype)};", f"return {status} {q_template(text)};"]
+
+    def _redirect_note(self) -> None:
+        self.report.add("redirects", "nginx's redirects (a `return 30x`, a directory without "
+                        "its trailing slash) carry a small text/html page; the gateway's have "
+                        "an empty or one-line plain body. Status and Location are the same")
 
     def _proxy_pass(self, kind: LocationKind, action: LocationAction) -> list[str]:
         assert action.proxy_pass is not None
@@ -734,11 +830,20 @@ class NginxBuilder:
 
     def _static(self, action: LocationAction, headers: list[str]) -> list[str]:
         assert action.root is not None
+        self._redirect_note()
         root = self.layout.static_root(action.root)
-        lines = [f"root {q(root)};", f"index {action.index_file};", "charset utf-8;",
-                 "charset_types " + " ".join(_CHARSET_TYPES) + ";"]
         cache = ([f"add_header Cache-Control {q(action.cache_control)};"]
                  if action.cache_control else [])
+        lines = [f"root {q(root)};", f"index {action.index_file};", "charset utf-8;",
+                 "charset_types " + " ".join(_CHARSET_TYPES) + ";"]
+        if self.gzip is not None:
+            # The gateway answers a range request with an uncompressed 206 that does not
+            # vary by encoding; nginx would send the whole file gzipped.
+            lines += ["if ($http_range) {", "    gzip off;",
+                      *("    " + h for h in headers if "$pyserve_vary_encoding" not in h),
+                      *("    " + h for h in cache), "}"]
+        self.report.add("range requests", "nginx leaves Accept-Ranges off its 206 answers, and "
+                        "answers an unsatisfiable range (416) with its own HTML page")
         if cache:
             # add_header without `always` here: only on file answers, like the gateway's.
             self.report.add("cache_control", "nginx sends it on every 2xx/3xx answer of "
@@ -746,11 +851,17 @@ class NginxBuilder:
         hidden = ["# Hidden files are not served (.well-known aside).",
                   f"if ($uri ~ {q_regex(_HIDDEN)}) {{", *["    " + h for h in headers],
                   "    return 404;", "}"]
-        lines += hidden + headers + cache
+        # A directory without its index file: nginx says 403, the gateway 404.
+        lines += hidden + headers + cache + ["error_page 403 = @pyserve_error_404;"]
+        if not action.spa_fallback:
+            lines += self.error_pages(but=403)
         if action.spa_fallback:
             self._spa += 1
             name = f"@pyserve_spa_{self._spa}"
-            lines.append(f"error_page 404 = {name};")
+            lines += [f"error_page 404 = {name};", "recursive_error_pages on;",
+                      *(e for e in self.error_pages(but=404)
+                        if not e.startswith("error_page 403 "))]
+            # Its own 404 (an excluded or hidden path) is the gateway's page too.
             body = [f"root {q(root)};", *lines[2:4]]
             excludes = list(action.exclude_patterns)
             regexes = [("^" + re.escape(p) if not any(c in p for c in "*?[")
@@ -763,8 +874,7 @@ class NginxBuilder:
                                               "paths.", *body]))
         self.report.add("static files", "nginx's ETag is built from the modification time in "
                         "seconds, the gateway's in nanoseconds: the values differ, their use "
-                        "(304, If-Range) is the same; a directory without its index is 403 "
-                        "in nginx, 404 in the gateway")
+                        "(304, If-Range) is the same")
         return lines
 
 
