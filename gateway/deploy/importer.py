@@ -203,7 +203,9 @@ def _from_procfile(raw: str, source: Path) -> tuple[tomlkit.TOMLDocument, list[s
     doc = tomlkit.document()
     doc.add(tomlkit.comment(f"Imported from {source.name} by `pyserve-tui import`: each process "
                             "is an app under /<name>,"))
-    doc.add(tomlkit.comment("given its port in $PORT. Check it with `pyserve-tui check`."))
+    doc.add(tomlkit.comment("given its port in $PORT and health-checked at /health (set "
+                            "health_check_path to a page it serves)."))
+    doc.add(tomlkit.comment("Check it with `pyserve-tui check`."))
     doc.add(tomlkit.nl())
     orch = tomlkit.table()
     orch.add("type", "process_orchestration")

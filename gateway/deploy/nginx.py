@@ -84,16 +84,27 @@ class NginxConfig:
     files: dict[str, str] = field(default_factory=dict)
 
 
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${pyserve_dollar}")
+
+
 def q(value: str) -> str:
     """A double-quoted nginx string whose ``$`` stay literal."""
-    value = value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "${pyserve_dollar}")
-    return f'"{value}"'
+    return f'"{_escape(value)}"'
 
 
-def q_template(value: str, *, escape_dollar: bool = True) -> str:
-    """Like `q`, with ``{name}`` placeholders turned into the regex's named captures."""
-    quoted = q(value) if escape_dollar else '"' + value.replace('"', '\\"') + '"'
-    return _PLACEHOLDER.sub(lambda m: "${" + m[1] + "}", quoted)
+def q_template(value: str, groups: Iterable[str] = ()) -> str:
+    """Like `q`, with ``{name}`` placeholders of the location regex's named groups turned
+    into nginx's named captures; any other ``{name}`` stays as written, as in the gateway."""
+    names = set(groups)
+    out = []
+    last = 0
+    for m in _PLACEHOLDER.finditer(value):
+        out.append(_escape(value[last:m.start()]))
+        out.append("${" + m[1] + "}" if m[1] in names else _escape(m[0]))
+        last = m.end()
+    out.append(_escape(value[last:]))
+    return '"' + "".join(out) + '"'
 
 
 def q_regex(pattern: str) -> str:
@@ -387,9 +398,9 @@ class NginxBuilder:
         ]
         self.report.add("rate_limit", f"nginx's leaky bucket (burst={rate.burst_size - 1} "
                         f"nodelay) lets {rate.burst_size} requests through at once like the "
-                        "token bucket, but counts per worker-shared zone of 10 MB instead of "
-                        f"max_clients={rate.max_clients}, and Retry-After is the fixed "
-                        "refill interval, not the time until the next token")
+                        "token bucket; clients are kept in a 10 MB shared zone (about 160,000 "
+                        f"addresses) instead of max_clients={rate.max_clients}, and "
+                        "Retry-After is the refill interval, not the time until the next token")
 
     def _gzip(self) -> None:
         gz = self.gzip
@@ -525,8 +536,9 @@ class NginxBuilder:
                           "}"]
         if self.plan.units:
             self.report.add("hold_requests / 503", "nginx does not hold a request while an "
-                            "app (re)starts: it answers 502 at once, with nginx's own error "
-                            "page instead of the gateway's (which names the app and cause)")
+                            "app (re)starts: it answers 502 at once; its error pages are plain "
+                            "text naming the request id, like the gateway's, but not the app "
+                            "or the cause")
 
     def _builtins(self) -> None:
         self.locations.append(_Loc("= /health", [
@@ -751,7 +763,9 @@ class NginxBuilder:
 
     def _route_body(self, pattern: str, kind: LocationKind, action: LocationAction) -> list[str]:
         names = [h.partition(":")[0].strip() for h in action.headers]
-        own = [f"add_header {n.strip()} {q_template(v.strip())} always;"
+        self._groups = (list(re.compile(parse_pattern(pattern)[1], re.IGNORECASE).groupindex)
+                        if kind.is_regex else [])
+        own = [f"add_header {n.strip()} {q_template(v.strip(), self._groups)} always;"
                for n, _, v in (h.partition(":") for h in action.headers)]
         headers = own + self._pipeline_headers(names, upstream=action.proxy_pass is not None)
         body = [f"# {pattern}", *self._guards(headers)]
@@ -788,13 +802,14 @@ class NginxBuilder:
         status = int(code)
         if status in (301, 302, 303, 307, 308) and text:
             self._redirect_note()
-            return [f"return {status} {q_template(text)};"]
+            return [f"return {status} {q_template(text, self._groups)};"]
         if status in (204, 304) or not text:
             return [f"return {status};"] if not text else [f"return {status};"]
         ctype = action.content_type or "text/plain"
         if ctype.startswith("text/") and "charset" not in ctype:
             ctype += "; charset=utf-8"
-        return ["types { }", f"default_type {q(ctype)};", f"return {status} {q_template(text)};"]
+        return ["types { }", f"default_type {q(ctype)};",
+                f"return {status} {q_template(text, self._groups)};"]
 
     def _redirect_note(self) -> None:
         self.report.add("redirects", "nginx's redirects (a `return 30x`, a directory without "
@@ -810,7 +825,7 @@ class NginxBuilder:
         if kind.is_regex and url.path is not None:
             # nginx allows a URI on a regex location only through variables; the query
             # string is then added by hand, as the gateway does unless the URL has one.
-            path = q_template(url.path, escape_dollar=False)[1:-1]
+            path = q_template(url.path, self._groups)[1:-1]
             query = "?" + url.query.decode() if url.query is not None else "$is_args$args"
             lines.append(f'proxy_pass "{base}{path}{query}";')
             if _PLACEHOLDER.search(url.path):
