@@ -18,16 +18,31 @@ from gateway.deploy.report import Report
 from gateway.orchestrator.runner import command_argv
 
 
+def proxy_strips(unit: Unit) -> bool:
+    """Whether the proxy in front removes the unit's path prefix before passing a request.
+
+    Each server has its own convention for ``--root-path``/``--url-path-prefix``, and the
+    app must end up seeing what it sees in the workbench (path with the prefix in front,
+    root_path = the prefix; SCRIPT_NAME/PATH_INFO split for WSGI): uvicorn puts the prefix
+    back in front of a stripped path itself, granian and hypercorn expect the full path (and
+    hypercorn refuses a WSGI request whose path lacks it). A `command` app gets the stripped
+    path, as from the gateway.
+    """
+    if not unit.strip_path or not unit.prefix:
+        return False
+    return bool(unit.command) or unit.backend == "uvicorn"
+
+
 def unit_argv(unit: Unit, *, host: str, python: str, event_loop: str,
               report: Report) -> list[str]:
     """argv for `unit` listening on host:unit.port; `python` is the interpreter to name."""
     if unit.command:
         return command_argv(unit.command, unit.port, python=python)
     assert unit.app_path is not None  # validated: app_path or command
-    if unit.factory_args:
+    if unit.factory_args and (unit.backend != "hypercorn" or _call(unit) is None):
         report.add("factory_args", "no server command line passes keyword arguments to a "
-                   "factory; it is called without them (give them defaults, or read env)",
-                   subject=unit.name)
+                   "factory (hypercorn's call syntax only takes plain values); it is called "
+                   "without them (give them defaults, or read env)", subject=unit.name)
     prefix = unit.prefix if unit.strip_path else ""
     target = unit.app_path
     loop = event_loop if event_loop in ("uvloop", "asyncio") else None
@@ -60,7 +75,18 @@ def unit_argv(unit: Unit, *, host: str, python: str, event_loop: str,
         argv += ["--worker-class", loop]
     if prefix:
         argv += ["--root-path", prefix]
-    return argv + [target + "()" if unit.factory else target]
+    if unit.factory:
+        target += _call(unit) or "()"
+    return argv + [f"{unit.app_type}:{target}"]
+
+
+def _call(unit: Unit) -> str | None:
+    """hypercorn evaluates ``module:factory(...)``: the keyword arguments as Python
+    literals, or None when one is not a plain value."""
+    plain = (str, int, float, bool, type(None), list, dict)
+    if not all(isinstance(v, plain) for v in unit.factory_args.values()):
+        return None
+    return "(" + ", ".join(f"{k}={v!r}" for k, v in unit.factory_args.items()) + ")"
 
 
 def python_path(unit: Unit, place: Callable[[str], str]) -> list[str]:
@@ -73,9 +99,11 @@ def python_path(unit: Unit, place: Callable[[str], str]) -> list[str]:
 def unit_env(unit: Unit, pythonpath: list[str]) -> dict[str, str]:
     """The environment the workbench gives an app process, for the target: its port, its
     import path, for a `command` app under a stripped path the prefix (there is no server
-    flag to carry it), then the app's own `env`."""
+    flag to carry it: the workbench's variable, and uvicorn's, which it reads for
+    `--root-path`), then the app's own `env`."""
     env = {"PORT": str(unit.port), "PYTHONPATH": ":".join(pythonpath)}
     if unit.command and unit.strip_path and unit.prefix:
-        env["SCRIPT_NAME"] = unit.prefix
+        env["PYSERVE_TUI_PREFIX"] = unit.prefix
+        env["UVICORN_ROOT_PATH"] = unit.prefix
     env.update(unit.env)
     return env

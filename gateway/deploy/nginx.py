@@ -6,8 +6,9 @@ Our routing is nginx's location model, so most of the pipeline maps 1:1:
   order is significant); ``__default__`` becomes ``location /``;
 * apps (and mounts) become ``upstream`` blocks and ``location = /p`` + ``location ^~ /p/``
   (the gateway gives them the path before any routing location when they come first in the
-  pipeline, and ``^~`` is how nginx skips the regexes); ``strip_path`` is a trailing-slash
-  ``proxy_pass`` plus ``X-Forwarded-Prefix``;
+  pipeline, and ``^~`` is how nginx skips the regexes); ``strip_path`` is
+  ``X-Forwarded-Prefix`` plus the prefix stripped or kept as the app's server expects
+  (`gateway.deploy.commands.proxy_strips`);
 * static roots are ``root`` + ``index``, the SPA fallback an ``error_page 404`` into a named
   location serving the index file (so directories still redirect, as in the gateway);
 * response headers are ``add_header ... always`` repeated in every location, because nginx
@@ -39,6 +40,7 @@ from gateway.config.schema import (
     RateLimitOptions,
     SecurityOptions,
 )
+from gateway.deploy.commands import proxy_strips
 from gateway.deploy.plan import DeployPlan, Unit
 from gateway.deploy.report import Report
 from gateway.extensions.compression import _SKIP_PREFIXES, _SKIP_TYPES, _TEXTUAL_IMAGES
@@ -750,10 +752,11 @@ class NginxBuilder:
         body = [*self._guards(headers), *self._proxy_common(unit.proxy_timeout), *headers]
         if unit.strip_path and unit.prefix:
             body.insert(0, f"proxy_set_header X-Forwarded-Prefix {q(unit.prefix)};")
-            passes = f"proxy_pass http://{upstream}/;"
         else:
             body.insert(0, "proxy_set_header X-Forwarded-Prefix \"\";")
-            passes = f"proxy_pass http://{upstream};"
+        # The prefix goes when the app's server expects it gone (`proxy_strips`).
+        passes = (f"proxy_pass http://{upstream}/;" if proxy_strips(unit)
+                  else f"proxy_pass http://{upstream};")
         label = f"# app {unit.name!r} ({'mount' if unit.mount else 'process'})"
         if not unit.prefix:
             return [_Loc("/", [label, *body, passes])]

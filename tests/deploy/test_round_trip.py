@@ -164,8 +164,9 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     folder = tmp_path_factory.mktemp("roundtrip")
     _static(folder)
     gateway_port, nginx_port, app_port = free_port(), free_port(), free_port()
+    # uvicorn: nginx strips the prefix for it, as the gateway does for every app process.
     app = {"name": "echo", "path": "/app", "app_path": "apps.basic:app",
-           "module_path": str(TESTS_DIR), "port": app_port}
+           "module_path": str(TESTS_DIR), "port": app_port, "backend": "uvicorn"}
     project = Project(folder, gateway_port, free_port_range())
     text = project_text(port=gateway_port, port_range=project.port_range, apps=[app],
                         routes=ROUTES)
