@@ -33,6 +33,15 @@ def proxy_strips(unit: Unit) -> bool:
     return bool(unit.command) or unit.backend == "uvicorn"
 
 
+def health_path(unit: Unit) -> str:
+    """The path to probe on the app's own port: the health path, behind the prefix when
+    the app's server expects requests with it (the workbench's probe reaches the app as a
+    proxied request would)."""
+    if unit.strip_path and unit.prefix and not proxy_strips(unit):
+        return unit.prefix + unit.health.path
+    return unit.health.path
+
+
 def unit_argv(unit: Unit, *, host: str, python: str, event_loop: str,
               report: Report) -> list[str]:
     """argv for `unit` listening on host:unit.port; `python` is the interpreter to name."""

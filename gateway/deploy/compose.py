@@ -56,7 +56,7 @@ def _service(unit: Unit, plan: DeployPlan, image: str, build: dict[str, str],
         "environment": {k: interpolation_safe(v) for k, v in env.items()},
         "expose": [str(unit.port)],
         "healthcheck": {
-            "test": ["CMD", "python", "-c", probe_code("127.0.0.1", unit.port, h)],
+            "test": ["CMD", "python", "-c", probe_code("127.0.0.1", unit)],
             "interval": duration(h.interval),
             "timeout": duration(h.timeout),
             "retries": h.retries,

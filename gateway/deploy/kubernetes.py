@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.config.schema import ProjectConfig
 from gateway.deploy import yamlout
-from gateway.deploy.commands import python_path, unit_argv, unit_env
+from gateway.deploy.commands import health_path, python_path, unit_argv, unit_env
 from gateway.deploy.compose import NGINX_IMAGE, static_roots
 from gateway.deploy.image import dockerfile, in_image
 from gateway.deploy.nginx import NginxLayout, render_nginx
@@ -49,7 +49,7 @@ def _seconds(value: float) -> int:
 
 def _probe(unit: Unit, **timing: int) -> dict[str, Any]:
     h = unit.health
-    action: dict[str, Any] = ({"httpGet": {"path": h.path, "port": "http"}} if h.enabled
+    action: dict[str, Any] = ({"httpGet": {"path": health_path(unit), "port": "http"}} if h.enabled
                               else {"tcpSocket": {"port": "http"}})
     return {**action, "timeoutSeconds": _seconds(h.timeout), **timing}
 
@@ -84,7 +84,7 @@ def _app_objects(unit: Unit, plan: DeployPlan, image: str, report: Report) -> li
             {"name": f"wait-for-{dep.slug}", "image": image,
              "imagePullPolicy": "IfNotPresent",
              "command": ["python", "-c", no_expansion(
-                 wait_code(dep.slug, dep.port, dep.health, DEPENDENCY_DEADLINE))]}
+                 wait_code(dep.slug, dep, DEPENDENCY_DEADLINE))]}
             for dep in (plan.unit(n) for n in unit.depends_on)]
         report.add("depends_on", "Kubernetes has no start order: an init container waits (up to "
                    f"{DEPENDENCY_DEADLINE:g}s, then the pod restarts and waits again) until "

@@ -8,23 +8,26 @@ is an HTTP 200 on the health path (or, with health checks off, an accepted conne
 
 from __future__ import annotations
 
-from gateway.deploy.plan import Health
+from gateway.deploy.commands import health_path
+from gateway.deploy.plan import Unit
 
 
-def probe_code(host: str, port: int, health: Health) -> str:
+def probe_code(host: str, unit: Unit) -> str:
     """Exit 0 when the app answers as healthy now, 1 otherwise."""
+    health, port = unit.health, unit.port
     if not health.enabled:
         return (f"import socket;socket.create_connection(({host!r}, {port}), "
                 f"{health.timeout:g}).close()")
-    url = f"http://{host}:{port}{health.path}"
+    url = f"http://{host}:{port}{health_path(unit)}"
     return (f"import sys,urllib.request as u;"
             f"sys.exit(u.urlopen({url!r}, timeout={health.timeout:g}).status != 200)")
 
 
-def wait_code(host: str, port: int, health: Health, deadline: float) -> str:
+def wait_code(host: str, unit: Unit, deadline: float) -> str:
     """Exit 0 once the app is healthy, 1 if it is not within `deadline` seconds."""
+    health, port = unit.health, unit.port
     if health.enabled:
-        check = (f"ok = u.urlopen({f'http://{host}:{port}{health.path}'!r}, "
+        check = (f"ok = u.urlopen({f'http://{host}:{port}{health_path(unit)}'!r}, "
                  f"timeout={health.timeout:g}).status == 200")
     else:
         check = (f"s.create_connection(({host!r}, {port}), {health.timeout:g}).close()"

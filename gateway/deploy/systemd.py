@@ -95,7 +95,7 @@ def export_systemd(project: ProjectConfig, out: Path) -> tuple[dict[str, str], R
         unit_lines += [f"Environment={quote(f'{k}={v}', exec_line=False)}"
                        for k, v in env.items()]
         unit_lines.append("ExecStart=" + " ".join(quote(a, exec_line=True) for a in argv))
-        code = wait_code("127.0.0.1", unit.port, unit.health, START_DEADLINE)
+        code = wait_code("127.0.0.1", unit, START_DEADLINE)
         unit_lines.append("ExecStartPost=" + " ".join(
             quote(a, exec_line=True) for a in (python, "-c", code)))
         unit_lines += [
