@@ -119,6 +119,15 @@ def glob_regex(glob: str) -> str:
     return translated[: -len(r"\Z")]
 
 
+def auth_path_regex(pattern: str) -> str:
+    """An anchored PCRE for an `auth` path pattern: a glob matches the whole path, a plain
+    path itself and everything below it on a segment boundary (as `gateway.auth.paths`)."""
+    if set(pattern) & set("*?["):
+        return "^" + glob_regex(pattern) + "$"
+    base = pattern.rstrip("/")
+    return "^/" if not base else "^" + re.escape(base) + "(/|$)"
+
+
 def _opt(options: Any, key: str, default: Any = None) -> Any:
     if isinstance(options, dict):
         return options.get(key, default)
@@ -461,10 +470,12 @@ class NginxBuilder:
             o = ext.options
             method = _opt(o, "method", "basic")
             skip = f"$pyserve_auth_skip_{n}"
-            excludes = list(_opt(o, "exclude_paths", []) or [])
-            self.maps += [f"map $uri {skip} {{", "    default 0;"]
-            self.maps += [f"    {q_regex('~^' + glob_regex(g) + '$')} 1;" for g in excludes]
-            self.maps.append("}")
+            self._auth_cover(skip, list(_opt(o, "paths", []) or []),
+                             list(_opt(o, "exclude_paths", []) or []))
+            if method == "basic" and int(_opt(o, "max_failures", 0) or 0) > 0:
+                self.report.add(f"auth #{n + 1}: max_failures", "nginx does not slow down a "
+                                "client that keeps sending wrong passwords; put a limit_req "
+                                "zone or fail2ban on its 401s")
             if method == "basic":
                 if basic_done:
                     self.report.add(f"auth #{n + 1} (basic)", "nginx takes one auth_basic per "
@@ -491,9 +502,18 @@ class NginxBuilder:
                 self._auth_lines += [
                     f"if ($pyserve_auth_refuse_{n}) {{",
                     '    add_header WWW-Authenticate "Bearer" always;',
+                    "    add_header X-Request-ID $pyserve_request_id always;",
                     "    return 401;",
                     "}",
                 ]
+
+    def _auth_cover(self, var: str, paths: list[str], excludes: list[str]) -> None:
+        """`var` is 1 where an auth entry does not apply: outside `paths` (when given) or in
+        `exclude_paths`. nginx's $uri is already normalised, so no spelling can slip by."""
+        self.maps += [f"map $uri {var} {{", f"    default {1 if paths else 0};"]
+        self.maps += [f"    {q_regex('~' + auth_path_regex(p))} 1;" for p in excludes]
+        self.maps += [f"    {q_regex('~' + auth_path_regex(p))} 0;" for p in paths]
+        self.maps.append("}")
 
     def _forward_auth(self, n: int, o: Any, skip: str) -> None:
         url = str(_opt(o, "url", ""))
@@ -503,7 +523,10 @@ class NginxBuilder:
             self.report.add(f"auth #{n + 1} (forward)", f"bad url: {exc}")
             return
         name = f"/_pyserve_auth_{n}"
-        self._auth_lines.append(f"auth_request {name};")
+        # The subrequest's own $uri is its location; it shares the main request's variables,
+        # so the decision is taken here, on the main request's (normalised) $uri.
+        self._auth_lines += [f"set $pyserve_forward_skip_{n} {skip};",
+                             f"auth_request {name};"]
         for k, header in enumerate(_opt(o, "response_headers", []) or []):
             var = f"$pyserve_auth_{n}_{k}"
             up = "$upstream_http_" + str(header).lower().replace("-", "_")
@@ -513,10 +536,11 @@ class NginxBuilder:
         target = f"http://{parsed.host}:{parsed.port}{parsed.path or ''}"
         body = [
             "internal;",
-            f"if ({skip}) {{",
+            f"if ($pyserve_forward_skip_{n}) {{",
             "    return 204;",
             "}",
             f"proxy_pass {target};",
+            f"proxy_read_timeout {_seconds(float(_opt(o, 'timeout', 10.0) or 10.0))};",
             "proxy_pass_request_body off;",
             'proxy_set_header Content-Length "";',
             "proxy_set_header X-Original-URI $request_uri;",
