@@ -8,7 +8,12 @@ specification's schema, the Kubernetes schemas (strict, pinned version) and
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -24,6 +29,9 @@ from integration_support import ROOT
 
 from gateway.config import load_config
 from gateway.deploy import MANIFEST, TARGETS, export_files
+from gateway.deploy.plan import build_plan
+from gateway.deploy.probes import probe_code, wait_code
+from gateway.deploy.report import Report
 
 FULL = Path(__file__).parent / "projects" / "full" / "workbench.toml"
 PROJECTS = {
@@ -163,3 +171,37 @@ def test_reports_name_what_has_no_equivalent(tmp_path: Path) -> None:
         assert "factory_args (factory)" in text
         assert "location /only-headers" in text
         assert "/metrics" in text
+
+
+def test_health_check_commands_work_with_a_bare_python(tmp_path: Path) -> None:
+    """The Compose health check and the wait used by systemd and Kubernetes init containers
+    are `python -c` programs (no curl in a slim image): healthy means a 200 on the path."""
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200 if self.path == "/health" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        unit = build_plan(load_config(FULL, environ={}), Report("t"), local=False).units[0]
+        unit = dataclasses.replace(unit, port=server.server_port, strip_path=False)
+
+        def run(code: str) -> int:
+            return subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
+                                  timeout=30).returncode
+
+        assert run(probe_code("127.0.0.1", unit)) == 0
+        assert run(wait_code("127.0.0.1", unit, 5)) == 0
+        sick = dataclasses.replace(unit, health=dataclasses.replace(unit.health, path="/bad"))
+        assert run(probe_code("127.0.0.1", sick)) != 0
+        assert run(wait_code("127.0.0.1", sick, 1)) != 0
+        tcp = dataclasses.replace(unit, health=dataclasses.replace(unit.health, enabled=False))
+        assert run(probe_code("127.0.0.1", tcp)) == 0
+    finally:
+        server.shutdown()
+        server.server_close()
