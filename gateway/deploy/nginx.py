@@ -166,6 +166,13 @@ class NginxBuilder:
         self.cache: CachingOptions | None = self._ext("caching")
         self.auths = [e for e in exts if e.type == "auth"]
         self._spa = 0
+        self._returns = 0
+        self._sec_headers: list[tuple[str, str]] = []
+        self._refusal_headers = False
+        self._auth_lines: list[str] = []
+        self._auth_header_sets: list[str] = []
+        self._groups: list[str] = []
+        self._cors_fixed = self._cors_any_method = self._cors_any_header = False
 
     def _ext(self, type_: str) -> Any:
         ext = self.project.extension(type_)
@@ -217,9 +224,9 @@ class NginxBuilder:
         out += ["", "    server {", f"        listen {self.layout.listen};",
                 "        server_name _;"]
         out += ["        " + line for line in self.server]
-        if getattr(self, "_refusal_headers", False):
+        if self._refusal_headers:
             out += ["        # Headers of the server-level 403 (locations repeat their own)."]
-            out += ["        " + line for line in self._pipeline_headers(upstream=False)
+            out += ["        " + line for line in self._pipeline_headers()
                     if "Access-Control" not in line and "Vary" not in line
                     and "Retry-After" not in line]
         for loc in self.locations:
@@ -273,7 +280,6 @@ class NginxBuilder:
         if sec is None:
             return
         headers = DEFAULT_HEADERS if sec.security_headers is None else sec.security_headers
-        self._sec_headers: list[tuple[str, str]] = []
         for i, (name, value) in enumerate(headers.items()):
             var = f"$pyserve_sec_{i}"
             upstream = "$upstream_http_" + name.lower().replace("-", "_")
@@ -464,7 +470,6 @@ class NginxBuilder:
                         "is added; max_entries has no equivalent (max_bytes bounds it)")
 
     def _auth(self) -> None:
-        self._auth_lines: list[str] = []
         basic_done = False
         for n, ext in enumerate(self.auths):
             o = ext.options
@@ -531,7 +536,6 @@ class NginxBuilder:
             var = f"$pyserve_auth_{n}_{k}"
             up = "$upstream_http_" + str(header).lower().replace("-", "_")
             self._auth_lines += [f"auth_request_set {var} {up};"]
-            self._auth_header_sets = getattr(self, "_auth_header_sets", [])
             self._auth_header_sets.append(f"proxy_set_header {header} {var};")
         target = f"http://{parsed.host}:{parsed.port}{parsed.path or ''}"
         body = [
@@ -600,7 +604,7 @@ class NginxBuilder:
         return pages
 
     def _error_locations(self) -> None:
-        pipeline = self._pipeline_headers(upstream=False)
+        pipeline = self._pipeline_headers()
         # A refused client (403) gets no CORS headers: security answers before cors runs.
         refusal = [h for h in pipeline if "Access-Control" not in h and "Vary" not in h
                    and "Retry-After" not in h]
@@ -626,11 +630,11 @@ class NginxBuilder:
 
     # --- locations -----------------------------------------------------------------------------
 
-    def _pipeline_headers(self, names_set: Iterable[str] = (), *, upstream: bool) -> list[str]:
+    def _pipeline_headers(self, names_set: Iterable[str] = ()) -> list[str]:
         """add_header lines every pipeline response carries (security, CORS, ids...)."""
         taken = {n.lower() for n in names_set}
         lines = []
-        for name, var in getattr(self, "_sec_headers", []):
+        for name, var in self._sec_headers:
             if name.lower() not in taken:
                 lines.append(f"add_header {name} {var} always;")
         if self.cors is not None:
@@ -727,7 +731,7 @@ class NginxBuilder:
             emitted.add(loc.match)
             self.locations.append(loc)
         if "/" not in emitted:
-            headers = self._pipeline_headers(upstream=False)
+            headers = self._pipeline_headers()
             self.locations.append(_Loc("/", ["# No location matched: the gateway's 404.",
                                              *self._guards(headers), *headers, *self._deferred(
                                                  headers + _plain_return(404, "404 Not Found"))]))
@@ -749,7 +753,7 @@ class NginxBuilder:
             f"proxy_send_timeout {_seconds(timeout)};",
             "proxy_request_buffering off;",
         ]
-        lines += getattr(self, "_auth_header_sets", [])
+        lines += self._auth_header_sets
         if self.cache is not None:
             ttl = int(self.cache.cache_ttl)
             lines += [
@@ -771,7 +775,7 @@ class NginxBuilder:
         return lines
 
     def _app_locations(self, unit: Unit, apps_first: bool) -> list[_Loc]:
-        headers = self._pipeline_headers(upstream=True)
+        headers = self._pipeline_headers()
         upstream = _upstream_name(unit)
         body = [*self._guards(headers), *self._proxy_common(unit.proxy_timeout), *headers]
         if unit.strip_path and unit.prefix:
@@ -794,7 +798,7 @@ class NginxBuilder:
                         if kind.is_regex else [])
         own = [f"add_header {n.strip()} {q_template(v.strip(), self._groups)} always;"
                for n, _, v in (h.partition(":") for h in action.headers)]
-        headers = own + self._pipeline_headers(names, upstream=action.proxy_pass is not None)
+        headers = own + self._pipeline_headers(names)
         body = [f"# {pattern}", *self._guards(headers)]
         if action.return_ is not None:
             answer = self._return(action)
@@ -817,7 +821,7 @@ class NginxBuilder:
         """Answer from a named location, reached through try_files: nginx's `return` runs in
         the rewrite phase, before limit_req and auth would see the request; try_files runs
         after them, as the gateway's routing runs after the extensions before it."""
-        self._returns = getattr(self, "_returns", 0) + 1
+        self._returns += 1
         name = f"@pyserve_return_{self._returns}"
         self.named.append(_Loc(name, lines))
         return [f"try_files /.pyserve-no-such-file {name};"]
@@ -831,7 +835,7 @@ class NginxBuilder:
             self._redirect_note()
             return [f"return {status} {q_template(text, self._groups)};"]
         if status in (204, 304) or not text:
-            return [f"return {status};"] if not text else [f"return {status};"]
+            return [f"return {status};"]
         ctype = action.content_type or "text/plain"
         if ctype.startswith("text/") and "charset" not in ctype:
             ctype += "; charset=utf-8"
