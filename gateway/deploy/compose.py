@@ -10,13 +10,11 @@ from typing import Any
 from gateway.config.schema import ProjectConfig
 from gateway.deploy import yamlout
 from gateway.deploy.commands import python_path, unit_argv, unit_env
-from gateway.deploy.image import dockerfile, in_image
-from gateway.deploy.nginx import NginxLayout, render_nginx
+from gateway.deploy.image import NGINX_IMAGE, container_layout, dockerfile, image_name, in_image
+from gateway.deploy.nginx import render_nginx
 from gateway.deploy.plan import DeployPlan, Unit, build_plan
 from gateway.deploy.probes import probe_code
 from gateway.deploy.report import Report
-
-NGINX_IMAGE = "nginx:1.27-alpine"
 
 
 def interpolation_safe(value: str) -> str:
@@ -27,17 +25,6 @@ def interpolation_safe(value: str) -> str:
 def duration(seconds: float) -> str:
     ms = int(round(seconds * 1000))
     return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
-
-
-def static_roots(project: ProjectConfig) -> dict[str, str]:
-    """Each distinct static root -> the folder nginx serves it from in its container."""
-    routing = project.extension("routing")
-    roots: dict[str, str] = {}
-    for action in (routing.options.regex_locations.values() if routing else ()):
-        if action.root is not None:
-            key = str(project.resolve(action.root).resolve())
-            roots.setdefault(key, f"/srv/static/{len(roots)}")
-    return roots
 
 
 def _service(unit: Unit, plan: DeployPlan, image: str, build: dict[str, str],
@@ -86,7 +73,7 @@ def export_compose(project: ProjectConfig, out: Path) -> tuple[dict[str, str], R
     root = project.root.resolve()
     out_abs = out.resolve()
     files: dict[str, str] = {"Dockerfile": dockerfile(plan, report)}
-    image = f"pyserve-{plan.name}-app:latest"
+    image = image_name(plan)
     context = os.path.relpath(root, out_abs)
     build = {"context": context,
              "dockerfile": os.path.relpath(out_abs / "Dockerfile", root)}
@@ -95,13 +82,7 @@ def export_compose(project: ProjectConfig, out: Path) -> tuple[dict[str, str], R
         # Every app names the same build: Compose builds it once and never tries to pull
         # an image that only exists locally.
         services[unit.slug] = _service(unit, plan, image, build, report)
-    roots = static_roots(project)
-    layout = NginxLayout(
-        listen=str(project.server.port),
-        upstream=lambda u: f"{u.slug}:{u.port}",
-        static_root=lambda rel: roots[str(project.resolve(rel).resolve())],
-        cache_dir="/var/cache/nginx/pyserve",
-        auth_dir="/etc/nginx/pyserve")
+    layout, roots = container_layout(project)
     conf = render_nginx(project, plan, layout, report)
     files["nginx.conf"] = conf.text
     files.update(conf.files)

@@ -16,10 +16,43 @@ import tomllib
 from importlib import metadata
 from pathlib import Path, PurePosixPath
 
+from gateway.config.schema import ProjectConfig
+from gateway.deploy.nginx import NginxLayout
 from gateway.deploy.plan import DeployPlan
 from gateway.deploy.report import Report
 
 APP_DIR = "/app"
+NGINX_IMAGE = "nginx:1.27-alpine"
+
+
+def image_name(plan: DeployPlan) -> str:
+    return f"pyserve-{plan.name}-app:latest"
+
+
+def container_layout(project: ProjectConfig) -> tuple[NginxLayout, dict[str, str]]:
+    """nginx in a container beside the apps' containers: apps by service name, static
+    roots mounted (or copied) under /srv/static; also the roots, host path -> mount."""
+    roots = static_roots(project)
+    layout = NginxLayout(
+        listen=str(project.server.port),
+        upstream=lambda u: f"{u.slug}:{u.port}",
+        static_root=lambda rel: roots[str(project.resolve(rel).resolve())],
+        cache_dir="/var/cache/nginx/pyserve",
+        auth_dir="/etc/nginx/pyserve")
+    return layout, roots
+
+
+def static_roots(project: ProjectConfig) -> dict[str, str]:
+    """Each distinct static root -> the folder nginx serves it from in its container."""
+    routing = project.extension("routing")
+    roots: dict[str, str] = {}
+    for action in (routing.options.regex_locations.values() if routing else ()):
+        if action.root is not None:
+            key = str(project.resolve(action.root).resolve())
+            roots.setdefault(key, f"/srv/static/{len(roots)}")
+    return roots
+
+
 
 
 def python_version(root: Path, report: Report) -> str:
