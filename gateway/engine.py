@@ -114,6 +114,10 @@ class Engine:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         host, port = self.address
         self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+        from gateway.extensions.auth import order_warnings
+
+        for warning in order_warnings(project):
+            self.events.emit(EngineMessage("warning", warning))
         settle_heap()
 
     async def stop(self) -> None:
@@ -176,8 +180,9 @@ class Engine:
             else []
         return {"request": record.to_dict(), "app_lines": lines}
 
-    def export_requests(self, path: str | Path, fmt: str = "jsonl") -> int:
-        return export_requests(self, Path(path), fmt)
+    def export_requests(self, path: str | Path, fmt: str = "jsonl", *,
+                        include_credentials: bool = False) -> int:
+        return export_requests(self, Path(path), fmt, include_credentials=include_credentials)
 
     # --- commands -------------------------------------------------------------------------
 

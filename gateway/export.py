@@ -1,4 +1,8 @@
-"""Export the request log with traces as JSON Lines or HAR 1.2."""
+"""Export the request log with traces as JSON Lines or HAR 1.2.
+
+Exports are sanitized unless the caller asks for credentials (`gateway.redact`): HAR files
+end up attached to bug reports, and a session cookie or a bearer token in one is a leak.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import __version__
 from gateway.config.writer import write_atomic
+from gateway.redact import redact_request
 
 if TYPE_CHECKING:
     from gateway.engine import Engine
@@ -46,15 +51,21 @@ def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
     }
 
 
-def export_requests(engine: Engine, path: Path, fmt: str) -> int:
-    """Write every kept request with its app lines; safe to call from a worker thread."""
+def export_requests(engine: Engine, path: Path, fmt: str, *,
+                    include_credentials: bool = False) -> int:
+    """Write every kept request with its app lines; safe to call from a worker thread.
+
+    Credential headers and token-like query parameters are masked unless
+    `include_credentials` is true."""
     records = engine.request_log.snapshot()
     by_id: dict[str, list[Any]] = {}
     for line in engine.app_logs(None):
         if line.request_id:
             by_id.setdefault(line.request_id, []).append(line)
+    shown = (lambda d: d) if include_credentials else redact_request
     traces: list[dict[str, Any]] = [
-        {"request": r.to_dict(), "app_lines": by_id.get(r.request_id, [])} for r in records]
+        {"request": shown(r.to_dict()), "app_lines": by_id.get(r.request_id, [])}
+        for r in records]
     if fmt == "jsonl":
         lines = []
         for t in traces:

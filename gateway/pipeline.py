@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import partial
 from random import getrandbits
 from typing import Any
 
@@ -71,6 +72,23 @@ class Pipeline:
             app = ext
         self.app = app
         self.members = list(reversed(members))
+        seen: dict[str, int] = {}
+        named: list[Any] = self.members  # instance names, as above (a ClassVar by default)
+        for member in named:  # a repeated type (auth) is auth, auth#2... in /metrics
+            seen[member.name] = n = seen.get(member.name, 0) + 1
+            if n > 1:
+                member.name = f"{member.name}#{n}"
+        #: Members that also guard the gateway's own /metrics (authentication), in order.
+        self.guards = [e for e in self.members if getattr(e, "guards_builtins", False)]
+
+    async def guarded(self, scope: Scope, receive: Receive, send: Send,
+                      endpoint: ASGIApp) -> None:
+        """Run `endpoint` behind the guards (only /metrics comes here: no per-request cost
+        elsewhere)."""
+        app = endpoint
+        for ext in reversed(self.guards):
+            app = partial(ext.guard, app=app)
+        await app(scope, receive, send)
 
     async def startup(self) -> None:
         for ext in self.members:
@@ -161,7 +179,10 @@ class GatewayApp:
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
-                await handle_builtin(scope, send_wrapper, self)
+                if scope["path"] == "/metrics" and self.pipeline.guards:
+                    await self.pipeline.guarded(scope, receive, send_wrapper, self._builtin)
+                else:
+                    await handle_builtin(scope, send_wrapper, self)
             else:
                 await self.pipeline.app(scope, receive, send_wrapper)
         except (UpstreamError, RequestError) as exc:
@@ -180,6 +201,9 @@ class GatewayApp:
                              app=ctx.app)
         finally:
             self._finish(scope, ctx)
+
+    async def _builtin(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await handle_builtin(scope, send, self)
 
     def _finish(self, scope: Scope, ctx: RequestContext) -> None:
         latency = ctx.elapsed_ms()

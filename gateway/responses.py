@@ -6,7 +6,8 @@ from gateway.context import get_context
 from gateway.types import Headers, Scope, Send
 
 REASONS = {
-    400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+    400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed",
     408: "Request Timeout", 413: "Payload Too Large", 416: "Range Not Satisfiable",
     429: "Too Many Requests",
     500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Unavailable",
@@ -29,9 +30,10 @@ async def send_plain(send: Send, status: int, body: bytes | str, *,
 
 async def send_error(scope: Scope, send: Send, status: int, detail: str = "", *,
                      app: str | None = None, retry_after: float | None = None,
-                     close: bool = False) -> None:
+                     close: bool = False, headers: Headers | None = None) -> None:
     """A short, plain error naming the app (if any) and the request id; `close` ends the
-    connection after it (the request's body was not read to its end)."""
+    connection after it (the request's body was not read to its end); `headers` are added
+    (a challenge such as ``WWW-Authenticate``)."""
     ctx = get_context(scope)
     rid = ctx.request_id if ctx else "-"
     reason = REASONS.get(status, "Error")
@@ -41,10 +43,10 @@ async def send_error(scope: Scope, send: Send, status: int, detail: str = "", *,
     if detail:
         parts.append(detail)
     parts.append(f"request id {rid}")
-    headers: Headers = []
+    extra: Headers = list(headers or ())
     if retry_after is not None:
-        headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
+        extra.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
     if close:
-        headers.append((b"connection", b"close"))
+        extra.append((b"connection", b"close"))
     await send_plain(send, status, ": ".join(parts[:1]) + (" - " + "; ".join(parts[1:]))
-                     + "\n", headers=headers, head=scope.get("method") == "HEAD")
+                     + "\n", headers=extra, head=scope.get("method") == "HEAD")

@@ -103,7 +103,9 @@ def test_logs_each_request_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     proc, port = start(tmp_path)
     try:
         wait_ready(proc, port)
-        httpx.get(f"http://127.0.0.1:{port}/ping", headers={"X-Request-ID": "trace-me-1"})
+        httpx.get(f"http://127.0.0.1:{port}/ping?token=tok-secret-1",
+                  headers={"X-Request-ID": "trace-me-1", "Authorization": "Bearer bearer-2",
+                           "Cookie": "sid=cookie-3"})
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
     finally:
@@ -113,15 +115,19 @@ def test_logs_each_request_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     line = next(ln for ln in out.splitlines() if "trace-me-1" in ln)
     assert "GET /ping 200" in line
     assert "Traceback" not in err
+    for secret in ("tok-secret-1", "bearer-2", "cookie-3"):  # credentials are never logged
+        assert secret not in out and secret not in err
 
 
 def test_json_log_format(tmp_path: Path) -> None:
     proc, port = start(tmp_path, "--log-format", "json")
     try:
         wait_ready(proc, port)
-        httpx.get(f"http://127.0.0.1:{port}/ping", headers={"X-Request-ID": "json-1"})
+        httpx.get(f"http://127.0.0.1:{port}/ping?access_token=tok-secret-4",
+                  headers={"X-Request-ID": "json-1", "X-Api-Key": "key-5"})
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
+        assert "tok-secret-4" not in out and "key-5" not in out
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

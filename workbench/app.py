@@ -348,18 +348,22 @@ class WorkbenchApp(App[None]):
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:
-                self.export_requests(request.path, request.fmt)
+                self.export_requests(request.path, request.fmt,
+                                     include_credentials=request.include_credentials)
 
         self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
 
     @work(exclusive=True, group="export", exit_on_error=False)
-    async def export_requests(self, path: Path, fmt_name: str) -> None:
+    async def export_requests(self, path: Path, fmt_name: str, *,
+                              include_credentials: bool = False) -> None:
         # In a thread: exporting thousands of traces must not stall the gateway's loop. The
         # loop may append to the request log meanwhile ("deque mutated during iteration"),
         # so a collision is simply tried again.
         for attempt in range(3):
             try:
-                written = await asyncio.to_thread(self.engine.export_requests, path, fmt_name)
+                written = await asyncio.to_thread(
+                    self.engine.export_requests, path, fmt_name,
+                    include_credentials=include_credentials)
             except RuntimeError as exc:
                 if "mutated" in str(exc) and attempt < 2:
                     continue
@@ -368,7 +372,8 @@ class WorkbenchApp(App[None]):
             except Exception as exc:
                 self.notify(f"export to {path} failed: {exc}", severity="error")
                 return
-            self.notify(f"Exported {written} requests to {path}", title="Export")
+            what = "with credentials" if include_credentials else "credentials masked"
+            self.notify(f"Exported {written} requests to {path} ({what})", title="Export")
             return
 
     def copy(self, text: str, *, what: str) -> None:

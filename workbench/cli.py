@@ -40,6 +40,14 @@ type = "security"
 [extensions.config]
 blocked_ips = []        # addresses or CIDR blocks, e.g. "192.168.0.0/16"
 
+# Ask for a password everywhere but the listed paths (make a hash: htpasswd -nB alice).
+# [[extensions]]
+# type = "auth"
+# [extensions.config]
+# method = "basic"              # basic | jwt | forward
+# users = { alice = "$2y$05$..." }
+# exclude_paths = ["/ping"]
+
 # Every app runs in its own process on a port picked from port_range.
 [[extensions]]
 type = "process_orchestration"
@@ -130,6 +138,9 @@ def cmd_check(path: str) -> int:
     except (ImportError, GatewayError) as exc:
         if isinstance(exc, GatewayError):
             warnings.append(f"{path}: {exc}")
+    from gateway.extensions.auth import order_warnings
+
+    warnings += order_warnings(project)
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     n_apps = len(project.apps)

@@ -21,6 +21,7 @@ from tomlkit.exceptions import ParseError
 from gateway.config.locate import Locations, PathKey
 from gateway.config.schema import (
     BUILTIN_OPTIONS,
+    REPEATABLE,
     ExtensionConfig,
     LoggingConfig,
     ProjectConfig,
@@ -236,7 +237,8 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
                 known = ", ".join(known_extension_types())
                 raise v.error(where + ("type",),
                               f"unknown extension type {type_!r} (known: {known})") from None
-        if type_ in {e.type for e in extensions} and type_ in BUILTIN_OPTIONS:
+        if type_ in {e.type for e in extensions} and type_ in BUILTIN_OPTIONS \
+                and type_ not in REPEATABLE:
             raise v.error(where + ("type",), f"extension {type_!r} is declared twice")
         if options_cls is dict:  # a plugin without an Options dataclass takes any table
             options = dict(raw.get("config", {}))
@@ -244,8 +246,15 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
             options = v.build(options_cls, raw.get("config", {}), where + ("config",))
         line = v.error(where, "").line
         extensions.append(ExtensionConfig(type=type_, options=options, index=i, line=line))
-    return ProjectConfig(path=path, server=server, logging=logging_cfg,
-                         extensions=tuple(extensions))
+    project = ProjectConfig(path=path, server=server, logging=logging_cfg,
+                            extensions=tuple(extensions))
+    for ext in extensions:
+        # Rules that need the whole project: files relative to its folder, other entries.
+        check_in = getattr(ext.options, "validate_in", None)
+        if check_in is not None:
+            for key, message in check_in(project):
+                raise v.error(("extensions", ext.index, "config") + _split_where(key), message)
+    return project
 
 
 def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None,

@@ -3,7 +3,9 @@
 Each dataclass is one TOML table. `gateway.config.validate` turns the parsed document into
 these objects, checking names and types from the annotations, so adding a key here is all it
 takes for `check` to accept and convert it. A dataclass may define ``validate()`` returning
-``(key, message)`` pairs for rules the annotations cannot express.
+``(key, message)`` pairs for rules the annotations cannot express; an extension's options
+may also define ``validate_in(project)`` for rules that need the whole project (files
+relative to the project folder, names of apps).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+
+from gateway.routing.actions import ReturnAction
+from gateway.routing.locations import compile_regex, parse_pattern
 
 
 class BackendName(StrEnum):
@@ -92,6 +97,11 @@ class LocationAction:
             errors.append(("", f"takes one of return, proxy_pass, root, not {names}"))
         if self.return_ is not None and not re.fullmatch(r"\d{3}(\s.*)?", self.return_):
             errors.append(("return", f"must be 'CODE [text]', not {self.return_!r}"))
+        elif self.return_ is not None:
+            try:
+                ReturnAction(self.return_, self.content_type)
+            except ValueError as exc:
+                errors.append(("return", str(exc)))
         if self.proxy_pass is not None and not re.match(r"https?://[^/]+", self.proxy_pass):
             errors.append(("proxy_pass", f"must be an http:// URL, not {self.proxy_pass!r}"))
         for h in self.headers:
@@ -107,20 +117,17 @@ class RoutingOptions:
     def validate(self) -> list[tuple[str, str]]:
         errors = []
         for pattern in self.regex_locations:
-            regex = None
-            flags = re.NOFLAG
-            if pattern.startswith("~*"):
-                regex, flags = pattern[2:], re.IGNORECASE
-            elif pattern.startswith("~"):
-                regex = pattern[1:]
-            if regex is not None:
+            where = f"regex_locations.{pattern!r}"
+            try:
+                kind, text = parse_pattern(pattern)
+            except ValueError:
+                errors.append((where, "a location starts with /, =/, ^~/, ~ or ~*"))
+                continue
+            if kind.is_regex:
                 try:
-                    re.compile(regex, flags)
+                    compile_regex(kind, text)
                 except re.error as exc:
-                    errors.append((f"regex_locations.{pattern!r}", f"bad regex: {exc}"))
-            elif pattern != "__default__" and not re.match(r"(=|\^~)?/", pattern):
-                errors.append((f"regex_locations.{pattern!r}",
-                               "a location starts with /, =/, ^~/, ~ or ~*"))
+                    errors.append((where, f"bad regex: {exc}"))
         return errors
 
 
@@ -321,6 +328,190 @@ class CompressionOptions:
         return []
 
 
+# --- authentication ------------------------------------------------------------------------
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Headers an auth entry may not set on a request: the framing and routing of the request
+#: itself, and the ones the gateway sets. (A forward auth service may replace Authorization,
+#: as oauth2-proxy does behind Traefik; a JWT claim may not.)
+_RESERVED_HEADERS = frozenset({
+    "host", "content-length", "transfer-encoding", "connection", "upgrade", "te", "trailer",
+    "keep-alive", "x-request-id", "traceparent", "x-forwarded-for", "x-forwarded-proto",
+    "x-forwarded-host", "x-forwarded-prefix",
+})
+_CREDENTIAL_HEADERS = frozenset({"authorization", "cookie"})
+#: Which keys belong to which `method` (the shared ones belong to all).
+_AUTH_METHOD_KEYS = {
+    "basic": ("users", "max_failures", "failures_per_minute", "trusted_proxies"),
+    "jwt": ("secret_key", "public_key_file", "jwks_file", "issuer", "audience", "leeway",
+            "claims_to_headers"),
+    "forward": ("url", "response_headers", "timeout"),
+}
+
+
+@dataclass(frozen=True)
+class AuthOptions:
+    """One `auth` entry (several may be listed: a request must pass them all)."""
+
+    method: Literal["basic", "jwt", "forward"]
+    # Which paths it covers: all unless `paths` is given; `exclude_paths` are left open.
+    paths: list[str] = field(default_factory=list)
+    exclude_paths: list[str] = field(default_factory=list)
+    realm: str = "pyserve-tui"
+    # basic
+    users: dict[str, str] = field(default_factory=dict)
+    # The brake on guessing: wrong passwords a client may send in a row, and how many more a
+    # minute after that (a token bucket per client address, as rate_limit's).
+    max_failures: int = 10
+    failures_per_minute: int = 6
+    trusted_proxies: list[str] = field(default_factory=list)
+    # jwt
+    secret_key: str | None = None
+    public_key_file: str | None = None
+    jwks_file: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
+    leeway: float = 30.0
+    claims_to_headers: dict[str, str] = field(default_factory=dict)
+    # forward
+    url: str | None = None
+    response_headers: list[str] = field(default_factory=list)
+    timeout: float = 10.0
+
+    def validate(self) -> list[tuple[str, str]]:
+        errors = self._misplaced_keys()
+        for key in ("paths", "exclude_paths"):
+            for p in getattr(self, key):
+                if not p.startswith(("/", "*")):
+                    errors.append((key, f"{p!r}: a path pattern starts with / or *"))
+        if not re.fullmatch(r"[\x20-\x7e]*", self.realm) or '"' in self.realm \
+                or "\\" in self.realm:
+            errors.append(("realm", "printable ASCII without quotes or backslashes"))
+        check = {"basic": self._check_basic, "jwt": self._check_jwt,
+                 "forward": self._check_forward}[self.method]
+        return errors + check()
+
+    def _misplaced_keys(self) -> list[tuple[str, str]]:
+        errors = []
+        defaults = AuthOptions(method=self.method)
+        for method, keys in _AUTH_METHOD_KEYS.items():
+            if method == self.method:
+                continue
+            for key in keys:
+                if getattr(self, key) != getattr(defaults, key):
+                    errors.append((key, f"is a key of method {method!r}, "
+                                        f"not of {self.method!r}"))
+        return errors
+
+    def _check_basic(self) -> list[tuple[str, str]]:
+        from gateway.auth.passwords import check_hash
+
+        errors = []
+        if not self.users:
+            errors.append(("users", "method 'basic' needs users (name = htpasswd hash)"))
+        for name, stored in self.users.items():
+            if not name or ":" in name:
+                errors.append((f"users.{name!r}", "a user name cannot be empty or hold ':'"))
+            problem = check_hash(stored)
+            if problem is not None:
+                errors.append((f"users.{name!r}", problem))
+        if self.max_failures < 1:
+            errors.append(("max_failures", "must be at least 1"))
+        if self.failures_per_minute < 1:
+            errors.append(("failures_per_minute", "must be at least 1"))
+        return errors + _check_networks(self, ("trusted_proxies",))
+
+    def _check_jwt(self) -> list[tuple[str, str]]:
+        from gateway.auth import MissingLibrary, need
+        from gateway.auth.tokens import MIN_SECRET_BYTES
+
+        given = [k for k in ("secret_key", "public_key_file", "jwks_file")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            return [("", "method 'jwt' takes one of secret_key, public_key_file, jwks_file"
+                         + (f", not {', '.join(given)}" if given else ""))]
+        try:
+            need("jwt", "PyJWT")
+            if self.secret_key is None:
+                need("cryptography", "cryptography")
+        except MissingLibrary as exc:
+            return [(given[0], f"method 'jwt' {exc}")]
+        errors = []
+        if self.secret_key is not None and len(self.secret_key.encode()) < MIN_SECRET_BYTES:
+            errors.append(("secret_key", f"must be at least {MIN_SECRET_BYTES} bytes for "
+                                         "HS256 (RFC 7518 3.2); make one with: "
+                                         "openssl rand -base64 32"))
+        if self.leeway < 0:
+            errors.append(("leeway", "must be 0 or more"))
+        for claim, header in self.claims_to_headers.items():
+            errors += _check_request_header(f"claims_to_headers.{claim!r}", header,
+                                            _RESERVED_HEADERS | _CREDENTIAL_HEADERS)
+        return errors
+
+    def _check_forward(self) -> list[tuple[str, str]]:
+        from gateway.auth.forward import parse_forward_url
+
+        if self.url is None:
+            return [("", "method 'forward' needs url (http://host:port/path or app:NAME/path)")]
+        errors = []
+        try:
+            parse_forward_url(self.url)
+        except ValueError as exc:
+            errors.append(("url", str(exc)))
+        if self.timeout <= 0:
+            errors.append(("timeout", "must be more than 0"))
+        for header in self.response_headers:
+            errors += _check_request_header("response_headers", header, _RESERVED_HEADERS)
+        return errors
+
+    def validate_in(self, project: ProjectConfig) -> list[tuple[str, str]]:
+        """Rules that need the project: key files (relative to its folder), app names."""
+        if self.method == "forward" and self.url and self.url.startswith("app:"):
+            from gateway.auth.forward import parse_forward_url
+
+            app = parse_forward_url(self.url).app
+            if app not in {a.name for a in project.apps}:
+                return [("url", f"no app named {app!r} in process_orchestration")]
+        if self.method == "jwt":
+            from gateway.auth import MissingLibrary
+
+            key = "public_key_file" if self.public_key_file else "jwks_file"
+            try:
+                self.key_ring(project)
+            except (OSError, ValueError, MissingLibrary) as exc:
+                return [(key, _key_problem(exc))]
+        return []
+
+    def key_ring(self, project: ProjectConfig) -> Any:
+        """The JWT keys (a `gateway.auth.tokens.KeyRing`), read from the project's files."""
+        from gateway.auth.tokens import KeyRing
+
+        return KeyRing.load(
+            secret_key=self.secret_key,
+            public_key_file=project.resolve(self.public_key_file)
+            if self.public_key_file else None,
+            jwks_file=project.resolve(self.jwks_file) if self.jwks_file else None)
+
+
+def _key_problem(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    return str(exc)
+
+
+def _check_request_header(key: str, header: str,
+                          reserved: frozenset[str]) -> list[tuple[str, str]]:
+    if not _HEADER_NAME.fullmatch(header):
+        return [(key, f"{header!r} is not a header name")]
+    if header.lower() in reserved:
+        return [(key, f"{header!r} cannot be set by an auth entry")]
+    return []
+
+
+#: Extension types that may be listed more than once.
+REPEATABLE = frozenset({"auth"})
+
+
 BUILTIN_OPTIONS: dict[str, type] = {
     "routing": RoutingOptions,
     "security": SecurityOptions,
@@ -331,6 +522,7 @@ BUILTIN_OPTIONS: dict[str, type] = {
     "cors": CorsOptions,
     "rate_limit": RateLimitOptions,
     "compression": CompressionOptions,
+    "auth": AuthOptions,
 }
 
 

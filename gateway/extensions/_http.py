@@ -78,24 +78,25 @@ def add_vary(headers: Headers, token: bytes) -> None:
 
 
 async def refuse(scope: Scope, send: Send, status: int, detail: str, *,
-                 retry_after: float | None = None) -> None:
-    """Refuse an http request or a websocket handshake with `status`.
+                 retry_after: float | None = None, headers: Headers | None = None) -> None:
+    """Refuse an http request or a websocket handshake with `status` (and `headers`).
 
     A websocket is answered with a real HTTP status when the server supports the
     ``websocket.http.response`` extension, otherwise it is closed with 1008 (policy violation),
     which servers turn into a 403 before the handshake completes.
     """
     if scope["type"] != "websocket":
-        await send_error(scope, send, status, detail, retry_after=retry_after)
+        await send_error(scope, send, status, detail, retry_after=retry_after,
+                         headers=headers)
         return
     if "websocket.http.response" in (scope.get("extensions") or {}):
         body = f"{status} {REASONS.get(status, 'Error')} - {detail}\n".encode()
-        headers: Headers = [(b"content-type", b"text/plain; charset=utf-8"),
-                            (b"content-length", str(len(body)).encode())]
+        out: Headers = [(b"content-type", b"text/plain; charset=utf-8"),
+                        (b"content-length", str(len(body)).encode()), *(headers or ())]
         if retry_after is not None:
-            headers.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
+            out.append((b"retry-after", str(max(1, int(retry_after + 0.999))).encode()))
         await send({"type": "websocket.http.response.start", "status": status,
-                    "headers": headers})
+                    "headers": out})
         await send({"type": "websocket.http.response.body", "body": body})
         return
     await send({"type": "websocket.close", "code": 1008, "reason": detail[:120]})

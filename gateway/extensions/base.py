@@ -27,6 +27,9 @@ class Extension:
     Options: ClassVar[type] = dict
     #: Pipeline members that must see a request before any other (IP filtering) set this.
     runs_first: ClassVar[bool] = False
+    #: Members that must also check requests for the gateway's own /metrics (authentication)
+    #: set this and implement `guard`.
+    guards_builtins: ClassVar[bool] = False
 
     def __init__(self, app: ASGIApp, *, options: Any, services: Services) -> None:
         self.app = app
@@ -35,6 +38,12 @@ class Extension:
 
     def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
         return self.app(scope, receive, send)
+
+    def guard(self, scope: Scope, receive: Receive, send: Send, *,
+              app: ASGIApp) -> Awaitable[None]:
+        """This extension's request check, in front of `app` instead of the rest of the
+        pipeline (used for /metrics when `guards_builtins` is set)."""
+        return app(scope, receive, send)
 
     async def startup(self) -> None:
         """Called once when the pipeline goes live (after the previous one, on reload)."""

@@ -10,6 +10,7 @@ a stopped or failed app answers 503 at once. Upstream failures propagate as
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from gateway.config.schema import OrchestrationOptions
@@ -122,15 +123,10 @@ class OrchestrationExtension(Extension):
                         target.name))
 
     async def _lease(self, sup: AppSupervisor) -> Lease | None:
-        if sup.state in SERVING:
-            lease = sup.lease()
-            if lease is not None:
-                return lease
-        if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
-            self.held += 1
-            if await sup.wait_ready(float(sup.opt("hold_requests"))):
-                return sup.lease()
-        return None
+        return await ready_lease(sup, self._count_hold)
+
+    def _count_hold(self) -> None:
+        self.held += 1
 
     async def _unavailable(self, scope: Scope, send: Send, sup: AppSupervisor) -> None:
         self.unavailable += 1
@@ -154,6 +150,24 @@ class OrchestrationExtension(Extension):
         apps = len(orch.supervisors) if orch else 0
         return (f"<OrchestrationExtension apps={apps} proxied={self.proxied} "
                 f"held={self.held} unavailable={self.unavailable}>")
+
+
+async def ready_lease(sup: AppSupervisor,
+                      on_hold: Callable[[], None] | None = None) -> Lease | None:
+    """A lease on `sup`'s serving process, waiting up to its `hold_requests` for one that is
+    starting or restarting (`on_hold` is called when it has to wait); None when the app is
+    stopped, failed, or not ready in time. Shared by everything that sends requests to an
+    orchestrated app (this extension, forward auth)."""
+    if sup.state in SERVING:
+        lease = sup.lease()
+        if lease is not None:
+            return lease
+    if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
+        if on_hold is not None:
+            on_hold()
+        if await sup.wait_ready(float(sup.opt("hold_requests"))):
+            return sup.lease()
+    return None
 
 
 async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> None:

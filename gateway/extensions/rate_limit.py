@@ -57,6 +57,20 @@ class TokenBuckets:
             return 0.0
         return (1.0 - bucket[0]) / self.rate
 
+    def wait(self, key: str, now: float) -> float:
+        """Seconds until `key` could take a token (0.0: now), taking none."""
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            return 0.0
+        tokens = bucket[0] + (now - bucket[1]) * self.rate
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
+    def give_back(self, key: str) -> None:
+        """Return a token taken for something that turned out not to count."""
+        bucket = self.buckets.get(key)
+        if bucket is not None:
+            bucket[0] = min(self.capacity, bucket[0] + 1.0)
+
     def __len__(self) -> int:
         return len(self.buckets)
 

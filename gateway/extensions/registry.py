@@ -23,6 +23,7 @@ BUILTIN: dict[str, str] = {
     "cors": "gateway.extensions.cors:CorsExtension",
     "rate_limit": "gateway.extensions.rate_limit:RateLimitExtension",
     "compression": "gateway.extensions.compression:CompressionExtension",
+    "auth": "gateway.extensions.auth:AuthExtension",
 }
 
 

@@ -1,7 +1,9 @@
 """The ``routing`` extension: nginx-style locations that return, proxy or serve files.
 
 Everything is compiled when the pipeline is built (locations, regexes, proxy URLs, static
-roots), so a request costs one location selection and the action itself. A request no
+roots), so a request costs one normalisation of its path (`uri.normalise`, as nginx's
+``$uri``), one location selection and the action itself. A path that cannot be normalised is
+400 here, whatever the locations, as nginx refuses it before looking at any. A request no
 location takes goes on down the pipeline, which ends in a 404.
 """
 
@@ -15,11 +17,12 @@ from gateway.config.schema import LocationAction, RoutingOptions
 from gateway.context import get_context
 from gateway.errors import ConfigError
 from gateway.extensions.base import Extension
-from gateway.responses import send_error
+from gateway.responses import send_error, send_plain
 from gateway.routing.actions import HeaderRules, ReturnAction
 from gateway.routing.locations import LocationMatch, LocationTable
 from gateway.routing.staticfiles import StaticFiles
 from gateway.routing.upstream import ProxyPass
+from gateway.routing.uri import InvalidURI, escape_uri, request_uri, to_text
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -42,8 +45,9 @@ class RoutingExtension(Extension):
     def __init__(self, app: ASGIApp, *, options: RoutingOptions, services: Services) -> None:
         super().__init__(app, options=options, services=services)
         self.table: LocationTable[Route] = LocationTable(
-            (pattern, self._build(pattern, action, services))
-            for pattern, action in options.regex_locations.items())
+            ((pattern, self._build(pattern, action, services))
+             for pattern, action in options.regex_locations.items()),
+            slash_redirect=lambda route: route.proxy is not None)
         self._counts: dict[str, int] = {}
 
     @staticmethod
@@ -72,19 +76,28 @@ class RoutingExtension(Extension):
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             return self.app(scope, receive, send)
-        match = self.table.select(scope["path"])
+        try:
+            uri = request_uri(scope)
+        except InvalidURI as exc:
+            return self._refuse(scope, send, exc)
+        match = self.table.select(uri)
         if match is None:
             return self.app(scope, receive, send)
         route = match.value
         ctx = get_context(scope)
         if ctx is not None:
             ctx.route = match.pattern
+            path = scope["path"]
+            if len(uri) != len(path) and to_text(uri) != path:  # shown in the trace view
+                ctx.notes["uri"] = to_text(uri)
         counts = self._counts
         counts[match.pattern] = counts.get(match.pattern, 0) + 1
+        if match.redirect:
+            return self._add_slash(scope, send, match.location.key)
         if route.headers:
             send = route.headers.wrap(send, match.groups)
         if route.proxy is not None:
-            return self._proxy(scope, receive, send, route.proxy, match)
+            return self._proxy(scope, receive, send, route.proxy, match, uri)
         if kind == "websocket":
             if route.returns is None and route.static is None:
                 return self.app(scope, receive, send)
@@ -94,13 +107,33 @@ class RoutingExtension(Extension):
         if route.returns is not None:
             return route.returns(scope, receive, send, match.groups)
         if route.static is not None:
-            return route.static(scope, receive, send)
+            return route.static.serve(scope, receive, send, uri)
         return self.app(scope, receive, send)
 
+    @staticmethod
+    def _add_slash(scope: Scope, send: Send, name: bytes) -> Awaitable[None]:
+        """nginx's answer to ``/api`` for a ``proxy_pass`` location ``/api/``: 301 to it."""
+        if scope["type"] == "websocket":
+            return send({"type": "websocket.close", "code": 1008})
+        location = escape_uri(name).encode("ascii")
+        if scope.get("query_string"):
+            location += b"?" + scope["query_string"]
+        return send_plain(send, 301, "301 Moved Permanently\n", headers=[(b"location", location)],
+                          head=scope["method"] == "HEAD")
+
+    @staticmethod
+    def _refuse(scope: Scope, send: Send, exc: InvalidURI) -> Awaitable[None]:
+        ctx = get_context(scope)
+        if ctx is not None:
+            ctx.notes["refused"] = str(exc)
+        if scope["type"] == "websocket":
+            return send({"type": "websocket.close", "code": 1008})
+        return send_error(scope, send, 400, str(exc))
+
     def _proxy(self, scope: Scope, receive: Receive, send: Send, proxy: ProxyPass,
-               match: LocationMatch[Route]) -> Awaitable[None]:
+               match: LocationMatch[Route], uri: bytes) -> Awaitable[None]:
         try:
-            target = proxy.target(scope, match)
+            target = proxy.target(scope, match, uri)
         except ValueError as exc:
             if scope["type"] == "websocket":
                 return send({"type": "websocket.close", "code": 1011})

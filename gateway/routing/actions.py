@@ -1,9 +1,10 @@
 """The small location actions: ``return`` and ``headers``, and ``{name}`` templates for both.
 
-A template substitutes a regex location's named groups. Values come from the decoded request
-path, which a client controls, so every value is escaped for where it lands: percent-encoded
-in a URL (a ``?``, ``#`` or CR/LF cannot change the URL's shape), control and non-ASCII
-characters percent-encoded in a header value (no header injection), verbatim in a body.
+A template substitutes a regex location's named groups. Values come from the normalised
+request path, which a client controls, so every value is escaped for where it lands:
+percent-encoded in a URL as nginx escapes a URI (a ``?``, ``#``, ``\\`` or CR/LF cannot change
+the URL's shape), control and non-ASCII characters percent-encoded in a header value (no
+header injection), verbatim in a body.
 """
 
 from __future__ import annotations
@@ -12,24 +13,32 @@ import re
 from collections.abc import Callable, Mapping
 from urllib.parse import quote
 
+from gateway.routing.uri import escape_uri, to_bytes
 from gateway.types import Headers, Message, Receive, Scope, Send
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _HEADER_UNSAFE = re.compile(r"[^\x20-\x7e]")
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-#: RFC 3986 pchar delimiters kept as they are; `?`, `#`, `%`, space and the rest are encoded.
-_URL_SAFE = "/:@!$&'()*+,;="
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 _NO_BODY_CODES = frozenset({204, 304})
 
 
 def url_escape(value: str) -> str:
-    return quote(value, safe=_URL_SAFE)
+    return escape_uri(to_bytes(value))
 
 
 def header_escape(value: str) -> str:
-    return _HEADER_UNSAFE.sub(lambda m: quote(m.group(), safe=""), value)
+    return _HEADER_UNSAFE.sub(lambda m: quote(to_bytes(m.group()), safe=""), value)
+
+
+def same_host(location: str) -> str:
+    """A redirect target that cannot leave the host when it was meant as a path: a leading
+    run of ``/`` or ``\\`` (``//evil.example``, ``/\\evil.example``, which browsers read as
+    another host) becomes one ``/``."""
+    if location[:2] in ("//", "/\\") or location[:1] == "\\":
+        return "/" + location.lstrip("/\\")
+    return location
 
 
 def verbatim(value: str) -> str:
@@ -103,8 +112,9 @@ class HeaderRules:
 class ReturnAction:
     """``return = "CODE [text]"``: answer at once, as nginx's ``return``.
 
-    For 301/302/303/307/308 the text is the redirect target and goes into ``Location``;
-    otherwise it is the body, with `content_type` (text/plain by default; a ``text/*`` type
+    For 301/302/303/307/308 the text is the redirect target and goes into ``Location`` (a
+    target that starts with ``/`` stays a path on this host, see `same_host`); otherwise it
+    is the body, with `content_type` (text/plain by default; a ``text/*`` type
     without a charset gets ``charset=utf-8``, since the body is sent as UTF-8).
     """
 
@@ -116,6 +126,10 @@ class ReturnAction:
         if not 200 <= self.status <= 599:
             raise ValueError(f"status {self.status} cannot be returned; use 200-599")
         self.text = Template(text.lstrip())
+        if self.status in REDIRECT_CODES and same_host(self.text.text) != self.text.text:
+            raise ValueError(f"{text.strip()!r}: a redirect target starting with // or \\ "
+                             "names another host; write the scheme (https://host/...) "
+                             "or a path starting with a single /")
         ctype = content_type or "text/plain"
         if ctype.startswith("text/") and "charset" not in ctype:
             ctype += "; charset=utf-8"
@@ -125,12 +139,12 @@ class ReturnAction:
                        groups: Mapping[str, str]) -> None:
         head = scope.get("method") == "HEAD"
         if self.status in REDIRECT_CODES and self.text.text:
-            location = self.text.render(groups, url_escape)
-            await _send(send, self.status, [(b"location", location.encode("latin-1"))], b"")
+            location = same_host(self.text.render(groups, url_escape))
+            await _send(send, self.status, [(b"location", to_bytes(location))], b"")
         elif self.status in _NO_BODY_CODES:
             await _send(send, self.status, [], b"", length=False)
         else:
-            body = self.text.render(groups, verbatim).encode("utf-8")
+            body = to_bytes(self.text.render(groups, verbatim))
             headers = [(b"content-type", self.content_type)]
             await _send(send, self.status, headers, body, head=head)
 

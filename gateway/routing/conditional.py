@@ -84,42 +84,47 @@ class ByteRange:
         return f"bytes {self.start}-{self.end}/{size}"
 
 
-_RANGE_SPEC = re.compile(r"([0-9]*)\s*-\s*([0-9]*)", re.ASCII)
+#: One range-spec as nginx's range filter reads it: spaces around the numbers, ASCII digits,
+#: no space between ``-`` and a suffix length.
+_RANGE_SPEC = re.compile(r" *(?:([0-9]+) *- *([0-9]*)|-([0-9]+)) *", re.ASCII)
+_MAX_OFFSET = 2**63 - 1  # nginx's off_t; a longer number is refused as an overflow
 
 
 class Unsatisfiable(Exception):
-    """The Range header is well-formed but no byte of it lies within the file (416)."""
+    """The Range header is malformed, or no byte of it lies within the file (416)."""
 
 
 def parse_range(header: str, size: int) -> ByteRange | None:
     """The single range a ``Range`` header asks for, or None to serve the whole file.
 
-    None covers a header we ignore: not ``bytes=``, malformed (RFC 9110 §14.2 lets a server
-    ignore it), or several ranges. We answer multiple ranges with the full 200 rather than a
-    multipart/byteranges body: it is always correct, and browsers and download tools only
-    ever ask for one range. Raises :class:`Unsatisfiable` for a range past the end.
+    As nginx's range filter (``ngx_http_range_parse``): a header that does not start with
+    ``bytes=`` is ignored; a malformed range, or one that starts past the end, raises
+    :class:`Unsatisfiable` (416); a range starting at 0 of an empty file serves it whole.
+    Several ranges (a ``,``) get None: we answer them with the full 200 rather than a
+    multipart/byteranges body, which is always correct, and browsers and download tools
+    only ever ask for one range.
     """
-    unit, sep, spec = header.partition("=")
-    if not sep or unit.strip().lower() != "bytes":
+    if header[:6].lower() != "bytes=":
         return None
-    spec = spec.strip()
+    spec = header[6:]
     if "," in spec:
         return None
     m = _RANGE_SPEC.fullmatch(spec)
     if m is None:
-        return None
-    first, last = m.group(1), m.group(2)
-    if first == "":
-        if last == "":
-            return None
-        suffix = int(last)
-        if suffix == 0 or size == 0:
-            raise Unsatisfiable
-        return ByteRange(max(0, size - suffix), size - 1)
-    start = int(first)
-    if last and int(last) < start:
-        return None  # syntactically invalid: ignored, not 416
-    if start >= size:
         raise Unsatisfiable
-    end = int(last) if last else size - 1
-    return ByteRange(start, min(end, size - 1))
+    first, last, suffix = m.group(1), m.group(2), m.group(3)
+    if suffix is not None:
+        length = int(suffix)
+        if length > _MAX_OFFSET:
+            raise Unsatisfiable
+        start, end = (size - length if length < size else 0), size
+    else:
+        start = int(first)
+        if start > _MAX_OFFSET or (last and int(last) > _MAX_OFFSET):
+            raise Unsatisfiable
+        end = size if not last or int(last) >= size else int(last) + 1
+    if start < end:
+        return ByteRange(start, end - 1)
+    if start == 0:
+        return None
+    raise Unsatisfiable

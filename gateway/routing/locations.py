@@ -8,17 +8,29 @@ nginx picks a location in this order (``ngx_http_core_find_location``):
 3. otherwise the first regex (``~re``, ``~*re``) in file order that matches wins;
 4. otherwise the remembered longest prefix wins.
 
+Before 2, as nginx's ``auto_redirect``: a path that names no location itself but is the name
+of a prefix or exact location ending in ``/`` without that slash (``/api`` for
+``location /api/``) gets a redirect to the location's name, when the table was told that
+location's value wants one (nginx does this for ``proxy_pass`` locations).
+
 ``__default__`` is our addition: it is used when nothing above matched. The table is generic
 over what a location carries, so the selection rules can be tested without any action.
+
+Paths are the normalised request path as bytes (`gateway.routing.uri.normalise`), and
+regexes are compiled as bytes patterns, as nginx's PCRE runs without UTF mode: ``.`` and
+character classes count bytes, ``~*`` and ``\\w`` know only ASCII letters. A pattern's
+non-ASCII text is matched as its UTF-8 bytes.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
+
+from gateway.routing.uri import to_text
 
 T = TypeVar("T")
 
@@ -53,25 +65,34 @@ def parse_pattern(pattern: str) -> tuple[LocationKind, str]:
         return LocationKind.REGEX_NOCASE, pattern[2:].lstrip()
     if pattern.startswith("~"):
         return LocationKind.REGEX, pattern[1:].lstrip()
-    if pattern.startswith("^~"):
+    if pattern.startswith("^~/"):
         return LocationKind.PREFIX_STOP, pattern[2:]
-    if pattern.startswith("="):
+    if pattern.startswith("=/"):
         return LocationKind.EXACT, pattern[1:]
     if pattern.startswith("/"):
         return LocationKind.PREFIX, pattern
     raise ValueError(f"{pattern!r}: a location starts with /, =/, ^~/, ~, ~* or is __default__")
 
 
+def compile_regex(kind: LocationKind, text: str) -> re.Pattern[bytes]:
+    """A regex location's pattern, compiled to match normalised path bytes; re.error if it
+    is not a valid regex (the project file check reports it)."""
+    flags = re.IGNORECASE if kind is LocationKind.REGEX_NOCASE else 0
+    return re.compile(text.encode("utf-8"), flags)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Location(Generic[T]):
-    """One compiled location: its pattern as written, its kind and what it carries."""
+    """One compiled location: its pattern as written, its kind and what it carries. `key` is
+    the path or prefix of an exact or prefix location as the bytes a path is compared with."""
 
     pattern: str
     kind: LocationKind
     text: str
     value: T
     order: int
-    regex: re.Pattern[str] | None = None
+    key: bytes = b""
+    regex: re.Pattern[bytes] | None = None
 
     def __repr__(self) -> str:
         return f"<Location {self.pattern!r} #{self.order}>"
@@ -82,14 +103,16 @@ class LocationMatch(Generic[T]):
     """The selected location for one path.
 
     ``prefix`` is the part of the path the location consumed: the prefix for prefix
-    locations, the whole path for an exact location, ``"/"`` for ``__default__`` (which acts
-    like nginx's ``location /``), and ``""`` for a regex. ``groups`` holds a regex's named
-    groups, with ``""`` for a group that did not take part in the match.
+    locations, the whole path for an exact location, ``b"/"`` for ``__default__`` (which acts
+    like nginx's ``location /``), and ``b""`` for a regex. ``groups`` holds a regex's named
+    groups as text (`uri.to_text`), with ``""`` for a group that did not take part.
+    ``redirect`` is set when the answer is a redirect to the location's name (see above).
     """
 
     location: Location[T]
     groups: dict[str, str] = field(default_factory=dict)
-    prefix: str = ""
+    prefix: bytes = b""
+    redirect: bool = False
 
     @property
     def value(self) -> T:
@@ -107,29 +130,28 @@ class LocationTable(Generic[T]):
     kept in file order and compiled here, once.
     """
 
-    __slots__ = ("_exact", "_prefixes", "_regexes", "_default", "_count")
+    __slots__ = ("_exact", "_prefixes", "_regexes", "_default", "_count", "_slash")
 
-    def __init__(self, entries: Iterable[tuple[str, T]]) -> None:
-        self._exact: dict[str, Location[T]] = {}
+    def __init__(self, entries: Iterable[tuple[str, T]], *,
+                 slash_redirect: Callable[[T], bool] | None = None) -> None:
+        self._exact: dict[bytes, Location[T]] = {}
         prefixes: list[Location[T]] = []
-        regexes: list[tuple[re.Pattern[str], Location[T]]] = []
+        regexes: list[tuple[re.Pattern[bytes], Location[T]]] = []
         self._default: Location[T] | None = None
-        seen_prefixes: set[str] = set()
+        seen_prefixes: set[bytes] = set()
         count = 0
         for order, (pattern, value) in enumerate(entries):
             count += 1
             kind, text = parse_pattern(pattern)
-            regex = None
-            if kind.is_regex:
-                flags = re.IGNORECASE if kind is LocationKind.REGEX_NOCASE else 0
-                regex = re.compile(text, flags)
-            loc = Location(pattern, kind, text, value, order, regex)
+            regex = compile_regex(kind, text) if kind.is_regex else None
+            key = text.encode("utf-8")
+            loc = Location(pattern, kind, text, value, order, key, regex)
             if kind is LocationKind.EXACT:
-                self._exact.setdefault(text, loc)
+                self._exact.setdefault(key, loc)
             elif kind.is_prefix:
                 # nginx refuses `/p` next to `^~/p`; we keep the first one written.
-                if text not in seen_prefixes:
-                    seen_prefixes.add(text)
+                if key not in seen_prefixes:
+                    seen_prefixes.add(key)
                     prefixes.append(loc)
             elif regex is not None:
                 regexes.append((regex, loc))
@@ -137,31 +159,44 @@ class LocationTable(Generic[T]):
                 self._default = loc
         # Stable sort: equal lengths cannot both match unless equal, which was deduplicated.
         self._prefixes: tuple[Location[T], ...] = tuple(
-            sorted(prefixes, key=lambda loc: -len(loc.text)))
+            sorted(prefixes, key=lambda loc: -len(loc.key)))
         self._regexes = tuple(regexes)
         self._count = count
+        named = {loc.key for loc in prefixes} | set(self._exact)
+        self._slash: dict[bytes, Location[T]] = {}
+        if slash_redirect is not None:
+            for loc in (*self._exact.values(), *prefixes):
+                short = loc.key[:-1]
+                if loc.key.endswith(b"/") and short and short not in named \
+                        and slash_redirect(loc.value):
+                    self._slash.setdefault(short, loc)
 
-    def select(self, path: str) -> LocationMatch[T] | None:
-        """The location for `path` (a decoded request path), or None when none applies."""
+    def select(self, path: bytes) -> LocationMatch[T] | None:
+        """The location for `path` (a normalised request path), or None when none applies."""
         exact = self._exact.get(path)
         if exact is not None:
             return LocationMatch(exact, prefix=path)
+        if self._slash:
+            wants_slash = self._slash.get(path)
+            if wants_slash is not None:
+                return LocationMatch(wants_slash, prefix=path, redirect=True)
         longest: Location[T] | None = None
         for loc in self._prefixes:
-            if path.startswith(loc.text):
+            if path.startswith(loc.key):
                 longest = loc
                 break
         if longest is not None and longest.kind is LocationKind.PREFIX_STOP:
-            return LocationMatch(longest, prefix=longest.text)
+            return LocationMatch(longest, prefix=longest.key)
         for regex, loc in self._regexes:
             m = regex.search(path)
             if m is not None:
-                groups = {k: v if v is not None else "" for k, v in m.groupdict().items()}
+                groups = {k: to_text(v) if v is not None else ""
+                          for k, v in m.groupdict().items()}
                 return LocationMatch(loc, groups=groups)
         if longest is not None:
-            return LocationMatch(longest, prefix=longest.text)
+            return LocationMatch(longest, prefix=longest.key)
         if self._default is not None:
-            return LocationMatch(self._default, prefix="/")
+            return LocationMatch(self._default, prefix=b"/")
         return None
 
     def __iter__(self) -> Iterator[Location[T]]:

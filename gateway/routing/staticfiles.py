@@ -1,9 +1,11 @@
 """Serving files under a `root` safely: no escapes, validators, ranges, streaming from disk.
 
-Mapping follows nginx's ``root``: the whole decoded request path is appended to the root, so
-``/assets/app.js`` under ``root = "./site"`` reads ``./site/assets/app.js``.
+Mapping follows nginx's ``root``: the whole normalised request path (`uri.normalise`) is
+appended to the root, so ``/assets/app.js`` under ``root = "./site"`` reads
+``./site/assets/app.js``.
 
-Safety, in order: the path syntax (`safepath`: no ``..``, no encoded separators or NUL, no
+Safety, in order: the normalised path (no ``.``/``..`` segments left; 400 when it cannot be
+normalised), its syntax (`safepath`: no encoded separators, backslashes or controls, no
 hidden names), then the real path of the file (symlinks resolved) must lie inside the real
 path of the root, then the file is opened without following a last-moment symlink and must
 be a regular file. Every file-system call runs in a worker thread, so a slow disk never
@@ -34,6 +36,7 @@ from gateway.routing.conditional import (
 )
 from gateway.routing.mediatypes import content_type
 from gateway.routing.safepath import HiddenPath, UnsafePath, safe_segments
+from gateway.routing.uri import InvalidURI, escape_uri, request_uri, to_text
 from gateway.types import Headers, Receive, Scope, Send
 
 CHUNK_SIZE = 64 * 1024
@@ -101,12 +104,22 @@ class StaticFiles:
     # --- request handling ------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve on its own (as an ASGI app): the request path is normalised here."""
+        try:
+            uri = request_uri(scope)
+        except InvalidURI as exc:
+            await send_error(scope, send, 400, str(exc))
+            return
+        await self.serve(scope, receive, send, uri)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, uri: bytes) -> None:
+        """Answer the request for `uri`, its normalised path (the routing extension has it)."""
         method = scope["method"]
         head = method == "HEAD"
         if method != "GET" and not head:
             await send_plain(send, 405, "405 Method Not Allowed\n", headers=list(_ALLOW))
             return
-        path: str = scope["path"]
+        path = to_text(uri)
         try:
             segments = safe_segments(path, scope.get("raw_path"), allow_hidden=self.allow_hidden)
         except UnsafePath as exc:
@@ -121,7 +134,7 @@ class StaticFiles:
             if found is None and self.spa_fallback and not self.excluded(path):
                 found = await asyncio.to_thread(self._lookup, [], True)
         except _Redirect:
-            await self._redirect(scope, send, head)
+            await self._redirect(scope, send, head, uri)
             return
         except _Escape:
             _note(scope, "refused: resolves outside the root")
@@ -188,9 +201,12 @@ class StaticFiles:
 
     # --- responses -------------------------------------------------------------------------
 
-    async def _redirect(self, scope: Scope, send: Send, head: bool) -> None:
-        raw = scope.get("raw_path") or scope["path"].encode("utf-8")
-        location = raw + b"/"
+    async def _redirect(self, scope: Scope, send: Send, head: bool, uri: bytes) -> None:
+        """301 to the directory with its slash, as nginx: the normalised path, escaped, plus
+        ``/`` and the query. Normalised, it starts with exactly one ``/`` and any backslash
+        is escaped, so the target is always a path on this host (``//sub`` goes to ``/sub/``,
+        never to a host named ``sub``)."""
+        location = escape_uri(uri).encode("ascii") + b"/"
         if scope.get("query_string"):
             location += b"?" + scope["query_string"]
         await send_plain(send, 301, "301 Moved Permanently\n", head=head,

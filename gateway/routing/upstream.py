@@ -2,13 +2,14 @@
 
 URI rules, as nginx's ``proxy_pass``:
 
-* URL without a path (``http://host:port``): the request path goes upstream unchanged, in
-  the client's own encoding (``raw_path``).
+* URL without a path (``http://host:port``): the request path goes upstream as the client
+  sent it (``raw_path``: not normalised, not re-encoded).
 * URL with a path, prefix or exact location (and ``__default__``, which acts as
-  ``location /``): the part of the path the location matched is replaced by the URL's path
-  (``location /api/`` + ``http://h/v1/`` sends ``/api/users`` as ``/v1/users``).
-* URL with a path, regex location: the URL's path, after ``{name}`` substitution, is the
-  whole upstream path.
+  ``location /``): the normalised path with the part the location matched replaced by the
+  URL's path (``location /api/`` + ``http://h/v1/`` sends ``//api/./users`` as
+  ``/v1/users``), the rest re-escaped with nginx's URI escaping (`uri.escape_uri`).
+* URL with a path, regex location: the URL's path, after ``{name}`` substitution (each value
+  escaped), is the whole upstream path.
 
 The client's query string is passed along unless the URL has one of its own. A URL without
 placeholders is parsed once, at startup.
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 from gateway.proxy.transport import UpstreamTarget
 from gateway.routing.actions import Template, url_escape
 from gateway.routing.locations import LocationMatch
+from gateway.routing.uri import escape_raw, escape_uri, origin_form
 from gateway.types import Scope
 
 #: The transport speaks plain HTTP/1.1 to upstreams; an https URL would be sent in the clear.
@@ -83,19 +85,24 @@ class ProxyPass:
         else:
             self._parsed = parse_proxy_url(url)
 
-    def target(self, scope: Scope, match: LocationMatch[Any]) -> UpstreamTarget:
-        """Where this request goes. ValueError when substituted groups make a bad URL."""
+    def target(self, scope: Scope, match: LocationMatch[Any], uri: bytes) -> UpstreamTarget:
+        """Where this request goes; `uri` is the normalised path the location matched.
+        ValueError when substituted groups make a bad URL."""
         parsed = self._parsed
         if parsed is None:
             parsed = parse_proxy_url(self._template.render(match.groups, url_escape))
         if parsed.path is None:
-            raw = scope.get("raw_path")
-            path = raw.decode("latin-1") if raw else url_escape(scope["path"])
+            raw: bytes | None = scope.get("raw_path")
+            # A target the normaliser accepted has an origin form, so this cannot raise.
+            path = escape_raw(origin_form(raw)) if raw else escape_uri(uri)
         elif self._regex:
             path = parsed.path
         else:
-            rest: str = scope["path"][len(match.prefix):]
-            path = parsed.path + url_escape(rest)
+            # nginx copies the rest unescaped when the client wrote no escape. It then holds
+            # only what the client sent raw: escaping leaves that alone except characters a
+            # request target may not hold (`\\`, `"`, `{`...), which the upstream client
+            # escapes in any case. So escaping always is the same and needs no branch.
+            path = parsed.path + escape_uri(uri[len(match.prefix):])
         query = parsed.query if parsed.query is not None else scope.get("query_string", b"")
         return UpstreamTarget(parsed.host, parsed.port, path, query, self.timeout, self.name,
                               parsed.scheme)

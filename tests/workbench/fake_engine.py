@@ -26,6 +26,7 @@ from gateway.events import (
     EventBus,
     RequestsCompleted,
 )
+from gateway.redact import redact_request
 from gateway.requestlog import RequestRecord
 
 T0 = 1767261600.0  # 2026-01-01 10:00:00 UTC
@@ -280,9 +281,11 @@ class FakeEngine:
         self.events.emit(change)
         return change
 
-    def export_requests(self, path: Path, fmt: str = "jsonl") -> int:
+    def export_requests(self, path: Path, fmt: str = "jsonl", *,
+                        include_credentials: bool = False) -> int:
         records = self.request_log.snapshot()
-        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+        shown = (lambda d: d) if include_credentials else redact_request
+        path.write_text("".join(json.dumps(shown(r.to_dict())) + "\n" for r in records))
         return len(records)
 
     def __repr__(self) -> str:

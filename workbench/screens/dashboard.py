@@ -11,6 +11,7 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from gateway.redact import mask_query
 from workbench.messages import AppHighlighted, FilterChanged, RequestChosen
 from workbench.widgets.apps_table import AppsTable
 from workbench.widgets.filter_bar import FilterBar
@@ -177,7 +178,7 @@ class DashboardScreen(Screen[None]):
             if rec is not None:
                 self.workbench.copy(
                     f"{rec.request_id} {rec.method} {rec.path}"
-                    + (f"?{rec.query}" if rec.query else "")
+                    + (f"?{mask_query(rec.query)}" if rec.query else "")
                     + f" {rec.status} {rec.latency_ms:.1f}ms app={rec.app or '-'}",
                     what=f"request {rec.request_id}")
                 return

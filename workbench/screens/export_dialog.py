@@ -1,4 +1,7 @@
-"""`x`: export the request log with its traces, as JSON Lines or HAR, to a file."""
+"""`x`: export the request log with its traces, as JSON Lines or HAR, to a file.
+
+Exports are sanitized (credential headers and token-like query parameters masked); the
+"Include credentials" checkbox, off whenever the dialog opens, asks for them as they were."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, RadioButton, RadioSet, Static
+from textual.widgets import Button, Checkbox, Input, RadioButton, RadioSet, Static
 
 FORMATS: dict[str, str] = {"jsonl": "JSON Lines (.jsonl)", "har": "HAR 1.2 (.har)"}
 
@@ -20,6 +23,7 @@ FORMATS: dict[str, str] = {"jsonl": "JSON Lines (.jsonl)", "har": "HAR 1.2 (.har
 class ExportRequest:
     path: Path
     fmt: str
+    include_credentials: bool = False
 
 
 def default_export_path(folder: Path, fmt: str, now: float | None = None) -> Path:
@@ -44,6 +48,8 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
                 for i, (fmt, label) in enumerate(FORMATS.items()):
                     yield RadioButton(label, value=i == 0, id=f"fmt-{fmt}")
             yield Input(str(self.default_path), id="export-path")
+            yield Checkbox("Include credentials (Authorization, cookies, tokens)", value=False,
+                           id="export-credentials")
             with Horizontal(id="export-buttons"):
                 yield Button("Export", variant="primary", id="export-ok")
                 yield Button("Cancel", id="export-cancel")
@@ -76,7 +82,8 @@ class ExportDialog(ModalScreen[ExportRequest | None]):
         if not value:
             self.notify("Give a file path", severity="warning")
             return
-        self.dismiss(ExportRequest(Path(value).expanduser(), self.fmt))
+        include = self.query_one("#export-credentials", Checkbox).value
+        self.dismiss(ExportRequest(Path(value).expanduser(), self.fmt, include))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

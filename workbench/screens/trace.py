@@ -1,5 +1,8 @@
 """The whole story of one request: timings, headers, routing and cache decisions, and the
-app's own log lines that carry its request id."""
+app's own log lines that carry its request id.
+
+Credentials (Authorization, cookies, token-like query parameters: see `gateway.redact`) are
+masked until the user presses `v`; `c` copies what is shown."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from gateway.redact import redact_request
 from workbench import formatting as fmt
 from workbench.widgets.log_view import level_style
 
@@ -40,7 +44,8 @@ def _headers_table(headers: list[Any]) -> RenderableType:
     table.add_column(style="#2a7fd4", no_wrap=True)
     table.add_column(overflow="fold")
     for name, value in headers:
-        table.add_row(f"{name}:", str(value))
+        # Text, not str: a header value such as "[redacted]" or "[/b]" is not Rich markup.
+        table.add_row(Text(f"{name}:"), Text(str(value)))
     return table
 
 
@@ -104,9 +109,9 @@ def app_lines(lines: list[Any]) -> RenderableType:
     return out
 
 
-def trace_json(trace: dict[str, Any]) -> str:
-    """The trace as JSON (what `c` copies)."""
-    data = dict(trace["request"])
+def trace_json(trace: dict[str, Any], *, revealed: bool = False) -> str:
+    """The trace as JSON (what `c` copies): credentials masked unless `revealed`."""
+    data = dict(trace["request"]) if revealed else redact_request(trace["request"])
     data["app_lines"] = [{"time": ln.time, "stream": ln.stream, "line": ln.line}
                          for ln in trace.get("app_lines", [])]
     return json.dumps(data, indent=2, default=str)
@@ -118,6 +123,7 @@ class TraceScreen(Screen[None]):
     BINDINGS = [
         Binding("escape,q", "app.pop_screen", "Back"),
         Binding("c", "copy", "Copy trace"),
+        Binding("v", "reveal", "Reveal credentials"),
         Binding("l", "logs", "App logs"),
     ]
 
@@ -125,15 +131,26 @@ class TraceScreen(Screen[None]):
         super().__init__(id="trace")
         self.trace = trace
         self.request = trace["request"]
+        self.revealed = False
+        """Whether credentials are shown as they were (`v` toggles)."""
+        self.masks = redact_request(self.request) != self.request
+        """Whether the request carries anything `v` would reveal."""
 
-    def compose(self) -> ComposeResult:
-        req = self.request
+    def _shown(self) -> dict[str, Any]:
+        return self.request if self.revealed else redact_request(self.request)
+
+    def _title(self, req: dict[str, Any]) -> Text:
         status = fmt.status_text(int(req.get("status") or 0))
-        title = Text.assemble(
+        return Text.assemble(
             (" Trace ", "bold reverse"), " ", (req.get("method", ""), "bold"), " ",
             req.get("path", "") + (f"?{req['query']}" if req.get("query") else ""), " → ",
-            status, f"  {fmt.millis(req.get('latency_ms'))} ms")
-        yield Static(title, id="trace-title")
+            status, f"  {fmt.millis(req.get('latency_ms'))} ms",
+            ("  (credentials masked: v reveals)" if self.masks and not self.revealed else "",
+             "dim"))
+
+    def compose(self) -> ComposeResult:
+        req = self._shown()
+        yield Static(self._title(req), id="trace-title")
         with VerticalScroll(id="trace-body"):
             for section_id, label, renderable in (
                 ("trace-summary", "Request", summary(req)),
@@ -151,7 +168,19 @@ class TraceScreen(Screen[None]):
 
     def action_copy(self) -> None:
         app = cast("WorkbenchApp", self.app)
-        app.copy(trace_json(self.trace), what=f"trace {self.request.get('request_id')}")
+        masked = "" if self.revealed else " (credentials masked)"
+        app.copy(trace_json(self.trace, revealed=self.revealed),
+                 what=f"trace {self.request.get('request_id')}{masked}")
+
+    def action_reveal(self) -> None:
+        self.revealed = not self.revealed
+        req = self._shown()
+        self.query_one("#trace-title", Static).update(self._title(req))
+        self.query_one("#trace-summary", Static).update(summary(req))
+        self.query_one("#trace-request-headers", Static).update(
+            _headers_table(req.get("request_headers") or []))
+        self.query_one("#trace-response-headers", Static).update(
+            _headers_table(req.get("response_headers") or []))
 
     def action_logs(self) -> None:
         cast("WorkbenchApp", self.app).open_logs(self.request.get("app"))

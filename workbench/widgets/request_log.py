@@ -22,6 +22,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from gateway.redact import mask_query
 from gateway.requestlog import RequestRecord
 from workbench import formatting as fmt
 from workbench.messages import RequestChosen
@@ -61,7 +62,7 @@ class RequestFilter:
 
 def row_text(rec: RequestRecord, path_width: int) -> Text:
     """One request as a row of fixed-width cells."""
-    path = rec.path + (f"?{rec.query}" if rec.query else "")
+    path = rec.path + (f"?{mask_query(rec.query)}" if rec.query else "")
     if len(path) > path_width:
         path = path[:max(0, path_width - 1)] + "…"
     cells: list[tuple[str, int, str | Style]] = [

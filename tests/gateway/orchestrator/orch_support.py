@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +59,13 @@ class Recorder:
     def __init__(self) -> None:
         self.events: list[Any] = []
         self.pids: set[int] = set()
+        # When each event arrived, on the clock /proc/<pid>/stat counts process starts in
+        # (CLOCK_BOOTTIME), so launch order can be checked without mixing time bases.
+        self.boottimes: list[float] = []
 
     def __call__(self, event: Any) -> None:
         self.events.append(event)
+        self.boottimes.append(time.clock_gettime(time.CLOCK_BOOTTIME))
         if isinstance(event, AppStateChanged) and event.pid:
             self.pids.add(event.pid)
 

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 from harness import wait_until
 from orch_support import Recorder, app
@@ -172,12 +171,24 @@ async def test_depends_on_order(make_orchestrator, recorder: Recorder) -> None:
     changes = [(e.app, e.new) for e in recorder.events if hasattr(e, "new")]
     assert changes.index(("db", "healthy")) < changes.index(("api", "healthy")) \
         < changes.index(("web", "healthy"))
-    # Each process was launched only once its dependency was healthy (process start times
-    # have jiffy resolution, hence the small tolerance; a launch beside it would be ~0.2 s
-    # earlier).
-    created = {n: psutil.Process(orch.get(n).pid).create_time() for n in ("api", "web")}
-    assert created["api"] >= orch.get("db").started_at - 0.05
-    assert created["web"] >= orch.get("api").started_at - 0.05
+    # Each process was launched only once its dependency was healthy. Both sides are read
+    # on CLOCK_BOOTTIME: /proc/<pid>/stat counts a process's start in clock ticks since boot
+    # (psutil's create_time adds a boot time with whole-second resolution, and time.time()
+    # is another clock). One tick of tolerance; a launch beside the dependency would be
+    # ~0.2 s earlier.
+    tick = 1 / os.sysconf("SC_CLK_TCK")
+
+    def launched(name: str) -> float:
+        with open(f"/proc/{orch.get(name).pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[19]) * tick  # field 22, counted after "pid (comm)"
+
+    def healthy_at(name: str) -> float:
+        return recorder.boottimes[changes_all.index((name, "healthy"))]
+
+    changes_all = [(getattr(e, "app", None), getattr(e, "new", None)) for e in recorder.events]
+    assert launched("api") >= healthy_at("db") - tick
+    assert launched("web") >= healthy_at("api") - tick
     reasons = {e.app: e.reason for e in recorder.events if getattr(e, "new", "") == "starting"}
     assert reasons["web"] == "waiting for its dependencies"
     recorder.events.clear()

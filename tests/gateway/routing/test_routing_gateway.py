@@ -159,13 +159,79 @@ async def test_websocket_on_a_return_location_is_refused(tmp_path: Path) -> None
                 pass
 
 
-async def test_bad_proxy_url_is_a_config_error(tmp_path: Path) -> None:
-    cfg = """
+@pytest.mark.parametrize(("location", "error"), [
+    ('"/x/" = { proxy_pass = "http://127.0.0.1:notaport/" }', "bad port"),
+    # a redirect to another host must say so with a scheme
+    ('"=/x" = { return = "301 //cdn.example/x" }', "names another host"),
+    ('"=/x" = { return = "302 \\\\cdn.example/x" }', "names another host"),
+])
+async def test_bad_action_is_a_config_error(tmp_path: Path, location: str, error: str) -> None:
+    cfg = f"""
 [[extensions]]
 type = "routing"
 [extensions.config.regex_locations]
-"/x/" = { proxy_pass = "http://127.0.0.1:notaport/" }
+{location}
 """
-    with pytest.raises(ConfigError, match="bad port"):
+    with pytest.raises(ConfigError, match=error):
         async with serve_config(cfg, tmp_path):
             pass
+
+
+# --- the normalised URI (nginx's $uri) ------------------------------------------------------
+
+DENY = r"""
+[[extensions]]
+type = "routing"
+[extensions.config.regex_locations]
+"=/admin" = { return = "403" }
+"^~/internal/" = { return = "403" }
+'~\.php$' = { return = "200 php" }
+"/" = { return = "200 open" }
+'~^/go(?P<rest>/.*)$' = { return = "302 /{rest}" }
+"""
+
+
+@pytest.mark.parametrize("target", ["/admin", "//admin", "/./admin", "/x/../admin",
+                                    "/%2e/admin", "/%2fadmin", "///admin",
+                                    "/%61dmin", "/internal/x", "//internal/x",
+                                    "/a/%2e%2e/internal/x", "/internal%2fx"])
+async def test_deny_rules_cannot_be_dodged(tmp_path: Path, target: str) -> None:
+    # The location is chosen on the normalised path, so every spelling of /admin or
+    # /internal/... is denied (before: //admin, /./admin, /x/../admin reached "/").
+    async with serve_config(DENY, tmp_path) as gw:
+        r = await raw_http(gw.port, get(target))
+        assert r.status == 403, (target, r.status, r.body)
+
+
+@pytest.mark.parametrize(("target", "body"), [
+    ("/internal/../x.php", b"php"),       # leaves /internal/ once normalised
+    ("//x.php", b"php"),
+    ("/x.ph%70", b"php"),
+    ("/x.php%2f", b"open"),               # ends in / once decoded
+    ("/x.php?a=b", b"php"),               # the query is not part of the path
+    ("/x.php%3fa=b", b"open"),            # an encoded ? is part of it
+])
+async def test_regexes_see_the_normalised_path(tmp_path: Path, target: str,
+                                               body: bytes) -> None:
+    async with serve_config(DENY, tmp_path) as gw:
+        r = await raw_http(gw.port, get(target))
+        assert (r.status, r.body) == (200, body), target
+
+
+@pytest.mark.parametrize("target", ["/../x", "/a/../../x", "/%2e%2e/x", "/x%00", "/x%zz",
+                                    "/x%", "/x%4", "/admin%00"])
+async def test_paths_nginx_refuses_are_400(tmp_path: Path, target: str) -> None:
+    async with serve_config(DENY, tmp_path) as gw:
+        r = await raw_http(gw.port, get(target))
+        assert r.status == 400, target
+        assert r.body.startswith(b"400 Bad Request - ") and b"request id" in r.body
+        assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+async def test_redirect_built_from_the_path_stays_on_this_host(tmp_path: Path) -> None:
+    async with serve_config(DENY, tmp_path) as gw:
+        for target in ("/go//evil.example/x", "/go/%2fevil.example", "/go/%5cevil.example"):
+            r = await raw_http(gw.port, get(target))
+            assert r.status == 302
+            location = r.headers["location"]
+            assert location.startswith("/") and location[1:2] not in ("/", "\\"), location

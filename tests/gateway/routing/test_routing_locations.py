@@ -12,7 +12,7 @@ def table(*patterns: str) -> LocationTable[str]:
 
 
 def pick(t: LocationTable[str], path: str) -> str | None:
-    m = t.select(path)
+    m = t.select(path.encode())
     return None if m is None else m.value
 
 
@@ -42,8 +42,8 @@ def test_exact_beats_everything() -> None:
 
 
 def test_exact_match_has_whole_path_as_prefix() -> None:
-    m = table("=/a/b").select("/a/b")
-    assert m is not None and m.prefix == "/a/b" and m.groups == {}
+    m = table("=/a/b").select(b"/a/b")
+    assert m is not None and m.prefix == b"/a/b" and m.groups == {}
 
 
 def test_stop_prefix_beats_regex() -> None:
@@ -107,27 +107,27 @@ def test_default_is_the_last_resort() -> None:
     assert pick(t, "/api/a") == "/api/"
     assert pick(t, "/a.js") == "~\\.js$"
     assert pick(t, "/elsewhere") == "__default__"
-    m = t.select("/elsewhere")
-    assert m is not None and m.prefix == "/"
+    m = t.select(b"/elsewhere")
+    assert m is not None and m.prefix == b"/"
 
 
 def test_no_match_is_none() -> None:
     t = table("=/x", "/api/", "~\\.js$")
-    assert t.select("/nothing") is None
-    assert table().select("/") is None
+    assert t.select(b"/nothing") is None
+    assert table().select(b"/") is None
 
 
 def test_named_groups_are_captured_and_missing_ones_empty() -> None:
     t = table("~^/u/(?P<user>[^/]+)(?:/(?P<tab>\\w+))?$")
-    m = t.select("/u/ann")
-    assert m is not None and m.groups == {"user": "ann", "tab": ""} and m.prefix == ""
-    m = t.select("/u/ann/posts")
+    m = t.select(b"/u/ann")
+    assert m is not None and m.groups == {"user": "ann", "tab": ""} and m.prefix == b""
+    m = t.select(b"/u/ann/posts")
     assert m is not None and m.groups == {"user": "ann", "tab": "posts"}
 
 
 def test_prefix_match_reports_consumed_prefix() -> None:
-    m = table("^~/static/").select("/static/css/a.css")
-    assert m is not None and m.prefix == "/static/"
+    m = table("^~/static/").select(b"/static/css/a.css")
+    assert m is not None and m.prefix == b"/static/"
 
 
 def test_duplicate_prefix_keeps_the_first_written() -> None:
@@ -140,3 +140,19 @@ def test_iteration_and_repr_describe_the_table() -> None:
     assert [loc.pattern for loc in t] == ["=/e", "/xyz", "/x", "~a", "__default__"]
     assert len(t) == 5
     assert "regexes=1" in repr(t)
+
+
+def test_slash_redirect_for_locations_that_want_it() -> None:
+    # nginx's auto_redirect: /api names no location, /api/ wants the redirect.
+    t = LocationTable([("/api/", "proxy"), ("=/exact/", "proxy"), ("/docs/", "files"),
+                       ("/both/", "proxy"), ("/both", "plain"), ("~^/api$", "regex")],
+                      slash_redirect=lambda value: value == "proxy")
+    m = t.select(b"/api")
+    assert m is not None and m.redirect and m.location.key == b"/api/"
+    m = t.select(b"/exact")
+    assert m is not None and m.redirect and m.location.key == b"/exact/"
+    assert pick(t, "/docs") is None                      # not a location that wants it
+    m = t.select(b"/both")
+    assert m is not None and not m.redirect and m.value == "plain"   # /both is a location
+    m = t.select(b"/api/")
+    assert m is not None and not m.redirect
