@@ -56,13 +56,16 @@ _GZIP_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} 
 #: Types nginx's charset module labels utf-8 on static files, as the gateway does.
 _CHARSET_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} | _TEXTUAL)
                         - {"text/html"})
+#: A request path (raw, as sent) not in its one canonical spelling.
+_NONCANONICAL = r"~^[^?]*(//|/\.\.?(/|\?|$)|\\|%(2[eEfF]|5[cC]|[01][0-9a-fA-F]|7[fF]))"
 _HIDDEN = r"/\.(?!well-known(/|$))"
 #: Errors nginx answers with the gateway's kind of page (not 401, 405, 416: their own
 #: headers, WWW-Authenticate, Allow, Content-Range, would be lost on the way).
 #: Internal status a refused CORS preflight takes on its way to its 403 page.
 CORS_REFUSED = 418
-ERROR_CODES = (400, 403, 404, 413, 429, 500, 502, 503, 504)
-_REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 413: "Content Too Large",
+ERROR_CODES = (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            413: "Content Too Large",
             429: "Too Many Requests", 500: "Internal Server Error", 502: "Bad Gateway",
             503: "Service Unavailable", 504: "Gateway Timeout"}
 
@@ -172,6 +175,7 @@ class NginxBuilder:
         self._auth_lines: list[str] = []
         self._auth_header_sets: list[str] = []
         self._groups: list[str] = []
+        self._bearer = False
         self._cors_fixed = self._cors_any_method = self._cors_any_header = False
 
     def _ext(self, type_: str) -> Any:
@@ -492,6 +496,10 @@ class NginxBuilder:
                 self.maps += [f"map {skip} $pyserve_auth_realm {{",
                               f"    default {q(realm)};", '    1 "off";', "}"]
                 self.files["htpasswd"] = _htpasswd(_opt(o, "users", {}) or {})
+                self.report.add(f"auth #{n + 1} (basic)", "nginx's challenge has no "
+                                "charset=\"UTF-8\" parameter, so a browser may send a "
+                                "non-ASCII password in another encoding; its 401 answers "
+                                "count no failures (see max_failures)")
                 self._auth_lines += ["auth_basic $pyserve_auth_realm;",
                                      f"auth_basic_user_file {self.layout.auth_dir}/htpasswd;"]
             elif method == "forward":
@@ -504,21 +512,33 @@ class NginxBuilder:
                                 "so nothing is exposed by accident")
                 self.maps += [f"map {skip} $pyserve_auth_refuse_{n} {{", "    default 1;",
                               "    1 0;", "}"]
-                self._auth_lines += [
-                    f"if ($pyserve_auth_refuse_{n}) {{",
-                    '    add_header WWW-Authenticate "Bearer" always;',
-                    "    add_header X-Request-ID $pyserve_request_id always;",
-                    "    return 401;",
-                    "}",
-                ]
+                if not self._bearer:
+                    # The 401 page asks for a token where a JWT entry refused the request.
+                    self.maps += [f"map $pyserve_auth_refuse_{n} $pyserve_bearer {{",
+                                  '    default "";', '    1 "Bearer";', "}"]
+                    self._bearer = True
+                self._auth_lines += [f"if ($pyserve_auth_refuse_{n}) {{", "    return 401;",
+                                     "}"]
 
     def _auth_cover(self, var: str, paths: list[str], excludes: list[str]) -> None:
         """`var` is 1 where an auth entry does not apply: outside `paths` (when given) or in
-        `exclude_paths`. nginx's $uri is already normalised, so no spelling can slip by."""
-        self.maps += [f"map $uri {var} {{", f"    default {1 if paths else 0};"]
+        `exclude_paths`, on nginx's normalised $uri. As in the gateway, a request spelled
+        in a non-canonical way (``//``, dot segments, a backslash, an encoded one of those
+        or a control character) is always covered."""
+        if not any("noncanonical" in m for m in self.maps):
+            self.maps += [
+                "# A path not in its one canonical spelling: auth always applies to it.",
+                "map $request_uri $pyserve_noncanonical {",
+                "    default 0;",
+                f"    {q_regex(_NONCANONICAL)} 1;",
+                "}",
+            ]
+        out = var.replace("skip", "outside")
+        self.maps += [f"map $uri {out} {{", f"    default {1 if paths else 0};"]
         self.maps += [f"    {q_regex('~' + auth_path_regex(p))} 1;" for p in excludes]
         self.maps += [f"    {q_regex('~' + auth_path_regex(p))} 0;" for p in paths]
-        self.maps.append("}")
+        self.maps += ["}", f'map "$pyserve_noncanonical{out}" {var} {{', "    default 0;",
+                      '    "01" 1;', "}"]
 
     def _forward_auth(self, n: int, o: Any, skip: str) -> None:
         url = str(_opt(o, "url", ""))
@@ -551,7 +571,9 @@ class NginxBuilder:
             "proxy_set_header X-Original-Method $request_method;",
             "proxy_set_header X-Forwarded-Method $request_method;",
             "proxy_set_header X-Forwarded-Uri $request_uri;",
-            "proxy_set_header X-Forwarded-Host $host;",
+            "proxy_set_header X-Forwarded-Host $http_host;",
+            "proxy_set_header X-Forwarded-Proto $scheme;",
+            "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
         ]
         self.locations.append(_Loc(f"= {name}", body))
         self.report.add(f"auth #{n + 1} (forward)",
@@ -603,18 +625,43 @@ class NginxBuilder:
             pages.append(f"error_page {CORS_REFUSED} = @pyserve_cors_refused;")
         return pages
 
+    def _headers_before(self, refuser: str) -> list[str]:
+        """The headers on an answer the `refuser` extension gives itself: only extensions
+        before it in the pipeline see that answer on its way out (and the gateway core,
+        which sets the ids)."""
+        order = self.types
+        at = order.index(refuser) if refuser in order else len(order)
+
+        def before(type_: str) -> bool:
+            return type_ in order and order.index(type_) < at
+
+        out = []
+        for line in self._pipeline_headers():
+            # security adds its headers to its own refusals too.
+            if "$pyserve_sec_" in line and not (before("security") or refuser == "security"):
+                continue
+            if ("Access-Control" in line or "Vary Origin" in line) and not before("cors"):
+                continue
+            if "$pyserve_vary_encoding" in line and not before("compression"):
+                continue
+            if "Retry-After" in line and refuser != "rate_limit":
+                continue
+            out.append(line)
+        return out
+
     def _error_locations(self) -> None:
-        pipeline = self._pipeline_headers()
-        # A refused client (403) gets no CORS headers: security answers before cors runs.
-        refusal = [h for h in pipeline if "Access-Control" not in h and "Vary" not in h
-                   and "Retry-After" not in h]
+        # Who answers each error in the gateway: it decides which headers the answer gets.
+        refusers = {401: "auth", 403: "security", 429: "rate_limit"}
         if self.cors is not None:
             self.named.append(_Loc("@pyserve_cors_refused", [
-                *refusal, "types { }", 'default_type "text/plain; charset=utf-8";',
+                *self._headers_before("cors"), "types { }",
+                'default_type "text/plain; charset=utf-8";',
                 'return 403 "403 Forbidden - CORS preflight refused; request id '
                 '$pyserve_request_id\\n";']))
         for code in ERROR_CODES:
-            headers = refusal if code == 403 else pipeline
+            headers = self._headers_before(refusers.get(code, "routing"))
+            if code == 401 and self._bearer:
+                headers = ["add_header WWW-Authenticate $pyserve_bearer always;", *headers]
             text = f"{code} {_REASONS[code]} - request id $pyserve_request_id\n"
             self.named.append(_Loc(f"@pyserve_error_{code}", [
                 *headers, "types { }", 'default_type "text/plain; charset=utf-8";',

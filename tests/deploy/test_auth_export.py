@@ -5,7 +5,6 @@ paths it covers and no others."""
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from deploy_support import NGINX, Nginx, need
 from harness import free_port
 from integration_support import ROOT, poll
 
-from gateway.config import load_config
-from gateway.config.schema import ExtensionConfig
+from gateway.config.loader import validate_text
 from gateway.deploy import export_files, write_export
 
 
@@ -47,19 +45,35 @@ def nginx_with_auth(tmp_path: Path) -> Iterator[tuple[httpx.Client, str]]:
     thread = threading.Thread(target=service.serve_forever, daemon=True)
     thread.start()
     password = base64.b64encode(hashlib.sha1(b"secret").digest()).decode()
-    entries = (
-        {"method": "basic", "users": {"alice": "{SHA}" + password},
-         "exclude_paths": ["/ping", "/public/*"], "realm": "staff"},
-        {"method": "forward", "url": f"http://127.0.0.1:{service.server_port}/check",
-         "response_headers": ["X-User"], "paths": ["/api"]},
-        {"method": "jwt", "secret_key": "k", "paths": ["/guestbook"]},
-    )
-    project = load_config(ROOT / "workbench.toml", environ={})
-    auth = tuple(ExtensionConfig("auth", e, index=10 + i) for i, e in enumerate(entries))
     port = free_port()
-    project = dataclasses.replace(
-        project, extensions=project.extensions[:1] + auth + project.extensions[1:],
-        server=dataclasses.replace(project.server, port=port))
+    auth = f"""
+[[extensions]]
+type = "auth"
+[extensions.config]
+method = "basic"
+realm = "staff"
+users = {{ alice = "{{SHA}}{password}" }}
+exclude_paths = ["/ping", "/public/*"]
+
+[[extensions]]
+type = "auth"
+[extensions.config]
+method = "forward"
+url = "http://127.0.0.1:{service.server_port}/check"
+response_headers = ["X-User"]
+paths = ["/api"]
+
+[[extensions]]
+type = "auth"
+[extensions.config]
+method = "jwt"
+secret_key = "a-secret-of-at-least-32-bytes-for-hs256"
+paths = ["/guestbook"]
+"""
+    text = (ROOT / "workbench.toml").read_text().replace("port = 8000", f"port = {port}")
+    head, sep, tail = text.partition("[[extensions]]\ntype = \"monitoring\"")
+    project = validate_text(ROOT / "workbench.toml", head + auth + "\n" + sep + tail,
+                            environ={})
     out = tmp_path / "systemd"
     result = export_files(project, "systemd", out)
     write_export(result, out)
