@@ -191,8 +191,9 @@ class Engine:
             raise AppError("this project runs no apps (no process_orchestration extension)")
         return self.orchestrator
 
-    async def restart_app(self, name: str) -> None:
-        await self._orch().restart_app(name)
+    async def restart_app(self, name: str) -> bool:
+        """False when the app's new process failed and the old one serves on."""
+        return bool(await self._orch().restart_app(name))
 
     async def stop_app(self, name: str) -> None:
         await self._orch().stop_app(name)
@@ -250,9 +251,14 @@ class Engine:
                              environ=self.environ)
 
     def preview_text(self, text: str) -> ConfigReloaded:
+        """What saving `text` would do to the apps: the orchestrator's own plan."""
         new = self.validate_text(text)
-        added, removed, changed = _diff_apps(self.project, new)
-        return ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+        if self.orchestrator is None:  # saving it creates the orchestrator: all apps start
+            return ConfigReloaded(added=tuple(a.name for a in new.apps))
+        from gateway.config.schema import OrchestrationOptions
+
+        plan = self.orchestrator.plan(new.orchestration or OrchestrationOptions(), new)
+        return ConfigReloaded(plan.added, plan.removed, plan.changed, restarted=plan.roll)
 
     async def apply_text(self, text: str) -> ConfigReloaded:
         """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
@@ -283,9 +289,11 @@ class Engine:
             assert self.gateway is not None
             old = self.project
             self._applied_text = self._running_text = text
-            added: list[str] = []
-            removed: list[str] = []
-            changed: list[str] = []
+            added: tuple[str, ...] = ()
+            removed: tuple[str, ...] = ()
+            changed: tuple[str, ...] = ()
+            pending: tuple[str, ...] = ()
+            restarted: tuple[str, ...] = ()
             if new.orchestration is not None and self.orchestrator is None:
                 from gateway.orchestrator import Orchestrator
 
@@ -294,12 +302,15 @@ class Engine:
                                                  default_backend=self.backend)
                 self.services.orchestrator = self.orchestrator
                 await self.orchestrator.start()
-                added = [a.name for a in new.apps]
+                added = tuple(a.name for a in new.apps)
             elif self.orchestrator is not None:
                 from gateway.config.schema import OrchestrationOptions
 
                 options = new.orchestration or OrchestrationOptions()
-                added, removed, changed = await self.orchestrator.apply(options, new)
+                plan = await self.orchestrator.apply(options, new)
+                added, removed, changed = plan.added, plan.removed, plan.changed
+                restarted = plan.roll
+                pending = tuple(n for n in self.orchestrator.pending() if n in plan.roll)
                 # Else /metrics (and the status table) would list a removed app for ever,
                 # as "mounted", from the counters of the requests it once served.
                 self.metrics_registry.forget(removed)
@@ -316,7 +327,7 @@ class Engine:
             new_backend = BackendRegistry.resolve(new.server.backend.value)
             if new_backend != self.backend and "backend" not in self.overrides:
                 self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
-            event = ConfigReloaded(tuple(added), tuple(removed), tuple(changed))
+            event = ConfigReloaded(added, removed, changed, pending, restarted)
             self.events.emit(event)
             settle_heap()
             return event
@@ -338,8 +349,9 @@ class Engine:
                 self.events.emit(ConfigRejected(str(exc)))
                 log.warning("refused the edited project file: %s", exc)
                 continue
-            if text == self._applied_text:
-                continue
+            if text == self._applied_text and not (
+                    self.orchestrator is not None and self.orchestrator.pending()):
+                continue  # a save that changes nothing, unless it retries a pending change
             if not text.strip():
                 # Saving in place truncates the file before writing it: an empty project
                 # file is a save in progress (its end brings another change), not a wish
@@ -369,7 +381,10 @@ class Engine:
         if cmd in ("restart", "stop", "start"):
             if not isinstance(app, str):
                 return {"ok": False, "error": f"{cmd} needs an app name"}
-            await getattr(self, f"{cmd}_app")(app)
+            if await getattr(self, f"{cmd}_app")(app) is False:
+                cause = self._orch().get(app).last_error
+                return {"ok": False, "error": f"restart {app}: the new process failed "
+                                              f"({cause}); the old one keeps serving"}
             return {"ok": True, "message": f"{cmd}: {app}"}
         if cmd == "backend":
             name = request.get("name")
@@ -381,7 +396,8 @@ class Engine:
             event = await self.reload()
             return {"ok": True, "message": json.dumps({"added": event.added,
                                                        "removed": event.removed,
-                                                       "changed": event.changed})}
+                                                       "changed": event.changed,
+                                                       "pending": event.pending})}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def __repr__(self) -> str:
@@ -399,12 +415,3 @@ def settle_heap() -> None:
     """
     gc.collect()
     gc.freeze()
-
-
-def _diff_apps(old: ProjectConfig | None, new: ProjectConfig) -> tuple[list[str], ...]:
-    before = {a.name: a for a in (old.apps if old else [])}
-    after = {a.name: a for a in new.apps}
-    added = [n for n in after if n not in before]
-    removed = [n for n in before if n not in after]
-    changed = [n for n in after if n in before and after[n] != before[n]]
-    return added, removed, changed

@@ -79,6 +79,10 @@ class ConfigReloaded:
     added: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
+    #: Changed apps whose new process failed: the old one serves on, the change is pending.
+    pending: tuple[str, ...] = ()
+    #: Changed apps that get a new process (the others take the change in place).
+    restarted: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

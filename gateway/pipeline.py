@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.builtin import handle_builtin
 from gateway.config.schema import ExtensionConfig
-from gateway.context import SCOPE_KEY, RequestContext
+from gateway.context import SCOPE_KEY, RequestContext, is_event_stream
 from gateway.errors import RequestError, UpstreamError
 from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
@@ -172,6 +172,8 @@ class GatewayApp:
                 message["headers"] = headers
                 ctx.status = message.get("status", 101)
                 ctx.response_headers = headers
+                if mtype == "websocket.accept" or is_event_stream(headers):
+                    ctx.head_ms = ctx.elapsed_ms()
             elif mtype == "websocket.close" and not started:
                 ctx.status = 403
             await send(message)
@@ -206,7 +208,9 @@ class GatewayApp:
         await handle_builtin(scope, send, self)
 
     def _finish(self, scope: Scope, ctx: RequestContext) -> None:
-        latency = ctx.elapsed_ms()
+        latency = ctx.latency_ms()
+        if ctx.head_ms is not None:  # a session: its latency is its head; keep how long too
+            ctx.notes["open_ms"] = round(ctx.elapsed_ms(), 1)
         self.services.metrics.record(ctx.app, ctx.status, latency)
         client = scope.get("client")
         # A plain tuple of RequestRecord's fields: see RequestLog for why.

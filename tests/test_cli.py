@@ -80,3 +80,22 @@ def test_env_override_is_validated(tmp_path: Path) -> None:
     run("init", cwd=tmp_path)
     out = run("check", cwd=tmp_path, env={"PYSERVE_TUI_BACKEND": "tornado"})
     assert out.returncode == 2 and "tornado" in out.stderr
+
+
+def test_status_table_says_how_health_is_judged_and_why_an_app_failed() -> None:
+    from workbench.cli import _format_status
+
+    apps = {
+        "api": {"state": "healthy", "pid": 10, "port": 9001, "backend": "granian",
+                "health_check": "GET /health", "last_error": None,
+                "pending": "restart requested"},
+        "web": {"state": "failed", "health_check": "any answer < 500 (no /health route)",
+                "last_error": "killed by SIGKILL"},
+    }
+    text = _format_status({"address": ["127.0.0.1", 8000], "backend": "granian",
+                           "metrics": {"apps": apps}})
+    header, api, web = text.splitlines()[1:]
+    assert header.split()[-4:] == ["HEALTH", "CHECK", "LAST", "ERROR"]
+    assert "healthy (pending: restart requested)" in api
+    assert api.split()[-3:] == ["GET", "/health", "-"]
+    assert web.endswith("any answer < 500 (no /health route)  killed by SIGKILL")

@@ -176,7 +176,7 @@ class WorkbenchApp(App[None]):
         elif isinstance(event, BackendChanged):
             self.post_message(BackendSwitched(event.old, event.new))
         elif isinstance(event, ConfigReloaded):
-            self.post_message(ConfigApplied(event.added, event.removed, event.changed))
+            self.post_message(ConfigApplied(event))
         elif isinstance(event, ConfigRejected):
             self.post_message(ConfigRefused(event.message))
         elif isinstance(event, EngineMessage):
@@ -270,10 +270,14 @@ class WorkbenchApp(App[None]):
         self.notify(f"Backend switched: {message.old} → {message.new}", title="Backend")
 
     def on_config_applied(self, message: ConfigApplied) -> None:
+        change = message.change
+        in_place = tuple(n for n in change.changed if n not in change.restarted)
         parts = [f"{label} {', '.join(names)}" for label, names in
-                 (("started", message.added), ("stopped", message.removed),
-                  ("restarted", message.changed)) if names]
-        self.notify("; ".join(parts) or "no app changed", title="Project file applied")
+                 (("started", change.added), ("stopped", change.removed),
+                  ("restarted", change.restarted), ("updated", in_place),
+                  ("still pending (the old process keeps serving)", change.pending)) if names]
+        self.notify("; ".join(parts) or "no app changed", title="Project file applied",
+                    severity="warning" if change.pending else "information")
 
     def on_config_refused(self, message: ConfigRefused) -> None:
         self.notify(message.text, title="Project file refused", severity="error", timeout=10)
@@ -286,7 +290,7 @@ class WorkbenchApp(App[None]):
 
     # --- commands (keys, palette) -------------------------------------------------------
 
-    def _run_command(self, coro: Awaitable[None], label: str) -> None:
+    def _run_command(self, coro: Awaitable[object], label: str) -> None:
         async def run() -> None:
             try:
                 await coro
@@ -416,7 +420,9 @@ class WorkbenchApp(App[None]):
         return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
                 f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
                 f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
-                f"p99={fmt.millis(lat.get('p99'))}ms")
+                f"p99={fmt.millis(lat.get('p99'))}ms health: {a.get('health_check') or '-'}"
+                + (f" pending: {a['pending']}" if a.get("pending") else "")
+                + (f" last error: {a['last_error']}" if a.get("last_error") else ""))
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)

@@ -58,7 +58,7 @@ port_range = [9000, 9999]
 # name = "api"
 # path = "/api"                  # requests under /api go to this app (prefix stripped)
 # app_path = "myproject.api:app" # module:attribute, imported from this folder
-# health_check_path = "/health"
+# health_check_path = "/health"  # must answer 200; unset, any answer < 500 counts
 
 [[extensions]]
 type = "routing"
@@ -206,14 +206,19 @@ def cmd_import(args: argparse.Namespace) -> int:
 def _format_status(answer: dict[str, Any]) -> str:
     host, port = answer["address"]
     lines = [f"gateway http://{host}:{port}  backend {answer['backend']}"]
-    header = ("APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS", "P50 MS", "P99 MS")
+    header = ("APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS", "P50 MS", "P99 MS",
+              "HEALTH CHECK", "LAST ERROR")
     rows = [header]
     for name, a in sorted(answer["metrics"]["apps"].items()):
         lat = a.get("latency_ms") or {}
-        rows.append((name, str(a.get("state", "-")), str(a.get("pid") or "-"),
+        state = str(a.get("state", "-"))
+        if a.get("pending"):
+            state += f" (pending: {a['pending']})"
+        rows.append((name, state, str(a.get("pid") or "-"),
                      str(a.get("port") or "-"), str(a.get("backend") or "-"),
                      str(a.get("restarts", 0)), str(a.get("requests", 0)),
-                     f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}"))
+                     f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}",
+                     str(a.get("health_check") or "-"), str(a.get("last_error") or "-")))
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     for r in rows:
         lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

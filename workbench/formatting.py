@@ -58,6 +58,38 @@ def health_text(health: Any) -> Text:
     return Text(value, style=style)
 
 
+#: Longest cause shown in a table cell; the whole text is in the app's summary line.
+CAUSE_WIDTH = 40
+
+
+def health_cell(health: Any, rule: str | None) -> Text:
+    """The health column: ``ok``/``failing``, and how it is judged when that is not the
+    app's own health route (``ok · any <500``)."""
+    text = health_text(health)
+    if rule and rule.startswith("any answer") and text.plain == "ok":
+        text.append(" · any <500", style="dim")
+    return text
+
+
+def cause_text(app: dict[str, Any]) -> Text:
+    """Why the app is not (or was not) well: a pending change first, then the last error;
+    red while it matters (failed, unhealthy, restarting), dim once the app has recovered."""
+    cause = app.get("last_error") or ""
+    pending = app.get("pending")
+    if not cause and not pending:
+        return Text("-", style="dim")
+    out = Text()
+    if pending:
+        out.append(f"pending ({pending})", style="bold #d9822b")
+        if cause:
+            out.append(": ")
+    if len(cause) > CAUSE_WIDTH:
+        cause = cause[:CAUSE_WIDTH - 1] + "…"
+    now = app.get("state") in ("failed", "unhealthy", "restarting", "starting") or pending
+    out.append(cause, style="#c83737" if now else "dim")
+    return out
+
+
 def duration(seconds: float | None) -> str:
     """``42s``, ``3m05s``, ``2h07m``, ``4d03h``; ``-`` for unknown."""
     if seconds is None or seconds < 0:

@@ -13,7 +13,7 @@ from typing import Any
 
 from textual.message import Message
 
-from gateway.events import AppStateChanged
+from gateway.events import AppStateChanged, ConfigReloaded
 
 
 @dataclass
@@ -70,9 +70,7 @@ class BackendSwitched(Message):
 
 @dataclass
 class ConfigApplied(Message):
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-    changed: tuple[str, ...]
+    change: ConfigReloaded
 
 
 @dataclass

@@ -211,7 +211,8 @@ class AppConfig:
     factory_args: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     module_path: str | None = None
-    health_check_path: str = "/health"
+    #: None (the key is absent): "/health" is probed and any answer below 500 counts.
+    health_check_path: str | None = None
     strip_path: bool = True
     backend: BackendName | None = None
     command: list[str] | None = None
@@ -240,7 +241,7 @@ class AppConfig:
             errors.append(("workers", "must be at least 1"))
         if self.port is not None and not 1 <= self.port <= 65535:
             errors.append(("port", f"must be between 1 and 65535, not {self.port}"))
-        if not self.health_check_path.startswith("/"):
+        if self.health_check_path is not None and not self.health_check_path.startswith("/"):
             errors.append(("health_check_path", "must start with /"))
         if self.name in self.depends_on:
             errors.append(("depends_on", "an app cannot depend on itself"))

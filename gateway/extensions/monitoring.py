@@ -57,7 +57,10 @@ class MonitoringExtension(Extension):
             status = status or 500  # the gateway turns an escaped error into a 500
             raise
         finally:
-            self.record(scope, status, (time.perf_counter() - started) * 1000.0)
+            ctx = get_context(scope)
+            # An event stream counts to its head (see RequestContext.latency_ms).
+            self.record(scope, status, ctx.latency_ms() if ctx is not None
+                        else (time.perf_counter() - started) * 1000.0)
 
     def record(self, scope: Scope, status: int, ms: float) -> None:
         ctx = get_context(scope)

@@ -3,8 +3,9 @@
 The engine creates and owns the `Orchestrator` (it outlives pipeline rebuilds) and puts it
 in `services.orchestrator`; this extension only routes. A request for an app that is
 starting or restarting waits up to `hold_requests` for it, then gets 503 with Retry-After;
-a stopped or failed app answers 503 at once. Upstream failures propagate as
-`UpstreamError`, which the gateway core turns into 502/504 naming the app.
+a stopped or failed app answers 503 at once, naming the cause of a failure. Upstream
+failures propagate as `UpstreamError`, which the gateway core turns into 502/504 naming the
+app.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from gateway.config.schema import OrchestrationOptions
 from gateway.context import get_context
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
-from gateway.orchestrator.states import IDLE, PENDING, SERVING
+from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState
 from gateway.orchestrator.supervisor import AppSupervisor, Lease
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
@@ -130,16 +131,15 @@ class OrchestrationExtension(Extension):
 
     async def _unavailable(self, scope: Scope, send: Send, sup: AppSupervisor) -> None:
         self.unavailable += 1
-        state = sup.state
         if scope["type"] == "websocket":
             await _refuse_websocket(scope, send, sup)
             return
-        if state in IDLE:
-            await send_error(scope, send, 503, f"the app is {state}", app=sup.name)
+        if sup.state in IDLE:
+            await send_error(scope, send, 503, _why_unavailable(sup), app=sup.name)
             return
         hold = float(sup.opt("hold_requests"))
-        await send_error(scope, send, 503, f"the app is {state} (waited {hold:g}s)",
-                         app=sup.name, retry_after=max(1.0, hold))
+        await send_error(scope, send, 503, _why_unavailable(sup, hold), app=sup.name,
+                         retry_after=max(1.0, hold))
 
     def metrics(self) -> dict[str, Any] | None:
         return {"proxied": self.proxied, "held": self.held, "unavailable": self.unavailable,
@@ -177,7 +177,7 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1013})
         return
-    body = (f"503 Service Unavailable - app {sup.name!r}; the app is {sup.state}; "
+    body = (f"503 Service Unavailable - app {sup.name!r}; {_why_unavailable(sup)}; "
             f"request id {rid}\n").encode()
     if ctx is not None:
         ctx.status = 503
@@ -186,6 +186,17 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
                             (b"content-length", str(len(body)).encode()),
                             (b"x-request-id", rid.encode("latin-1"))]})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _why_unavailable(sup: AppSupervisor, waited: float | None = None) -> str:
+    """"the app is failed: <cause>": the state and, when something went wrong, why
+    (a stopped app was stopped on purpose; its old cause would mislead)."""
+    state = sup.state
+    text = f"the app is {state}" + (f" (waited {waited:g}s)" if waited is not None else "")
+    if sup.last_error and state is not AppState.STOPPED:
+        text += f": {sup.last_error}" if state in (AppState.FAILED, AppState.UNHEALTHY) \
+            else f"; last error: {sup.last_error}"
+    return text
 
 
 def _retryable(scope: Scope) -> bool:

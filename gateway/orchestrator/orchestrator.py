@@ -6,6 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from gateway.config.schema import OrchestrationOptions, ProjectConfig
 from gateway.events import EventBus
@@ -17,6 +18,25 @@ from gateway.orchestrator.supervisor import AppSupervisor, unknown_app
 from gateway.servers import resolve_backend_name
 
 log = logging.getLogger("pyserve.orchestrator")
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What taking a new configuration means, app by app (names in config order).
+
+    `Orchestrator.plan` makes it; the editor's preview shows it and `Orchestrator.apply`
+    carries it out, so what is previewed is what happens.
+    """
+
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    #: Apps that get a new process: what it is made of changed, or an earlier change is
+    #: still pending (its new process failed; taking the file again retries it).
+    roll: tuple[str, ...] = ()
+    #: Apps whose settings changed but whose process stays (routing, health, timeouts).
+    in_place: tuple[str, ...] = ()
+    #: `roll` and `in_place` together, in config order.
+    changed: tuple[str, ...] = ()
 
 
 class Orchestrator:
@@ -57,22 +77,46 @@ class Orchestrator:
         await self._stop_group(list(self.supervisors))
         await self.health.aclose()
 
-    async def apply(self, options: OrchestrationOptions,
-                    project: ProjectConfig) -> tuple[list[str], list[str], list[str]]:
-        """Take a new configuration: (added, removed, changed) app names.
+    def plan(self, options: OrchestrationOptions, project: ProjectConfig) -> Plan:
+        """What taking `options` (of `project`) would do; changes nothing.
 
-        Added apps start, removed apps stop, changed apps get a new process (blue/green)
-        when what the process is made of changed; a change that only affects routing or
-        health checking is taken in place. Untouched apps keep their process.
+        An app rolls over to a new process when the process the new configuration
+        describes differs from the one that runs (or, with none running, when its
+        configuration changed), or when an earlier change is still pending.
         """
-        old = {a.name: a for a in self.options.apps}
         new = {a.name: a for a in options.apps}
-        added = [n for n in new if n not in old]
-        removed = [n for n in old if n not in new]
-        old_keys = {n: self.supervisors[n].process_key() for n in new if n in old}
+        roll: list[str] = []
+        in_place: list[str] = []
+        for name, config in new.items():
+            sup = self.supervisors.get(name)
+            if sup is None:
+                continue
+            running = sup.running_key()
+            if running is not None:
+                wanted = sup.process_key(config, project, self.default_backend)
+                needs_new = wanted != running or sup.pending is not None
+            else:
+                needs_new = config != sup.config
+            if needs_new:
+                roll.append(name)
+            elif config != sup.config:
+                in_place.append(name)
+        return Plan(added=tuple(n for n in new if n not in self.supervisors),
+                    removed=tuple(n for n in self.supervisors if n not in new),
+                    roll=tuple(roll), in_place=tuple(in_place),
+                    changed=tuple(n for n in new if n in roll or n in in_place))
 
-        await self._stop_group(removed)
-        for name in removed:
+    async def apply(self, options: OrchestrationOptions, project: ProjectConfig) -> Plan:
+        """Take a new configuration, as `plan` describes it; returns that plan.
+
+        Added apps start, removed apps stop, apps to roll get a new process (blue/green:
+        if it fails the old one keeps serving and the change stays pending), in-place
+        changes are taken as they are. Untouched apps keep their process.
+        """
+        plan = self.plan(options, project)
+        new = {a.name: a for a in options.apps}
+        await self._stop_group(list(plan.removed))
+        for name in plan.removed:
             self.supervisors.pop(name, None)
 
         self.options = options
@@ -80,19 +124,23 @@ class Orchestrator:
         self.ports.set_range(options.port_range)
         self._apply_logging()
 
-        changed = [n for n in new if n in old and (
-            new[n] != old[n] or self.supervisors[n].process_key(new[n]) != old_keys[n])]
-        await asyncio.gather(*(self.supervisors[n].reconfigure(new[n]) for n in changed))
+        await asyncio.gather(*(self.supervisors[n].reconfigure(new[n], roll=n in plan.roll)
+                               for n in plan.changed))
 
-        for name in added:
+        for name in plan.added:
             self.supervisors[name] = AppSupervisor(new[name], self)
         self.supervisors = {n: self.supervisors[n] for n in new}
         self._rebuild_routes()
-        await self._start_group(added)
-        return added, removed, changed
+        await self._start_group(list(plan.added))
+        return plan
 
-    async def restart_app(self, name: str) -> None:
-        await self.get(name).restart()
+    def pending(self) -> list[str]:
+        """Apps whose running process is not the one wanted (its replacement failed)."""
+        return [n for n, s in self.supervisors.items() if s.pending]
+
+    async def restart_app(self, name: str) -> bool:
+        """Restart one app; False when its new process failed and the old one serves on."""
+        return await self.get(name).restart()
 
     async def stop_app(self, name: str) -> None:
         await self.get(name).stop()

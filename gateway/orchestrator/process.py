@@ -14,9 +14,11 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,15 +28,26 @@ from gateway.orchestrator.protocol import (
     IMPORT_ERROR_PREFIX,
     LIFELINE_ENV,
     SPEC_ENV,
+    split_request_id,
 )
+from gateway.sanitize import printable
 
 log = logging.getLogger("pyserve.orchestrator")
 
 MAX_LINE = 16 * 1024
 _READ_CHUNK = 64 * 1024
 _GATEWAY_ROOT = str(Path(__file__).resolve().parent.parent.parent)
+#: The last line of a Python traceback ("ValueError: ...", "pkg.mod.SomeError: ...").
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Fault)\b")
+#: Routine log lines that never explain an exit.
+_ROUTINE_LINE = re.compile(r"\b(?:INFO|DEBUG)\b")
+#: How recent an ordinary stderr line (an exception line) must be to explain an exit.
+_EXIT_LINE_AGE = 5.0
+_EXCEPTION_LINE_AGE = 60.0
 
-LineHandler = Callable[["AppProcess", str, str], None]
+#: (process, stream, line, request id): the line is printable (see gateway.sanitize) and
+#: without the request-id marker.
+LineHandler = Callable[["AppProcess", str, str, str | None], None]
 ExitHandler = Callable[["AppProcess"], None]
 
 
@@ -53,7 +66,9 @@ class AppProcess:
         self.inflight = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.last_stderr = ""
+        #: Recent stderr lines written outside any request: (time, line).
+        self._stderr_tail: deque[tuple[float, str]] = deque(maxlen=50)
+        self._exited_at: float | None = None
         #: The cause the runner printed when the app could not be loaded.
         self.load_error: str | None = None
         self.returncode: int | None = None
@@ -133,6 +148,7 @@ class AppProcess:
         # group, and report the exit only once the group is gone, so "stopped" means no
         # process is left.
         await self._gone()
+        self._exited_at = time.time()
         self.kill_group(signal.SIGKILL)
         code = await self.proc.wait()
         for _ in range(100):
@@ -171,15 +187,35 @@ class AppProcess:
             self._line(name, pending)
 
     def _line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", "replace").rstrip("\r")
-        if stream == "stderr":
-            self.last_stderr = text
+        rid, text = split_request_id(raw.decode("utf-8", "replace").rstrip("\r"))
+        text = printable(text)
+        if stream == "stderr" and rid is None:
             if text.startswith(IMPORT_ERROR_PREFIX):
                 self.load_error = text[len(IMPORT_ERROR_PREFIX):]
+            elif text.strip():
+                self._stderr_tail.append((time.time(), text))
         try:
-            self._on_line(self, stream, text)
+            self._on_line(self, stream, text, rid)
         except Exception:
             log.exception("output handler failed")
+
+    def exit_line(self) -> str | None:
+        """The stderr line that best explains a failed exit: the last exception line
+        (a traceback's end), else the last ordinary line written just before the exit.
+        Lines written while serving a request are about that request, never the exit."""
+        tail = list(self._stderr_tail)
+        end = self._exited_at or time.time()
+        for at, text in reversed(tail):
+            if end - at > _EXCEPTION_LINE_AGE:
+                break
+            if _EXCEPTION_LINE.match(text.lstrip()):
+                return text.strip()
+        for at, text in reversed(tail):
+            if end - at > _EXIT_LINE_AGE:
+                break
+            if not _ROUTINE_LINE.search(text[:40]):
+                return text.strip()
+        return None
 
     def kill_group(self, sig: int) -> None:
         """Signal our process group; a group that is already gone is fine."""
@@ -216,16 +252,14 @@ class AppProcess:
             return "running"
         if code == EXIT_IMPORT_ERROR and self.load_error:
             return self.load_error
-        if code < 0:
+        if code < 0:  # a signal says it all; what the app last printed is unrelated
             try:
-                what = f"killed by {signal.Signals(-code).name}"
+                return f"killed by {signal.Signals(-code).name}"
             except ValueError:
-                what = f"killed by signal {-code}"
-        else:
-            what = f"exited with code {code}"
-        if self.last_stderr and code != 0:
-            what += f": {self.last_stderr[:300]}"
-        return what
+                return f"killed by signal {-code}"
+        what = f"exited with code {code}"
+        line = self.exit_line() if code != 0 else None
+        return f"{what}: {line[:300]}" if line else what
 
     def __repr__(self) -> str:
         status = "running" if self.returncode is None else f"exit={self.returncode}"

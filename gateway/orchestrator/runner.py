@@ -48,8 +48,13 @@ def _exit_like(status: int) -> None:
     """Leave with the same exit code or death signal as the server."""
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
+        # SIGKILL and SIGSTOP have no handler to reset (signal.signal raises for them): the
+        # reset is attempted on its own so the kill below still happens, and the workbench
+        # sees "killed by SIGKILL", not an exit code 137 that reads like the app's own.
         with contextlib.suppress(OSError, ValueError):
             signal.signal(-code, signal.SIG_DFL)
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [-code])
             os.kill(os.getpid(), -code)
         os._exit(128 - code)
     os._exit(code)

@@ -4,6 +4,11 @@ The lifecycle task (`_lifecycle`) owns the start/monitor/restart loop. Operation
 from outside (start, stop, restart, rollover, reconfigure) take `_op_lock`, so two never
 interleave; they cancel the lifecycle task when they replace it. `_transition` is the only
 code that changes `state`.
+
+A replacement asked for while the app serves (restart, code reload, config change, backend
+switch) is a rollover: the old process serves until the new one is healthy, and when the new
+one fails the wish is kept in `pending` (with the cause in `last_error`) for the next
+restart, reload or save to retry. Only apps with a fixed `port` are stopped first.
 """
 
 from __future__ import annotations
@@ -15,16 +20,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from gateway.config.schema import AppConfig
+from gateway.config.schema import AppConfig, ProjectConfig
 from gateway.errors import AppError, GatewayError
 from gateway.events import AppOutput, AppStateChanged, EngineMessage
 from gateway.orchestrator.backoff import BackoffPolicy
+from gateway.orchestrator.health import DEFAULT_HEALTH_PATH, TCP_RULE, ProbeResult
 from gateway.orchestrator.logs import LogBuffer, LogLine
 from gateway.orchestrator.process import AppProcess, spawn
-from gateway.orchestrator.protocol import split_request_id
 from gateway.orchestrator.reload import WatchSpec, watch_files
 from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState, check_transition
 from gateway.orchestrator.stats import ProcessTreeStats
+from gateway.sanitize import printable
 from gateway.servers import resolve_backend_name
 
 if TYPE_CHECKING:
@@ -36,6 +42,8 @@ health_log = logging.getLogger("pyserve.orchestrator.health")
 HOST = "127.0.0.1"
 #: Probe period while a process starts, before its first good answer.
 START_PROBE_INTERVAL = 0.05
+#: Longest cause kept (a traceback line can be long; the UI and a 503 body show one line).
+MAX_CAUSE = 300
 
 
 class Lease:
@@ -72,13 +80,18 @@ class AppSupervisor:
         self.state = AppState.STOPPED
         self.restarts = 0
         self.started_at: float | None = None
+        #: Why the app last failed (a crash, an import error, a failing probe, a new process
+        #: that never came up); kept after it recovers, until a newer cause replaces it.
         self.last_error: str | None = None
+        self.last_error_at: float | None = None
         self.health = "-"
+        #: Why the running process is not the one wanted (a restart, reload or config change
+        #: whose new process failed); None when what runs is what was asked for.
+        self.pending: str | None = None
         self.logs = LogBuffer(self.name)
         self._owner = owner
         self._proc: AppProcess | None = None
         self._processes: set[AppProcess] = set()
-        self._launched_key: dict[str, Any] | None = None
         self._lifecycle_task: asyncio.Task[None] | None = None
         self._rollover_task: asyncio.Task[bool] | None = None
         self._drains: set[asyncio.Task[None]] = set()
@@ -90,6 +103,8 @@ class AppSupervisor:
         self._reported_error: str | None = None
         self._stats = ProcessTreeStats()
         self.backoff = BackoffPolicy(self.opt("restart_delay"), self.opt("max_restart_count"))
+        #: How health is judged, as shown to the user ("GET /health", "any answer < 500 ...").
+        self.health_rule = self._rule_basis = self._initial_health_rule()
 
     # --- read-only views ------------------------------------------------------------------
 
@@ -115,11 +130,14 @@ class AppSupervisor:
         except GatewayError:
             return str(self.config.backend or self._owner.default_backend)
 
-    def desired_backend(self, config: AppConfig | None = None) -> str:
+    def desired_backend(self, config: AppConfig | None = None,
+                        default_backend: str | None = None) -> str:
+        """The backend a process for `config` runs on (GatewayError: not installed)."""
         config = config or self.config
         if config.command:
             return "command"
-        return resolve_backend_name(str(config.backend or self._owner.default_backend))
+        return resolve_backend_name(
+            str(config.backend or default_backend or self._owner.default_backend))
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
@@ -164,19 +182,45 @@ class AppSupervisor:
             "pid": self.pid, "port": self.port, "backend": self.backend,
             "restarts": self.restarts, "uptime_s": up, "cpu_percent": cpu, "rss_bytes": rss,
             "health": self.health if self.state in SERVING else "-",
-            "last_error": self.last_error,
+            "health_check": self.health_rule,
+            "last_error": self.last_error, "last_error_at": self.last_error_at,
+            "pending": self.pending,
         }
 
-    def process_key(self, config: AppConfig | None = None) -> dict[str, Any]:
-        """What the process is made from; a change needs a new process."""
-        spec = self._spec(0, config or self.config, strict=False)
+    def process_key(self, config: AppConfig | None = None, project: ProjectConfig | None = None,
+                    default_backend: str | None = None) -> dict[str, Any]:
+        """What a process for `config` is made from (default: what is configured now);
+        a process whose key differs needs replacing."""
+        spec = self._spec(0, config or self.config, strict=False, project=project,
+                          default_backend=default_backend)
         spec.pop("port")
         return spec
+
+    def running_key(self) -> dict[str, Any] | None:
+        """The key of the process that serves or is starting (None: no process)."""
+        return self._proc.key if self._proc is not None else None
+
+    def _initial_health_rule(self) -> str:
+        if not self.opt("health_check_enabled"):
+            return TCP_RULE
+        if self.config.health_check_path is not None:
+            return f"GET {self.config.health_check_path}"
+        return f"GET {DEFAULT_HEALTH_PATH}, else any answer < 500"
+
+    def _set_error(self, cause: str) -> str:
+        """Record why the app failed (the one place causes are cleaned); returns it."""
+        cause = printable(cause)
+        if len(cause) > MAX_CAUSE:
+            cause = cause[:MAX_CAUSE - 1] + "…"
+        self.last_error = cause
+        self.last_error_at = time.time()
+        return cause
 
     # --- the one place that changes state -------------------------------------------------
 
     def _transition(self, new: AppState, reason: str = "") -> None:
         old = self.state
+        reason = printable(reason)  # it may quote an app's output or an exception
         check_transition(self.name, old, new)
         self.state = new
         if new is AppState.HEALTHY and old is not AppState.HEALTHY:
@@ -192,8 +236,8 @@ class AppSupervisor:
             reason=reason, restarts=self.restarts))
 
     def _message(self, level: str, text: str, **extra: Any) -> None:
-        self._owner.events.emit(EngineMessage(level=level, text=text, app=self.name,
-                                              extra=extra))
+        self._owner.events.emit(EngineMessage(level=level, text=printable(text),
+                                              app=self.name, extra=extra))
 
     # --- operations -----------------------------------------------------------------------
 
@@ -208,7 +252,6 @@ class AppSupervisor:
             if self.state not in IDLE:
                 return
             self.backoff.reset()
-            self.last_error = None
             self._transition(AppState.STARTING,
                              "waiting for its dependencies" if after else "start requested")
             self._begin_lifecycle(after)
@@ -224,21 +267,35 @@ class AppSupervisor:
             await self._stop_processes()
             self.backoff.unhealthy()
 
-    async def restart(self, reason: str = "restart requested") -> None:
-        """Replace the process now (not blue/green); resets the failure streak."""
+    async def restart(self, reason: str = "restart requested") -> bool:
+        """Replace the process; resets the failure streak. True when a new process took over.
+
+        A serving app is rolled over (`rollover`): the new process must be healthy before
+        the old one is drained, and if it fails the old one keeps serving and the restart
+        stays pending. An app with a fixed `port` (two processes cannot share it), or one
+        that is not serving, is stopped and started again.
+        """
         await self._cancel_rollover()
+        if self.state in SERVING and self.config.port is None:
+            rolled = await self.rollover(reason, counts=True)
+            if rolled:
+                self.backoff.reset()
+            self._ensure_watcher()
+            return rolled
         async with self._op_lock:
             self.backoff.reset()
             await self._restart_locked(reason)
             self._ensure_watcher()
+        return True
 
-    async def rollover(self, reason: str) -> bool:
+    async def rollover(self, reason: str, *, counts: bool = False) -> bool:
         """Blue/green: start a new process, move traffic once it is healthy, drain the old.
 
         If the new process does not become healthy it is killed and the old one keeps
         serving. An app that is starting or restarting is restarted at once, and so is one
         with a fixed `port` (two processes cannot share it); stopped and failed apps are
-        left alone. Returns True when a new process took over or was started.
+        left alone. Returns True when a new process took over or was started. `counts`: the
+        rollover is a restart the user asked for, counted in `restarts`.
         """
         async with self._op_lock:
             if self.state in IDLE:
@@ -246,7 +303,8 @@ class AppSupervisor:
             if self.state in PENDING or self._proc is None or self.config.port is not None:
                 await self._restart_locked(reason)
                 return True
-            task = asyncio.create_task(self._blue_green(reason), name=f"rollover-{self.name}")
+            task = asyncio.create_task(self._blue_green(reason, counts),
+                                       name=f"rollover-{self.name}")
             self._rollover_task = task
             try:
                 return await task
@@ -261,7 +319,6 @@ class AppSupervisor:
     async def _restart_locked(self, reason: str) -> None:
         await self._cancel_lifecycle()
         if self.state in IDLE:
-            self.last_error = None
             self._transition(AppState.STARTING, reason)
         elif self.state is not AppState.RESTARTING:
             self.restarts += 1
@@ -269,20 +326,29 @@ class AppSupervisor:
         await self._stop_processes()
         self._begin_lifecycle()
 
-    async def reconfigure(self, config: AppConfig) -> bool:
-        """Take a changed configuration; True if the process had to be replaced."""
-        old_key = self._launched_key
+    async def reconfigure(self, config: AppConfig, *, roll: bool) -> bool:
+        """Take a changed configuration (the orchestrator's plan says whether it needs a
+        new process: `roll`); True if a new process took over or was started.
+
+        A failed app whose process changed is started again (the change may be its fix);
+        a stopped app stays stopped.
+        """
         watch_changed = (config.reload, config.watch, config.module_path) != (
             self.config.reload, self.config.watch, self.config.module_path)
         self.config = config
         self.backoff.base_delay = self.opt("restart_delay")
         self.backoff.max_restarts = self.opt("max_restart_count")
+        if self._initial_health_rule() != self._rule_basis:
+            self.health_rule = self._rule_basis = self._initial_health_rule()
         if watch_changed:
             await self.stop_watcher()
             if self.state not in IDLE:
                 self._ensure_watcher()
-        if self.state in IDLE or old_key is None or self.process_key() == old_key:
+        if not roll or self.state is AppState.STOPPED:
             return False
+        if self.state is AppState.FAILED:
+            await self.start()
+            return True
         return await self.rollover("configuration changed")
 
     async def close(self) -> None:
@@ -310,6 +376,7 @@ class AppSupervisor:
 
     async def _stop_processes(self) -> None:
         self._proc = None
+        self.pending = None  # the next process is made from what is wanted now
         timeout = self.opt("shutdown_timeout")
         await asyncio.gather(*(p.terminate(timeout) for p in list(self._processes)))
 
@@ -317,16 +384,15 @@ class AppSupervisor:
         try:
             problem = await after() if after is not None else None
             if problem:
-                self.last_error = problem
+                self._set_error(problem)
                 self._transition(AppState.FAILED, problem)
                 self._message("error", f"app {self.name!r} not started: {problem}")
                 return
             while True:
                 if self.state is not AppState.STARTING:
                     self._transition(AppState.STARTING, "starting a new process")
-                reason = await self._run_once()
+                reason = self._set_error(await self._run_once())
                 delay = self.backoff.failure()
-                self.last_error = reason
                 if delay is None:
                     self._transition(AppState.FAILED, reason)
                     self._message("error", f"app {self.name!r} gave up after "
@@ -343,12 +409,12 @@ class AppSupervisor:
             raise
         except Exception as exc:  # a bug here must not leave a zombie state behind
             log.exception("app %s: lifecycle failed", self.name)
-            self.last_error = f"internal error: {exc}"
+            cause = self._set_error(f"internal error: {exc}")
             with contextlib.suppress(Exception):
                 if self.state in SERVING:
-                    self._transition(AppState.RESTARTING, self.last_error)
+                    self._transition(AppState.RESTARTING, cause)
                 if self.state is not AppState.FAILED:
-                    self._transition(AppState.FAILED, self.last_error)
+                    self._transition(AppState.FAILED, cause)
             await self._stop_processes()
 
     async def _run_once(self) -> str:
@@ -364,7 +430,6 @@ class AppSupervisor:
             self._report(reason)
             return reason
         self.started_at = time.time()
-        self.last_error = None
         self._reported_error = None
         self._transition(AppState.HEALTHY, f"pid {proc.pid} on port {proc.port}")
         return await self._monitor()
@@ -390,19 +455,22 @@ class AppSupervisor:
                  proc.backend)
         return proc
 
-    def _spec(self, port: int, config: AppConfig, *, strict: bool = True) -> dict[str, Any]:
-        """The child's description; `strict` raises if the backend is not installed."""
-        project = self._owner.project
+    def _spec(self, port: int, config: AppConfig, *, strict: bool = True,
+              project: ProjectConfig | None = None,
+              default_backend: str | None = None) -> dict[str, Any]:
+        """The child's description; `strict` raises if the backend is not installed.
+        `project` and `default_backend` default to what the orchestrator runs now."""
+        project = project or self._owner.project
         root = str(project.root.resolve())
         module_path = (str(project.resolve(config.module_path).resolve())
                        if config.module_path else None)
         server = project.server
         try:
-            backend = self.desired_backend(config)
+            backend = self.desired_backend(config, default_backend)
         except GatewayError:
             if strict:
                 raise
-            backend = str(config.backend or self._owner.default_backend)
+            backend = str(config.backend or default_backend or self._owner.default_backend)
         return {
             "app": config.name, "app_path": config.app_path, "app_type": config.app_type,
             "factory": config.factory, "factory_args": dict(config.factory_args),
@@ -418,10 +486,9 @@ class AppSupervisor:
 
     def _set_live(self, proc: AppProcess) -> None:
         self._proc = proc
-        self._launched_key = proc.key
+        self.pending = None
 
-    def _on_line(self, proc: AppProcess, stream: str, text: str) -> None:
-        rid, text = split_request_id(text)
+    def _on_line(self, proc: AppProcess, stream: str, text: str, rid: str | None) -> None:
         now = time.time()
         self.logs.append(LogLine(now, self.name, stream, text, rid))
         self._owner.events.emit(AppOutput(self.name, stream, text, rid, now))
@@ -434,15 +501,27 @@ class AppSupervisor:
 
     async def _probe(self, proc: AppProcess, timeout: float) -> tuple[bool, str]:
         checker = self._owner.health
+        result: ProbeResult
         if self.opt("health_check_enabled"):
-            ok, detail = await checker.http(HOST, proc.port, self.config.health_check_path,
-                                            timeout)
+            result = await checker.http(HOST, proc.port, self.config.health_check_path,
+                                        timeout)
         else:
-            ok, detail = await checker.tcp(HOST, proc.port, timeout)
+            result = await checker.tcp(HOST, proc.port, timeout)
+        if result.ok and result.rule != self.health_rule:
+            self._judged_by(result)
         if self._owner.options.logging.health_check_logs:
             health_log.info("app %s pid %s: health %s (%s)", self.name, proc.pid,
-                            "ok" if ok else "failing", detail)
-        return ok, detail
+                            "ok" if result.ok else "failing", result.detail)
+        return result.ok, result.detail
+
+    def _judged_by(self, result: ProbeResult) -> None:
+        """A good probe judged by another rule than before: show it, and say so once when
+        the app turns out to have no health route."""
+        if result.lenient and self.health_rule != result.rule:
+            self._message("info", f"app {self.name!r}: {result.detail}; health is judged by "
+                                  f"{result.rule} (set health_check_path to probe a real "
+                                  "health route)")
+        self.health_rule = result.rule
 
     async def _wait_healthy(self, proc: AppProcess) -> tuple[bool, str]:
         """Probe quickly until the first good answer, the process exits, or time runs out."""
@@ -494,6 +573,7 @@ class AppSupervisor:
                 continue
             failures += 1
             self.health = "failing"
+            self._set_error(detail)  # "GET /health -> 500": a probe, and what it got
             retries = int(self.opt("health_check_retries"))
             if self.state is AppState.HEALTHY:
                 self._transition(AppState.UNHEALTHY, f"health check failed: {detail}")
@@ -502,28 +582,32 @@ class AppSupervisor:
 
     # --- blue/green -----------------------------------------------------------------------
 
-    async def _blue_green(self, reason: str) -> bool:
+    async def _blue_green(self, reason: str, counts: bool = False) -> bool:
         old = self._proc
         try:
             new = await self._launch()
         except (GatewayError, OSError) as exc:
-            self._message("warning", f"app {self.name!r}: cannot start a new process "
-                                     f"({exc}); the old one keeps serving")
+            self._not_taken(reason, self._set_error(f"cannot start a new process: {exc}"))
             return False
         try:
             ok, why = await self._wait_healthy(new)
         except BaseException:
             await new.terminate(0.5)
             raise
-        if not ok or self.state not in SERVING or old is not self._proc:
+        if not ok:
             await new.terminate(float(self.opt("shutdown_timeout")))
-            why = why or f"the app went {self.state} meanwhile"
-            self.last_error = why
-            self._message("warning", f"app {self.name!r}: new process did not become "
-                                     f"healthy ({why}); the old one keeps serving")
+            self._not_taken(reason, self._set_error(why))
+            return False
+        if self.state not in SERVING or old is not self._proc:
+            # The old process went away meanwhile: the app's own restart is under way, from
+            # the configuration wanted now, so nothing stays pending.
+            await new.terminate(float(self.opt("shutdown_timeout")))
+            self._message("warning", f"app {self.name!r}: {reason}, but the app went "
+                                     f"{self.state} meanwhile; it is restarted as configured")
             return False
         self._set_live(new)
         self.started_at = time.time()
+        self.restarts += counts
         self._wakeup.set()
         self._transition(AppState.HEALTHY, f"{reason}: now pid {new.pid} on port {new.port}")
         if old is not None:
@@ -531,6 +615,13 @@ class AppSupervisor:
             self._drains.add(drain)
             drain.add_done_callback(self._drains.discard)
         return True
+
+    def _not_taken(self, reason: str, cause: str) -> None:
+        """A new process did not replace the old one: the change stays pending."""
+        self.pending = reason
+        self._message("warning", f"app {self.name!r}: {reason}, but the new process failed "
+                                 f"({cause}); the old one keeps serving and the change "
+                                 "stays pending until the next restart, reload or save")
 
     async def _drain(self, proc: AppProcess) -> None:
         """Let in-flight requests on a replaced process finish, then stop it."""
@@ -576,7 +667,8 @@ class AppSupervisor:
     def __repr__(self) -> str:
         return (f"<AppSupervisor {self.name!r} {self.state} pid={self.pid} port={self.port} "
                 f"backend={self.backend} restarts={self.restarts} "
-                f"streak={self.backoff.streak}>")
+                f"streak={self.backoff.streak}"
+                + (f" pending={self.pending!r}" if self.pending else "") + ">")
 
 
 async def _cancel_and_wait(task: asyncio.Task[Any] | None) -> None:

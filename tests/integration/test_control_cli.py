@@ -122,7 +122,8 @@ def test_reload_applies_an_edit_before_it_returns(wb: Workbench) -> None:
                   routes={**ROUTES, "=/added": {"return": "200 added by reload"}})
     result = wb.control("reload")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {"added": [], "removed": [], "changed": []}
+    assert json.loads(result.stdout) == {"added": [], "removed": [], "changed": [],
+                                         "pending": []}
     r = wb.http.get("/added")  # no waiting: reload returns once the edit is applied
     assert (r.status_code, r.text) == (200, "added by reload")
     assert wb.app_pids() == pids  # a routing edit restarts no app

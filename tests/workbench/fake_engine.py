@@ -80,11 +80,13 @@ APPS: dict[str, dict[str, Any]] = {
             "cpu_percent": 12.4, "rss_bytes": 61_341_696, "uptime_s": 754.0, "health": "ok"},
     "web": {"pid": 41022, "port": 9002, "restarts": 0, "requests": 655, "errors": 0,
             "latency_ms": {"p50": 8.2, "p90": 15.1, "p99": 44.0}, "requests_per_s": 11.2,
-            "cpu_percent": 4.1, "rss_bytes": 88_604_672, "uptime_s": 1203.0, "health": "ok"},
+            "cpu_percent": 4.1, "rss_bytes": 88_604_672, "uptime_s": 1203.0, "health": "ok",
+            "health_check": "any answer < 500 (no /health route)"},
     "jobs": {"pid": 41023, "port": 9003, "restarts": 3, "requests": 97, "errors": 9,
              "latency_ms": {"p50": 120.0, "p90": 310.0, "p99": 802.0},
              "requests_per_s": 0.8, "cpu_percent": 61.0, "rss_bytes": 204_472_320,
-             "uptime_s": 41.0, "health": "failing"},
+             "uptime_s": 41.0, "health": "failing", "health_check": "GET /health",
+             "last_error": "GET /health timed out after 5s"},
 }
 
 # A minute of sparkline history for the screenshots (seeded, not measured).
@@ -241,11 +243,12 @@ class FakeEngine:
         self.events.emit(AppStateChanged(name, old, new, app["pid"], app["port"], reason,
                                          app["restarts"]))
 
-    async def restart_app(self, name: str) -> None:
+    async def restart_app(self, name: str) -> bool:
         self.calls.append(("restart", name))
         self._apps[name]["restarts"] += 1
         self._set_state(name, "restarting", "restart requested")
         self._set_state(name, "healthy")
+        return True
 
     async def stop_app(self, name: str) -> None:
         self.calls.append(("stop", name))
@@ -270,9 +273,10 @@ class FakeEngine:
         new = self.validate_text(text)
         before = {a.name: a for a in (self.project.apps if self.project else [])}
         after = {a.name: a for a in new.apps}
+        changed = tuple(n for n in after if n in before and after[n] != before[n])
         return ConfigReloaded(tuple(n for n in after if n not in before),
-                              tuple(n for n in before if n not in after),
-                              tuple(n for n in after if n in before and after[n] != before[n]))
+                              tuple(n for n in before if n not in after), changed,
+                              restarted=changed)
 
     async def apply_text(self, text: str) -> ConfigReloaded:
         change = self.preview_text(text)

@@ -14,9 +14,11 @@ from gateway.events import ConfigReloaded
 
 def change_summary(change: ConfigReloaded) -> Text:
     text = Text()
+    in_place = tuple(n for n in change.changed if n not in change.restarted)
     for label, names, style in (("start", change.added, "#2e9e4f"),
                                 ("stop", change.removed, "#c83737"),
-                                ("restart", change.changed, "#d9822b")):
+                                ("restart", change.restarted, "#d9822b"),
+                                ("update in place", in_place, "#2a7fd4")):
         if names:
             text.append(f"{label}: ", style=f"bold {style}")
             text.append(", ".join(names) + "\n")

@@ -22,10 +22,11 @@ COLUMNS: tuple[tuple[str, str, Callable[[dict[str, Any]], str | Text]], ...] = (
     # The most telling columns first: at 80 columns the rest scrolls into view.
     ("name", "app", lambda a: Text(a.get("name", ""), style="bold")),
     ("state", "state", lambda a: fmt.state_badge(a.get("state"))),
-    ("health", "health", lambda a: fmt.health_text(a.get("health"))),
+    ("health", "health", lambda a: fmt.health_cell(a.get("health"), a.get("health_check"))),
     ("rps", "req/s", lambda a: fmt.rate(a.get("requests_per_s"))),
     ("p50", "p50 ms", _lat("p50")),
     ("p99", "p99 ms", _lat("p99")),
+    ("cause", "cause", fmt.cause_text),
     ("restarts", "restarts", lambda a: str(a.get("restarts", 0))),
     ("pid", "pid", lambda a: fmt.number(a.get("pid"))),
     ("port", "port", lambda a: fmt.number(a.get("port"))),

@@ -59,7 +59,7 @@ def test_valid_file_has_defaults_and_overrides(tmp_path: Path) -> None:
     orch = project.orchestration
     assert [a.name for a in orch.apps] == ["api", "web"]
     api, web = orch.apps
-    assert api.workers == 1 and api.health_check_path == "/health" and api.strip_path
+    assert api.workers == 1 and api.health_check_path is None and api.strip_path
     assert orch.effective(api, "restart_delay") == 1.0
     assert orch.effective(web, "restart_delay") == 0.25
     assert orch.effective(web, "health_check_retries") == 2

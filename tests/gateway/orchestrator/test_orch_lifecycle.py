@@ -105,7 +105,7 @@ async def test_failing_health_checks_restart_the_app(make_orchestrator, tmp_path
     assert await sup.wait_ready(15)
     assert sup.pid != old_pid and sup.restarts == 1
     restart = [e for e in recorder.events if getattr(e, "new", "") == "restarting"][0]
-    assert "health checks failed" in restart.reason and "status 500" in restart.reason
+    assert "health checks failed" in restart.reason and "GET /health -> 500" in restart.reason
 
 
 async def test_import_error_fails_after_max_restarts(make_orchestrator,
@@ -228,8 +228,10 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
         app("added"),
         dataclasses.replace(app("moved"), path="/moved"),
     ])
-    added, removed, changed = await orch.apply(new_options, orch.project)
-    assert (added, removed, changed) == (["added", "moved"], ["drop"], ["change"])
+    plan = await orch.apply(new_options, orch.project)
+    assert (plan.added, plan.removed, plan.changed) == (("added", "moved"), ("drop",),
+                                                         ("change",))
+    assert plan.roll == ("change",)
     assert list(orch.supervisors) == ["keep", "change", "added", "moved"]
     assert orch.get("keep").pid == pids["keep"]
     change_sup = orch.get("change")
@@ -245,8 +247,8 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
     keep_pid = orch.get("keep").pid
     routed = dataclasses.replace(new_options, apps=[
         dataclasses.replace(keep, path="/kept", hold_requests=1.0), *new_options.apps[1:]])
-    added, removed, changed = await orch.apply(routed, orch.project)
-    assert (added, removed, changed) == ([], [], ["keep"])
+    plan = await orch.apply(routed, orch.project)
+    assert (plan.added, plan.removed, plan.changed, plan.roll) == ((), (), ("keep",), ())
     assert orch.get("keep").pid == keep_pid
     assert orch.resolve("/kept/a")[0].name == "keep"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from harness import wait_until
+from harness import free_port, wait_until
 from orch_gateway import serve_gateway
 from orch_support import TESTS_DIR, Recorder, project_toml
 from websockets.asyncio.client import connect
@@ -141,7 +141,8 @@ async def test_stopped_and_failed_apps_answer_503_at_once(tmp_path: Path,
 
 async def test_request_during_restart_is_held_then_served(tmp_path: Path,
                                                           recorder: Recorder) -> None:
-    text = project_toml([{"name": "api", "hold_requests": 10.0}])
+    # A fixed port is the restart that stops the old process first (two cannot share it).
+    text = project_toml([{"name": "api", "hold_requests": 10.0, "port": free_port()}])
     async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
         sup = gw.orchestrator.get("api")
         assert await sup.wait_ready(15)

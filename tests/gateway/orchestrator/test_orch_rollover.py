@@ -171,9 +171,11 @@ async def test_failed_rollover_keeps_the_old_process(tmp_path: Path,
         pid = sup.pid
         broken = dataclasses.replace(orch.options.apps[0], app_path="apps.broken:app")
         options = dataclasses.replace(orch.options, apps=[broken])
-        assert await orch.apply(options, orch.project) == ([], [], ["api"])
+        plan = await orch.apply(options, orch.project)
+        assert (plan.added, plan.removed, plan.roll) == ((), (), ("api",))
         assert sup.pid == pid and sup.state is AppState.HEALTHY
         assert "this_module_does_not_exist_anywhere" in sup.last_error
+        assert sup.pending == "configuration changed"
         warnings = [e.text for e in recorder.of(EngineMessage) if e.level == "warning"]
         assert any("old one keeps serving" in w and "cannot import" in w for w in warnings)
         assert (await pid_serving(gw, "/api/pid")).isdigit()
