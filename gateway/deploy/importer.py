@@ -203,8 +203,8 @@ def _from_procfile(raw: str, source: Path) -> tuple[tomlkit.TOMLDocument, list[s
     doc = tomlkit.document()
     doc.add(tomlkit.comment(f"Imported from {source.name} by `pyserve-tui import`: each process "
                             "is an app under /<name>,"))
-    doc.add(tomlkit.comment("given its port in $PORT and health-checked at /health (set "
-                            "health_check_path to a page it serves)."))
+    doc.add(tomlkit.comment("given its port in $PORT; healthy when /health answers below 500 "
+                            "(set health_check_path for a strict check)."))
     doc.add(tomlkit.comment("Check it with `pyserve-tui check`."))
     doc.add(tomlkit.nl())
     orch = tomlkit.table()
@@ -238,8 +238,8 @@ def _from_procfile(raw: str, source: Path) -> tuple[tomlkit.TOMLDocument, list[s
         apps.append(app)
         if name != "web":
             dropped.append(f"process {name!r}: is given $PORT and a health check like a web "
-                           "process; one that does not listen there never turns healthy "
-                           "(set health_check_enabled = false for it, or remove it)")
+                           "process; one that does not answer HTTP there never turns healthy "
+                           "(remove it, or run it beside the workbench)")
     config.add("apps", apps)
     orch.add("config", config)
     exts = tomlkit.aot()

@@ -20,7 +20,7 @@ from gateway.deploy.commands import health_path, python_path, unit_argv, unit_en
 from gateway.deploy.image import NGINX_IMAGE, container_layout, dockerfile, image_name, in_image
 from gateway.deploy.nginx import render_nginx
 from gateway.deploy.plan import DeployPlan, Unit, build_plan
-from gateway.deploy.probes import wait_code
+from gateway.deploy.probes import probe_code, wait_code
 from gateway.deploy.report import Report
 
 #: The Kubernetes version the manifests are written (and validated) for.
@@ -48,8 +48,14 @@ def _seconds(value: float) -> int:
 
 def _probe(unit: Unit, **timing: int) -> dict[str, Any]:
     h = unit.health
-    action: dict[str, Any] = ({"httpGet": {"path": health_path(unit), "port": "http"}} if h.enabled
-                              else {"tcpSocket": {"port": "http"}})
+    action: dict[str, Any]
+    if not h.enabled:
+        action = {"tcpSocket": {"port": "http"}}
+    elif h.lenient:
+        # httpGet counts only 200-399; without a health path any answer below 500 does.
+        action = {"exec": {"command": ["python", "-c", probe_code("127.0.0.1", unit)]}}
+    else:
+        action = {"httpGet": {"path": health_path(unit), "port": "http"}}
     return {**action, "timeoutSeconds": _seconds(h.timeout), **timing}
 
 

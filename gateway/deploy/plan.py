@@ -20,6 +20,7 @@ from typing import Any
 
 from gateway.config.schema import AppConfig, MountConfig, OrchestrationOptions, ProjectConfig
 from gateway.deploy.report import Report
+from gateway.orchestrator.health import DEFAULT_HEALTH_PATH
 from gateway.servers.registry import AUTO_ORDER, BackendRegistry
 
 
@@ -30,6 +31,8 @@ class Health:
     interval: float
     timeout: float
     retries: int
+    #: No health_check_path was given: any answer below 500 counts (see probes).
+    lenient: bool = False
 
 
 @dataclass(frozen=True)
@@ -143,9 +146,10 @@ def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: st
         module_path=app.module_path,
         command=[str(c) for c in app.command] if app.command else None,
         env=dict(app.env), depends_on=list(app.depends_on),
-        health=Health(bool(eff("health_check_enabled")), app.health_check_path,
+        health=Health(bool(eff("health_check_enabled")),
+                      app.health_check_path or DEFAULT_HEALTH_PATH,
                       float(eff("health_check_interval")), float(eff("health_check_timeout")),
-                      int(eff("health_check_retries"))),
+                      int(eff("health_check_retries")), lenient=app.health_check_path is None),
         restart_delay=float(eff("restart_delay")),
         max_restart_count=int(eff("max_restart_count")),
         shutdown_timeout=float(eff("shutdown_timeout")),

@@ -214,7 +214,6 @@ def test_a_procfile_import_runs(tmp_path: Path) -> None:
     text = config.read_text().replace("[9000, 9999]", f"[{lo}, {hi}]")
     config.write_text(f"[server]\nport = {port}\n\n{text}")
     (tmp_path / "hello.txt").write_text("hello from the Procfile\n")
-    (tmp_path / "health").write_text("ok\n")  # http.server then answers the health check
     factory = WorkbenchFactory()
     try:
         wb = factory(Project(tmp_path, port, (lo, hi)), apps=["web"], timeout=60)

@@ -178,7 +178,7 @@ def test_health_check_commands_work_with_a_bare_python(tmp_path: Path) -> None:
     are `python -c` programs (no curl in a slim image): healthy means a 200 on the path."""
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200 if self.path == "/health" else 404)
+            self.send_response({"/health": 200, "/broken": 500}.get(self.path, 404))
             self.send_header("Content-Length", "0")
             self.end_headers()
 
@@ -189,7 +189,8 @@ def test_health_check_commands_work_with_a_bare_python(tmp_path: Path) -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         unit = build_plan(load_config(FULL, environ={}), Report("t"), local=False).units[0]
-        unit = dataclasses.replace(unit, port=server.server_port, strip_path=False)
+        unit = dataclasses.replace(unit, port=server.server_port, strip_path=False,
+                                   health=dataclasses.replace(unit.health, lenient=False))
 
         def run(code: str) -> int:
             return subprocess.run([sys.executable, "-I", "-c", code], capture_output=True,
@@ -202,6 +203,13 @@ def test_health_check_commands_work_with_a_bare_python(tmp_path: Path) -> None:
         assert run(wait_code("127.0.0.1", sick, 1)) != 0
         tcp = dataclasses.replace(unit, health=dataclasses.replace(unit.health, enabled=False))
         assert run(probe_code("127.0.0.1", tcp)) == 0
+        # No health_check_path: /health is asked and any answer below 500 counts.
+        lenient = dataclasses.replace(sick, health=dataclasses.replace(sick.health,
+                                                                       lenient=True))
+        assert run(probe_code("127.0.0.1", lenient)) == 0
+        broken = dataclasses.replace(lenient, health=dataclasses.replace(lenient.health,
+                                                                         path="/broken"))
+        assert run(probe_code("127.0.0.1", broken)) != 0
     finally:
         server.shutdown()
         server.server_close()
