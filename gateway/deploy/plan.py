@@ -15,6 +15,8 @@ systemd cannot disagree with each other or with the workbench:
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,11 +121,11 @@ def build_plan(project: ProjectConfig, report: Report, *, local: bool) -> Deploy
         if app.port is None:
             chosen.append(f"{app.name}={port}")
         plan.units.append(_app_unit(app, orch, port, backend_for(
-            str(app.backend or default_backend), local=local)))
+            str(app.backend or default_backend), local=local), project, report))
     asgi = project.extension("asgi")
     for i, mount in enumerate(asgi.options.mounts if asgi else []):
-        unit = _mount_unit(mount, i, orch, next_port(), backend_for(default_backend,
-                                                                     local=local))
+        unit = _mount_unit(mount, i, orch, next_port(),
+                           backend_for(default_backend, local=local), project, report)
         chosen.append(f"{unit.name}={unit.port}")
         report.add(f"asgi mount {mount.path}",
                    f"runs inside the gateway in the workbench; here it is its own process "
@@ -135,13 +137,65 @@ def build_plan(project: ProjectConfig, report: Report, *, local: bool) -> Deploy
     return plan
 
 
-def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: str) -> Unit:
+#: Asks the app's own object which interface it speaks, as the workbench's runner does.
+_DETECT = """
+import importlib, sys
+sys.path[:0] = {paths!r}
+from gateway.orchestrator.apploader import detect_interface
+obj = importlib.import_module({module!r})
+for part in {attr!r}.split("."):
+    obj = getattr(obj, part)
+if {factory!r}:
+    obj = obj(**{args!r})
+print(detect_interface(obj) or "")
+"""
+
+
+def detect_app_type(project: ProjectConfig, app_path: str, *, module_path: str | None,
+                    factory: bool, factory_args: dict[str, Any],
+                    report: Report, name: str) -> str:
+    """asgi or wsgi for an app without `app_type`, by loading it in a child interpreter (an
+    import has side effects and may fail; the export must not). Reported when it cannot
+    be told, and then asgi."""
+    root = str(project.root.resolve())
+    paths = ([str(project.resolve(module_path).resolve())] if module_path else []) + [root]
+    module, _, attr = app_path.partition(":")
+    code = _DETECT.format(paths=paths, module=module, attr=attr, factory=factory,
+                          args=factory_args)
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True,
+                              text=True, timeout=60, stdin=subprocess.DEVNULL)
+        found = done.stdout.strip().splitlines()[-1] if done.returncode == 0 else ""
+        why = (done.stderr.strip().splitlines() or ["no answer"])[-1]
+    except (OSError, subprocess.TimeoutExpired, IndexError) as exc:
+        found, why = "", str(exc)
+    if found == "wsgi":
+        return "wsgi"
+    if found == "asgi3":
+        return "asgi"
+    if found == "asgi2":
+        report.add("ASGI 2 app", "served as ASGI 3 by the server's command line (the "
+                   "workbench adapts it); set app_type or wrap it", subject=name)
+        return "asgi"
+    report.add("app_type", f"could not be told from the app here ({why[:120]}); asgi is "
+               "assumed: set app_type in the project file", subject=name)
+    return "asgi"
+
+
+def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: str,
+              project: ProjectConfig, report: Report) -> Unit:
     def eff(key: str) -> Any:
         return orch.effective(app, key)
 
+    app_type = app.app_type
+    if app_type is None and app.app_path and not app.command:
+        app_type = detect_app_type(project, app.app_path, module_path=app.module_path,
+                                   factory=app.factory, factory_args=dict(app.factory_args),
+                                   report=report, name=app.name)
+
     return Unit(
         name=app.name, path=app.path, strip_path=app.strip_path, port=port, backend=backend,
-        workers=app.workers, app_path=app.app_path, app_type=app.app_type,
+        workers=app.workers, app_path=app.app_path, app_type=app_type or "asgi",
         factory=app.factory, factory_args=dict(app.factory_args),
         module_path=app.module_path,
         command=[str(c) for c in app.command] if app.command else None,
@@ -157,12 +211,15 @@ def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: st
 
 
 def _mount_unit(mount: MountConfig, index: int, orch: OrchestrationOptions, port: int,
-                backend: str) -> Unit:
+                backend: str, project: ProjectConfig, report: Report) -> Unit:
     name = mount.name or (slug(mount.path) if mount.path != "/" else f"mount{index}")
+    app_type = mount.app_type or detect_app_type(
+        project, mount.app_path, module_path=mount.module_path, factory=mount.factory,
+        factory_args=dict(mount.factory_args), report=report, name=name)
     env = {"DJANGO_SETTINGS_MODULE": mount.django_settings} if mount.django_settings else {}
     return Unit(
         name=name, path=mount.path, strip_path=mount.strip_path, port=port, backend=backend,
-        workers=1, app_path=mount.app_path, app_type=mount.app_type, factory=mount.factory,
+        workers=1, app_path=mount.app_path, app_type=app_type, factory=mount.factory,
         factory_args=dict(mount.factory_args), module_path=mount.module_path, command=None,
         env=env, depends_on=[],
         health=Health(False, "/", orch.health_check_interval, orch.health_check_timeout,
