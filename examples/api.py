@@ -43,7 +43,9 @@ async def app(scope, receive, send):
                 return
     if scope["type"] != "http":
         return
-    path = scope["path"]
+    # Behind the gateway (as behind `uvicorn --root-path`) `path` starts with `root_path`,
+    # the prefix the app is mounted under; routes are matched on what follows it.
+    path = scope["path"][len(scope.get("root_path", "")):] or "/"
     if path == "/health":
         await _json(send, 200, {"status": "ok", "pid": os.getpid()})
     elif path in ("/", "/items"):

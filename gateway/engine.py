@@ -75,16 +75,18 @@ class Engine:
         return project
 
     async def start(self) -> None:
+        from gateway.proxy.headers import Forwarding
         from gateway.proxy.transport import PooledTransport
         from gateway.servers.switch import GatewayServer
 
         project = self.project = self.load()
         backend = BackendRegistry.resolve(project.server.backend.value)
         self.request_log.resize(project.logging.request_log_size)
+        forwarding = Forwarding(project.trusted_proxies)
         self.services = Services(
             project=project, events=self.events, metrics=self.metrics_registry,
-            request_log=self.request_log, transport=PooledTransport(),
-            backend=lambda: self.backend,
+            request_log=self.request_log, transport=PooledTransport(forwarding=forwarding),
+            backend=lambda: self.backend, forwarding=forwarding,
         )
         if project.orchestration is not None:
             from gateway.orchestrator import Orchestrator
@@ -315,6 +317,7 @@ class Engine:
                 # as "mounted", from the counters of the requests it once served.
                 self.metrics_registry.forget(removed)
             self.services.project = new
+            self.services.forwarding.update(new.trusted_proxies)
             self.project = new
             self.request_log.resize(new.logging.request_log_size)
             pipeline = Pipeline(new.extensions, self.services)

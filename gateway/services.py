@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.config.schema import ProjectConfig
 from gateway.events import EventBus
 from gateway.metrics import MetricsRegistry
+from gateway.proxy.headers import Forwarding
 from gateway.requestlog import RequestLog
 
 if TYPE_CHECKING:
@@ -25,3 +26,5 @@ class Services:
     transport: Transport
     orchestrator: Orchestrator | None = None
     backend: Callable[[], str] = lambda: "none"
+    #: Whose forwarding headers are believed; the engine shares it with the transport.
+    forwarding: Forwarding = field(default_factory=Forwarding)

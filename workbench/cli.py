@@ -56,8 +56,10 @@ port_range = [9000, 9999]
 
 # [[extensions.config.apps]]
 # name = "api"
-# path = "/api"                  # requests under /api go to this app (prefix stripped)
-# app_path = "myproject.api:app" # module:attribute, imported from this folder
+# path = "/api"                  # requests under /api go to this app (prefix stripped,
+#                                # the app told it: root_path / SCRIPT_NAME)
+# app_path = "myproject.api:app" # module:attribute, imported from this folder; ASGI or
+#                                # WSGI is found out from the object
 # health_check_path = "/health"  # must answer 200; unset, any answer < 500 counts
 
 [[extensions]]

@@ -246,6 +246,7 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
             options = v.build(options_cls, raw.get("config", {}), where + ("config",))
         line = v.error(where, "").line
         extensions.append(ExtensionConfig(type=type_, options=options, index=i, line=line))
+    _check_unique_paths(v, extensions)
     project = ProjectConfig(path=path, server=server, logging=logging_cfg,
                             extensions=tuple(extensions))
     for ext in extensions:
@@ -255,6 +256,29 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
             for key, message in check_in(project):
                 raise v.error(("extensions", ext.index, "config") + _split_where(key), message)
     return project
+
+
+def _check_unique_paths(v: _Validator, extensions: list[ExtensionConfig]) -> None:
+    """Two apps (or an app and an in-process mount) on one `path` would leave one of them
+    unreachable, whichever wins: refused like any other error, at the second one."""
+    seen: dict[str, tuple[str, PathKey]] = {}
+    for ext in extensions:
+        if ext.type == "process_orchestration":
+            entries = [(f"app {a.name!r}", "apps", j, a.path)
+                       for j, a in enumerate(ext.options.apps)]
+        elif ext.type == "asgi":
+            entries = [(f"mount {m.name or m.path!r}", "mounts", j, m.path)
+                       for j, m in enumerate(ext.options.mounts)]
+        else:
+            continue
+        for label, key, j, raw in entries:
+            where: PathKey = ("extensions", ext.index, "config", key, j, "path")
+            path = raw.rstrip("/") or "/"
+            if path in seen:
+                other, other_where = seen[path]
+                raise v.error(where, f"{raw!r} is already the path of {other} "
+                                     f"({format_path(other_where)})")
+            seen[path] = (label, where[:-1])
 
 
 def load_config(path: str | Path, *, overrides: Mapping[str, Any] | None = None,

@@ -168,7 +168,8 @@ class MonitoringOptions:
 class MountConfig:
     path: str
     app_path: str
-    app_type: Literal["asgi", "wsgi"] = "asgi"
+    #: None: the loaded object is inspected (ASGI 3, ASGI 2 or WSGI).
+    app_type: Literal["asgi", "wsgi"] | None = None
     module_path: str | None = None
     factory: bool = False
     factory_args: dict[str, Any] = field(default_factory=dict)
@@ -204,7 +205,8 @@ class AppConfig:
     name: str
     path: str
     app_path: str | None = None
-    app_type: Literal["asgi", "wsgi"] = "asgi"
+    #: None: the loaded object is inspected (ASGI 3, ASGI 2 or WSGI).
+    app_type: Literal["asgi", "wsgi"] | None = None
     workers: int = 1
     port: int | None = None
     factory: bool = False
@@ -228,6 +230,13 @@ class AppConfig:
     shutdown_timeout: float | None = None
     proxy_timeout: float | None = None
     hold_requests: float | None = None
+
+    @property
+    def prefix(self) -> str:
+        """The prefix the app is told it lives under (root_path, SCRIPT_NAME,
+        X-Forwarded-Prefix): its `path` when `strip_path` removes that from the requests
+        it gets, else "" (it sees the whole path)."""
+        return self.path.rstrip("/") if self.strip_path else ""
 
     def validate(self) -> list[tuple[str, str]]:
         errors = _check_mount_path(self.path)
@@ -563,6 +572,17 @@ class ProjectConfig:
     def apps(self) -> list[AppConfig]:
         orch = self.orchestration
         return list(orch.apps) if orch else []
+
+    @property
+    def trusted_proxies(self) -> list[str]:
+        """Peers whose X-Forwarded-* headers are believed: `security` and `rate_limit`
+        `trusted_proxies` together."""
+        found: dict[str, None] = {}
+        for type_ in ("security", "rate_limit"):
+            ext = self.extension(type_)
+            if ext is not None:
+                found.update(dict.fromkeys(ext.options.trusted_proxies))
+        return list(found)
 
 
 def _check_networks(options: Any, keys: tuple[str, ...]) -> list[tuple[str, str]]:

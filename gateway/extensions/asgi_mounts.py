@@ -1,8 +1,11 @@
 """`asgi`: run ASGI/WSGI apps inside the gateway process, mounted at path prefixes.
 
 Apps are imported when the pipeline is built, so a bad `app_path` is refused before the
-pipeline goes live. A mount with `strip_path` sees the request like a Starlette `Mount`
-child: ``root_path`` grows by the prefix and ``path`` is the rest. Mounted apps get the ASGI
+pipeline goes live. A mount with `strip_path` sees the request as an app process does (and
+as an app behind ``uvicorn --root-path`` does): ``root_path`` is the prefix and ``path``
+the whole path, which Starlette 1.x, Django 5 and a2wsgi (``SCRIPT_NAME`` + ``PATH_INFO``)
+take apart themselves. Its forwarding headers are the gateway's (see
+`gateway.proxy.headers.Forwarding`), as for a proxied app. Mounted ASGI apps get the
 lifespan protocol (startup in `startup`, shutdown in `shutdown`) when they support it.
 """
 
@@ -18,7 +21,8 @@ from gateway.config.schema import AsgiOptions, MountConfig
 from gateway.context import get_context
 from gateway.errors import StartupError
 from gateway.extensions.base import Extension
-from gateway.orchestrator.apploader import AppLoadError, load_app
+from gateway.orchestrator.apploader import AppLoadError, is_wsgi, load_app
+from gateway.proxy.headers import FORWARDING_HEADERS, collect_forwarding
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -83,18 +87,21 @@ class AsgiMountsExtension(Extension):
         if found is None:
             await self.app(scope, receive, send)
             return
-        mount, rest = found
+        mount, _ = found
         ctx = get_context(scope)
         if ctx is not None:
             ctx.app = mount.label
             ctx.route = f"mount:{mount.prefix}"
         child = dict(scope)
+        prefix = ""
         if mount.config.strip_path and mount.prefix != "/":
-            child["root_path"] = scope.get("root_path", "") + mount.prefix
-            child["path"] = rest
-            raw = scope.get("raw_path")
-            if raw and raw.startswith(mount.prefix.encode("latin-1")):
-                child["raw_path"] = raw[len(mount.prefix):] or b"/"
+            prefix = mount.prefix
+            child["root_path"] = scope.get("root_path", "") + prefix
+        headers = scope["headers"]
+        host = next((v for n, v in headers if n == b"host"), b"")
+        child["headers"] = [h for h in headers if h[0] not in FORWARDING_HEADERS]
+        child["headers"] += self.services.forwarding.headers(
+            scope, collect_forwarding(headers), host, prefix)
         if mount.state:
             child["state"] = dict(mount.state)
         self.requests += 1
@@ -102,7 +109,7 @@ class AsgiMountsExtension(Extension):
 
     async def startup(self) -> None:
         for mount in self.mounts:
-            if mount.config.app_type == "asgi":
+            if not is_wsgi(mount.app):
                 lifespan = _Lifespan(mount)
                 if await lifespan.startup():
                     mount.lifespan = lifespan

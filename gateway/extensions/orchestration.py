@@ -84,7 +84,8 @@ class OrchestrationExtension(Extension):
             return
         target = UpstreamTarget(
             "127.0.0.1", lease.port, _upstream_path(scope, path),
-            scope.get("query_string", b""), float(sup.opt("proxy_timeout")), sup.name)
+            scope.get("query_string", b""), float(sup.opt("proxy_timeout")), sup.name,
+            prefix=sup.config.prefix)
         self.proxied += 1
         try:
             if scope["type"] == "websocket":
@@ -119,9 +120,7 @@ class OrchestrationExtension(Extension):
             self.retried += 1
             with retry:
                 await self.services.transport.http(
-                    scope, receive, send, UpstreamTarget(
-                        target.host, retry.port, target.path, target.query, target.timeout,
-                        target.name))
+                    scope, receive, send, target._replace(port=retry.port))
 
     async def _lease(self, sup: AppSupervisor) -> Lease | None:
         return await ready_lease(sup, self._count_hold)

@@ -1,9 +1,14 @@
 """Build an app object from its description; used in app processes and for in-process mounts.
 
-`load_app` imports ``module:attribute``, calls a factory with its keyword arguments and wraps
-a WSGI app in `a2wsgi.WSGIMiddleware`. In an app process the server imports
-``gateway.orchestrator.childapp:app``, which calls `child_app`: it builds the app from the
-JSON description in the environment (inherited by every worker) and wraps it in
+`load_app` imports ``module:attribute``, calls a factory with its keyword arguments, finds
+out which interface the object speaks (`detect_interface`, as uvicorn's ``Config.load`` does
+for the ASGI versions, plus WSGI: a plain two-argument callable) and serves it as that: a
+WSGI app through `a2wsgi.WSGIMiddleware`, an ASGI 2 app through `ASGI2App`. An explicit
+`app_type` that contradicts the object is one `AppLoadError` naming the fix.
+
+In an app process the server imports ``gateway.orchestrator.childapp:app``, which calls
+`child_app`: it builds the app from the JSON description in the environment (inherited by
+every worker), tells it the prefix it is mounted under (`RootPathMiddleware`) and wraps it in
 `RequestIdMiddleware`, so every line the app writes while serving a request carries the
 request id for the workbench to read back.
 """
@@ -11,13 +16,16 @@ request id for the workbench to read back.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
+import inspect
 import io
 import json
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import quote
 
 from gateway.orchestrator.protocol import RID_END, RID_START, SPEC_ENV
 from gateway.types import ASGIApp, Receive, Scope, Send
@@ -36,10 +44,17 @@ def add_to_sys_path(folder: str) -> None:
         sys.path.insert(0, folder)
 
 
-def load_app(app_path: str, *, app_type: str = "asgi", factory: bool = False,
+Interface = Literal["asgi3", "asgi2", "wsgi"]
+
+
+def load_app(app_path: str, *, app_type: str | None = None, factory: bool = False,
              factory_args: dict[str, Any] | None = None,
              module_path: str | None = None) -> ASGIApp:
-    """The ASGI app named by `app_path`; AppLoadError with a one-line cause otherwise."""
+    """The ASGI 3 app named by `app_path`; AppLoadError with a one-line cause otherwise.
+
+    Without `app_type` the object's own interface decides; with one, a contradicting
+    object is an error (a WSGI app called as ASGI fails on every request, one traceback
+    per health probe, instead of once here)."""
     if module_path:
         add_to_sys_path(module_path)
     module_name, _, attr = app_path.partition(":")
@@ -63,14 +78,102 @@ def load_app(app_path: str, *, app_type: str = "asgi", factory: bool = False,
             raise AppLoadError(f"factory {app_path!r} failed: {_describe(exc)}") from exc
     if not callable(obj):
         raise AppLoadError(f"{app_path!r} is not callable (got {type(obj).__name__})")
-    if app_type == "wsgi":
+    found = detect_interface(obj)
+    kind = _describe_interface(found)
+    if app_type == "asgi" and found == "wsgi":
+        raise AppLoadError(f"app_type = 'asgi' but {app_path} is {kind}; "
+                           "set app_type = 'wsgi' or remove the key")
+    if app_type == "wsgi" and found in ("asgi3", "asgi2"):
+        raise AppLoadError(f"app_type = 'wsgi' but {app_path} is {kind}; "
+                           "set app_type = 'asgi' or remove the key")
+    if found == "wsgi" or (found is None and app_type == "wsgi"):
         try:
             from a2wsgi import WSGIMiddleware
         except ImportError:
             raise AppLoadError("WSGI apps need a2wsgi: pip install a2wsgi") from None
         wsgi: Any = WSGIMiddleware(obj)
         return CoroutineReceive(wsgi)
+    if found == "asgi2":
+        return ASGI2App(obj)
     return obj  # type: ignore[no-any-return]
+
+
+def detect_interface(obj: Any) -> Interface | None:
+    """Which interface `obj` speaks, from its shape; None when its signature cannot tell.
+
+    Like uvicorn's ``Config.load``: a class without ``__await__`` is ASGI 2 (instantiated
+    with the scope), a coroutine function (or an object whose ``__call__`` is one) is ASGI 3.
+    A plain callable is told apart by its positional parameters: three is ASGI 3 (a sync
+    function returning an awaitable), two is WSGI (``environ, start_response``), one is
+    ASGI 2."""
+    if inspect.isclass(obj):
+        return "asgi3" if hasattr(obj, "__await__") else "asgi2"
+    target = obj
+    while isinstance(target, functools.partial):
+        target = target.func
+    if not (inspect.isfunction(target) or inspect.ismethod(target)):
+        target = getattr(obj, "__call__", None)  # noqa: B004 - the method, for its signature
+    if target is None:
+        return None
+    if inspect.iscoroutinefunction(target) or inspect.iscoroutinefunction(
+            inspect.unwrap(target)):
+        return "asgi3"
+    try:
+        params = inspect.signature(obj).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    positional = [p for p in params
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if any(p.kind == p.VAR_POSITIONAL for p in params):
+        return None
+    required = [p for p in positional if p.default is p.empty]
+    for count, interface in ((3, "asgi3"), (2, "wsgi"), (1, "asgi2")):
+        if len(required) <= count <= len(positional):
+            return interface  # type: ignore[return-value]
+    return None
+
+
+def _describe_interface(found: Interface | None) -> str:
+    return {"asgi3": "an ASGI app", "asgi2": "an ASGI 2 app",
+            "wsgi": "a WSGI callable"}.get(found or "", "an app of unknown kind")
+
+
+class ASGI2App:
+    """Serves an ASGI 2 app (``app(scope)`` returns ``instance(receive, send)``) as ASGI 3."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope)(receive, send)
+
+    def __repr__(self) -> str:
+        return f"<ASGI2App {self.app!r}>"
+
+
+class RootPathMiddleware:
+    """Tells an app process the prefix the gateway stripped, as ``uvicorn --root-path``
+    does: ``root_path`` is the prefix and ``path``/``raw_path`` get it back in front (the
+    convention of uvicorn >= 0.26, Starlette and Django 5, which take ``root_path`` off
+    ``path`` themselves; a2wsgi makes them ``SCRIPT_NAME`` and ``PATH_INFO``). Requests
+    the gateway did not send (a health probe on ``/health``) are treated the same way."""
+
+    def __init__(self, app: ASGIApp, prefix: str) -> None:
+        self.app = app
+        self.prefix = prefix
+        self.raw_prefix = quote(prefix, safe="/%:@!$&'()*+,;=").encode("ascii")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" or scope["type"] == "websocket":
+            scope["root_path"] = self.prefix
+            scope["path"] = self.prefix + scope["path"]
+            raw = scope.get("raw_path")
+            if raw is not None:
+                scope["raw_path"] = self.raw_prefix + raw
+        await self.app(scope, receive, send)
+
+    def __repr__(self) -> str:
+        return f"<RootPathMiddleware {self.prefix!r} {self.app!r}>"
 
 
 class CoroutineReceive:
@@ -91,6 +194,11 @@ class CoroutineReceive:
 
     def __repr__(self) -> str:
         return f"<CoroutineReceive {self.app!r}>"
+
+
+def is_wsgi(app: ASGIApp) -> bool:
+    """`app` (from `load_app`) is a WSGI app served through a2wsgi."""
+    return isinstance(app, CoroutineReceive)
 
 
 def _describe(exc: BaseException) -> str:
@@ -228,10 +336,12 @@ def child_app() -> ASGIApp:
         for folder in reversed(spec.get("sys_path") or []):
             add_to_sys_path(folder)
         install_request_id_output()
-        inner = load_app(spec["app_path"], app_type=spec.get("app_type", "asgi"),
+        inner = load_app(spec["app_path"], app_type=spec.get("app_type"),
                          factory=bool(spec.get("factory")),
                          factory_args=spec.get("factory_args") or {},
                          module_path=spec.get("module_path"))
+        if spec.get("prefix"):
+            inner = RootPathMiddleware(inner, spec["prefix"])
         _child_app = RequestIdMiddleware(inner)
     return _child_app
 

@@ -27,6 +27,7 @@ from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
     IMPORT_ERROR_PREFIX,
     LIFELINE_ENV,
+    PREFIX_ENV,
     SPEC_ENV,
     split_request_id,
 )
@@ -308,6 +309,15 @@ def child_environment(spec: dict[str, Any], lifeline_fd: int) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     env["PYTHONUNBUFFERED"] = "1"
     env["PORT"] = str(spec["port"])
+    prefix = spec.get("prefix") or ""
+    if prefix:
+        env[PREFIX_ENV] = prefix
+        if spec.get("command"):
+            # uvicorn reads every option from UVICORN_* (`--root-path` included), so
+            # `uvicorn app:app --port $PORT` learns its prefix as behind nginx with
+            # `--root-path`. SCRIPT_NAME is left alone: gunicorn reads it too and then
+            # refuses every request whose path does not start with it (a stripped one).
+            env.setdefault("UVICORN_ROOT_PATH", prefix)
     env[SPEC_ENV] = json.dumps(spec)
     env[LIFELINE_ENV] = str(lifeline_fd)
     return env

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 #: JSON description of the app the child runs (see `process.ChildSpec`).
 SPEC_ENV = "PYSERVE_TUI_APP_SPEC"
+#: The path prefix an app is mounted under with `strip_path` (absent when nothing is
+#: stripped); app processes get it as root_path / SCRIPT_NAME too, `command` apps only here.
+PREFIX_ENV = "PYSERVE_TUI_PREFIX"
 #: File descriptor of the lifeline pipe's read end; EOF means the workbench is gone.
 LIFELINE_ENV = "PYSERVE_TUI_LIFELINE_FD"
 

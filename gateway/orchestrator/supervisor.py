@@ -477,7 +477,7 @@ class AppSupervisor:
             "module_path": module_path, "sys_path": [root],
             "command": list(config.command) if config.command else None,
             "env": dict(config.env), "workers": config.workers, "backend": backend,
-            "host": HOST, "port": port, "cwd": root,
+            "host": HOST, "port": port, "cwd": root, "prefix": config.prefix,
             "server": {"event_loop": str(server.event_loop), "http": server.http,
                        "backlog": server.backlog,
                        "keep_alive_timeout": server.keep_alive_timeout,

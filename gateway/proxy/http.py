@@ -39,7 +39,9 @@ from gateway.proxy.headers import (
     BODY_NONE,
     BODY_UNKNOWN,
     IDEMPOTENT_METHODS,
+    Forwarding,
     build_request_head,
+    rewrite_location,
 )
 from gateway.types import Message, Receive, Scope, Send
 
@@ -59,12 +61,12 @@ def _chunk(data: bytes) -> bytes:
 
 
 async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send: Send,
-                       target: UpstreamTarget) -> None:
+                       target: UpstreamTarget, forwarding: Forwarding | None = None) -> None:
     """Proxy one request; see the module docstring for the failure contract."""
     ctx = scope.get(SCOPE_KEY)
     started = perf_counter()
     method: str = scope["method"]
-    parts, framing = build_request_head(scope, target, ctx)
+    parts, framing = build_request_head(scope, target, ctx, forwarding)
 
     more = False
     if framing == BODY_NONE:
@@ -124,6 +126,8 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
         if ctx is not None:
             ctx.upstream_connect_ms = (connected - acquire_at) * 1000.0
             ctx.upstream_ttfb_ms = (head_at - connected) * 1000.0
+        if target.prefix is not None and 300 <= conn.status < 400:
+            conn.headers = rewrite_location(conn.headers, target.host, target.port)
 
         await _relay_response(conn, scope, receive, send)
         if ctx is not None:

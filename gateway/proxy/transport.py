@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from gateway.proxy.client import UpstreamPool
+from gateway.proxy.headers import Forwarding
 from gateway.proxy.http import forward_http
 from gateway.types import Receive, Scope, Send
 
@@ -30,6 +31,11 @@ class UpstreamTarget(NamedTuple):
     timeout: float = 60.0  # max wait for the response head, and max idle gap in the body
     name: str = ""  # app name or label, for error messages
     scheme: str = "http"
+    #: Set for an orchestrated app: its stripped mount path (sent as X-Forwarded-Prefix),
+    #: "" when nothing is stripped. None (routing's proxy_pass) sends no prefix and leaves
+    #: Location headers alone; for an app, a Location naming its own address is made
+    #: relative (see `headers.rewrite_location`).
+    prefix: str | None = None
 
 
 @runtime_checkable
@@ -51,9 +57,12 @@ class PooledTransport:
     connections belong to the event loop that opened them; use one transport per loop.
     """
 
-    def __init__(self, *, max_idle_per_host: int = 512, connect_timeout: float = 5.0) -> None:
+    def __init__(self, *, max_idle_per_host: int = 512, connect_timeout: float = 5.0,
+                 forwarding: Forwarding | None = None) -> None:
         self.max_idle_per_host = max_idle_per_host
         self.connect_timeout = connect_timeout
+        #: Whose X-Forwarded-*/Forwarded headers are believed (shared with the engine).
+        self.forwarding = forwarding if forwarding is not None else Forwarding()
         self._pools: dict[tuple[str, int], UpstreamPool] = {}
         self._closed = False
 
@@ -94,7 +103,7 @@ class PooledTransport:
         pool = self._pool((target.host, target.port))
         pool.busy += 1
         try:
-            await forward_http(pool, scope, receive, send, target)
+            await forward_http(pool, scope, receive, send, target, self.forwarding)
         finally:
             pool.busy -= 1
 
@@ -103,7 +112,8 @@ class PooledTransport:
         """Proxy a websocket session; failures close the client socket, never raise."""
         from gateway.proxy.websocket import proxy_websocket  # keeps `websockets` off HTTP paths
 
-        await proxy_websocket(scope, receive, send, target, connect_timeout=self.connect_timeout)
+        await proxy_websocket(scope, receive, send, target, connect_timeout=self.connect_timeout,
+                              forwarding=self.forwarding)
 
     async def aclose(self) -> None:
         """Close idle connections; busy ones close when their exchange ends."""

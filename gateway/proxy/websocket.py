@@ -22,7 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from gateway.context import get_context
-from gateway.proxy.headers import HOP_BY_HOP, encode_path, websocket_headers
+from gateway.proxy.headers import HOP_BY_HOP, Forwarding, encode_path, websocket_headers
 from gateway.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -54,14 +54,15 @@ def _sendable(code: int | None) -> int:
 
 
 async def proxy_websocket(scope: Scope, receive: Receive, send: Send, target: UpstreamTarget,
-                          *, connect_timeout: float = 5.0) -> None:
+                          *, connect_timeout: float = 5.0,
+                          forwarding: Forwarding | None = None) -> None:
     """Relay one websocket session. Never raises for upstream trouble: the client socket is
     closed (or the handshake denied) with a code that says what happened."""
     first = await receive()
     if first["type"] != "websocket.connect":
         return
     ctx = get_context(scope)
-    headers = websocket_headers(scope, ctx)
+    headers = websocket_headers(scope, ctx, forwarding, target.prefix)
     origin = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"origin"), None)
     uri = _upstream_uri(scope, target)
     try:

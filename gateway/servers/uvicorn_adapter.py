@@ -198,8 +198,11 @@ class UvicornAdapter(ServerAdapter):
         # log_config=None: uvicorn's default runs logging.config.dictConfig, which closes
         # every handler in the process; the workbench owns logging, uvicorn's loggers propagate.
         options = {**_common_options(settings), "http": _gateway_protocol()}
+        # proxy_headers=False: uvicorn believes X-Forwarded-For/-Proto from 127.0.0.1 by
+        # default and would rewrite the peer and scheme before the gateway sees them; whom
+        # the gateway believes is its `trusted_proxies` (gateway.proxy.headers.Forwarding).
         config = uvicorn.Config(wrapped, lifespan="off", loop="none", log_config=None,
-                                **options)
+                                proxy_headers=False, **options)
         config.load()
         server = uvicorn.Server(config)
         server.lifespan = config.lifespan_class(config)

@@ -1,13 +1,15 @@
 """The all-purpose test app.
 
     /health         200, or 500 while the file named by $BAD_HEALTH_FILE exists
-    /echo...        JSON: method, path, root_path, query, headers, body, pid
+    /echo...        JSON: method, path (without root_path), scope_path, root_path, query,
+                    headers, body, pid
     /env?name=X     JSON: the value of $X
     /pid            the process id
     /crash          the process exits in the middle of the request
     /slow?s=0.5     answers after s seconds
     /sse?n=3&gap=0.3  server-sent events, `gap` seconds apart
     /log            prints and logs a line (carrying the request id)
+    /self-redirect  302 to /echo on the app's own address (as an app that ignores Host does)
     /ws             WebSocket echo
 """
 
@@ -18,7 +20,7 @@ import logging
 import os
 from urllib.parse import parse_qs
 
-from apps.common import lifespan, read_body, send_json, send_text
+from apps.common import lifespan, read_body, route_path, send_json, send_text
 
 log = logging.getLogger("apps.basic")
 
@@ -40,7 +42,7 @@ async def app(scope: dict, receive, send) -> None:
     if kind == "websocket":
         await websocket_echo(receive, send)
         return
-    path = scope["path"]
+    path = route_path(scope)
     query = _query(scope)
     if path == "/health":
         if _sick():
@@ -59,6 +61,11 @@ async def app(scope: dict, receive, send) -> None:
         await send_text(send, "slow done")
     elif path == "/sse":
         await sse(send, int(query.get("n", "3")), float(query.get("gap", "0.3")))
+    elif path == "/self-redirect":
+        own = f"http://127.0.0.1:{os.environ.get('PORT', '0')}{scope.get('root_path', '')}/echo"
+        await send({"type": "http.response.start", "status": 302,
+                    "headers": [(b"location", own.encode()), (b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
     elif path == "/log":
         print("printed inside a request")
         log.warning("logged inside a request")
@@ -66,7 +73,8 @@ async def app(scope: dict, receive, send) -> None:
     else:
         body = await read_body(receive)
         await send_json(send, {
-            "method": scope["method"], "path": path, "root_path": scope.get("root_path", ""),
+            "method": scope["method"], "path": path, "scope_path": scope["path"],
+            "root_path": scope.get("root_path", ""),
             "query": scope.get("query_string", b"").decode(),
             "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
             "body": body.decode(errors="replace"), "pid": os.getpid(),

@@ -21,7 +21,8 @@ class Handler(BaseHTTPRequestHandler):
             threading.Thread(target=_exit_soon, daemon=True).start()
         body = (b"ok" if self.path == "/health" else json.dumps(
             {"kind": "command", "path": self.path, "pid": os.getpid(),
-             "cwd": os.getcwd()}).encode())
+             "cwd": os.getcwd(), "prefix": os.environ.get("PYSERVE_TUI_PREFIX"),
+             "uvicorn_root_path": os.environ.get("UVICORN_ROOT_PATH")}).encode())
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))

@@ -6,6 +6,16 @@ import json
 from typing import Any
 
 
+def route_path(scope: Any) -> str:
+    """The path the app routes on: ``path`` without ``root_path`` (which it starts with, as
+    behind ``uvicorn --root-path``; Starlette's ``get_route_path`` does the same)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root):
+        return path[len(root):] or "/"
+    return path
+
+
 async def read_body(receive: Any) -> bytes:
     body = b""
     while True:

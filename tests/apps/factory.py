@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.common import lifespan, send_json, send_text
+from apps.common import lifespan, route_path, send_json, send_text
 
 
 def create_app(greeting: str = "hello", times: int = 1):
@@ -10,10 +10,10 @@ def create_app(greeting: str = "hello", times: int = 1):
         if scope["type"] == "lifespan":
             await lifespan(receive, send)
             return
-        if scope["path"] == "/health":
+        if route_path(scope) == "/health":
             await send_text(send, "ok")
             return
-        await send_json(send, {"greeting": greeting * times, "path": scope["path"],
+        await send_json(send, {"greeting": greeting * times, "path": route_path(scope),
                                "root_path": scope.get("root_path", "")})
 
     return app

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from apps.common import send_json
+from apps.common import route_path, send_json
 
 EVENTS: list[str] = []
 
@@ -22,6 +22,7 @@ async def app(scope, receive, send) -> None:
                 EVENTS.append("shutdown")
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-    await send_json(send, {"path": scope["path"], "root_path": scope.get("root_path", ""),
+    await send_json(send, {"path": route_path(scope), "scope_path": scope["path"],
+                           "root_path": scope.get("root_path", ""),
                            "state": dict(scope.get("state") or {}),
                            "django": os.environ.get("DJANGO_SETTINGS_MODULE")})

@@ -48,9 +48,17 @@ async def test_mounts_route_by_longest_prefix_and_strip(tmp_path: Path) -> None:
     async with harness.serve_config(text, tmp_path) as gw:
         assert mounted.EVENTS == ["startup"]
         async with httpx.AsyncClient(base_url=gw.url, trust_env=False, timeout=10) as http:
-            r = await http.get("/api/echo?x=1", headers={"x-request-id": "mount-1"})
+            r = await http.get("/api/echo?x=1", headers={
+                "x-request-id": "mount-1", "x-forwarded-for": "6.6.6.6",
+                "x-forwarded-prefix": "/evil", "x-forwarded-host": "evil.test"})
             body = r.json()
             assert (body["path"], body["root_path"], body["query"]) == ("/echo", "/api", "x=1")
+            # As behind `uvicorn --root-path`: the path includes the root path.
+            assert body["scope_path"] == "/api/echo"
+            # The forwarding headers are the gateway's, not the client's.
+            assert body["headers"]["x-forwarded-for"] == "127.0.0.1"
+            assert body["headers"]["x-forwarded-prefix"] == "/api"
+            assert body["headers"]["x-forwarded-host"] == r.request.headers["host"]
             assert body["pid"] == os.getpid()  # in-process
             assert r.headers["x-request-id"] == "mount-1"
 
@@ -61,6 +69,7 @@ async def test_mounts_route_by_longest_prefix_and_strip(tmp_path: Path) -> None:
 
             body = (await http.get("/keep/echo")).json()
             assert (body["path"], body["root_path"]) == ("/keep/echo", "")
+            assert "x-forwarded-prefix" not in body["headers"]  # nothing stripped, nothing told
 
             r = await http.post("/wsgi/echo", content=b"abc")
             body = r.json()

@@ -24,7 +24,7 @@ BULK_APP = '''\
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    path = scope["path"]
+    path = scope["path"][len(scope.get("root_path", "")):]  # the route, under any prefix
     if path == "/upload":  # count the body, keep nothing
         total = 0
         while True:

@@ -19,7 +19,7 @@ VERSION = {version}
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    if scope["path"] == "/health":
+    if scope["path"][len(scope.get("root_path", "")):] == "/health":  # under any prefix
         body = b"ok"
     else:
         body = b"version %d pid %d" % (VERSION, os.getpid())

@@ -117,6 +117,34 @@ def test_rules(tmp_path: Path, old: str, new: str, fragment: str) -> None:
     assert exc.line > 0
 
 
+def test_two_apps_on_one_path_are_refused_at_the_second(tmp_path: Path) -> None:
+    exc = error(BASE.replace('path = "/web"', 'path = "/api/"'), tmp_path)
+    assert str(exc).endswith(
+        "workbench.toml:17:1: extensions[0].config.apps[1].path: '/api/' is already the path "
+        "of app 'api' (extensions[0].config.apps[0])")
+
+
+def test_an_app_and_a_mount_on_one_path_are_refused(tmp_path: Path) -> None:
+    text = BASE + """
+[[extensions]]
+type = "asgi"
+[[extensions.config.mounts]]
+path = "/web"
+app_path = "examples.api:app"
+"""
+    exc = error(text, tmp_path)
+    assert "extensions[2].config.mounts[0].path: '/web' is already the path of app 'web'" \
+        in str(exc)
+    assert (exc.line, exc.col) == (30, 1)
+
+
+def test_app_type_may_be_left_out(tmp_path: Path) -> None:
+    api = load(BASE, tmp_path).orchestration.apps[0]
+    assert api.app_type is None  # the loaded object is inspected
+    exc = error(BASE.replace('name = "api"', 'name = "api"\napp_type = "asgi3"'), tmp_path)
+    assert "must be one of 'asgi', 'wsgi'" in str(exc)
+
+
 def test_dependency_cycle(tmp_path: Path) -> None:
     text = BASE.replace('app_path = "examples.api:app"',
                         'app_path = "examples.api:app"\ndepends_on = ["web"]')
@@ -143,3 +171,13 @@ def test_bundled_project_is_valid() -> None:
     text = (root / "workbench.toml").read_text()
     project = validate_text(root / "workbench.toml", text, environ={})
     assert {a.name for a in project.apps} == {"api", "guestbook", "clock"}
+
+
+def test_frameworks_example_is_valid() -> None:
+    """`pyserve-tui check -c examples/frameworks/workbench.toml` (the README's second command);
+    tests/integration/test_frameworks.py runs the same apps."""
+    path = Path(__file__).resolve().parents[3] / "examples" / "frameworks" / "workbench.toml"
+    project = validate_text(path, path.read_text(), environ={})
+    assert {a.name: a.path for a in project.apps} == {
+        "fastapi": "/api", "flask": "/flask", "django": "/django"}
+    assert all(a.app_type is None for a in project.apps)  # each found out from the object

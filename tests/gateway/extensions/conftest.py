@@ -17,9 +17,6 @@ class _NoTransport:
 
 @pytest.fixture(autouse=True)
 def _served_gateway_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    # uvicorn trusts X-Forwarded-For from 127.0.0.1 by default and would rewrite
-    # scope["client"] before the gateway sees it; these tests check the gateway's own logic.
-    monkeypatch.setenv("FORWARDED_ALLOW_IPS", "192.0.2.1")
     try:
         present = importlib.util.find_spec("gateway.proxy.transport") is not None
     except ModuleNotFoundError:

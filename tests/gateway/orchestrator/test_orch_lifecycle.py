@@ -243,14 +243,22 @@ async def test_apply_adds_removes_changes_and_keeps_untouched(make_orchestrator,
     with pytest.raises(ProcessLookupError):
         os.kill(drop_pid, 0)
 
-    # A change that only affects routing keeps the process.
+    # A change that only affects routing keeps the process...
     keep_pid = orch.get("keep").pid
     routed = dataclasses.replace(new_options, apps=[
-        dataclasses.replace(keep, path="/kept", hold_requests=1.0), *new_options.apps[1:]])
+        dataclasses.replace(keep, hold_requests=1.0), *new_options.apps[1:]])
     plan = await orch.apply(routed, orch.project)
-    assert (plan.added, plan.removed, plan.changed, plan.roll) == ((), (), ("keep",), ())
+    assert (plan.added, plan.removed, plan.in_place, plan.roll) == ((), (), ("keep",), ())
     assert orch.get("keep").pid == keep_pid
+    # ...but a new `path` is a new prefix the app is told (its root_path), like
+    # `uvicorn --root-path`: the app rolls over to a process that knows it.
+    moved = dataclasses.replace(new_options, apps=[
+        dataclasses.replace(keep, path="/kept", hold_requests=1.0), *new_options.apps[1:]])
+    plan = await orch.apply(moved, orch.project)
+    assert (plan.added, plan.removed, plan.in_place, plan.roll) == ((), (), (), ("keep",))
     assert orch.resolve("/kept/a")[0].name == "keep"
+    assert orch.get("keep").pid != keep_pid
+    assert (await get(orch.get("keep"), "/echo")).json()["root_path"] == "/kept"
 
 
 async def test_health_checks_off_means_healthy_once_the_port_accepts(make_orchestrator) -> None:

@@ -29,7 +29,7 @@ async def test_strip_path_proxying_for_every_kind_of_app(tmp_path: Path,
     text = project_toml([
         {"name": "api"},
         {"name": "keep", "strip_path": False},
-        {"name": "wsgi", "app_path": "apps.wsgi_app:app", "app_type": "wsgi"},
+        {"name": "wsgi", "app_path": "apps.wsgi_app:app"},  # detected as WSGI
         {"name": "fac", "app_path": "apps.factory:create_app", "factory": True,
          "factory_args": {"greeting": "hey", "times": 2}},
         {"name": "env", "env": {"GREETING": "bonjour"}},
@@ -44,29 +44,40 @@ async def test_strip_path_proxying_for_every_kind_of_app(tmp_path: Path,
         assert r.headers["x-request-id"] == "req-api-1"
         body = r.json()
         assert body["path"] == "/echo/x y" and body["query"] == "q=1"
+        # Told its prefix as behind `uvicorn --root-path /api`: path includes root_path.
+        assert (body["root_path"], body["scope_path"]) == ("/api", "/api/echo/x y")
         assert body["headers"]["x-request-id"] == "req-api-1"
         assert body["headers"]["x-forwarded-for"] == "127.0.0.1"
+        assert body["headers"]["x-forwarded-prefix"] == "/api"
         # The reported pid leads the app's process group; the serving worker is below it.
         tree = psutil.Process(gw.orchestrator.get("api").pid).children(recursive=True)
         assert body["pid"] in {p.pid for p in tree}
 
         assert (await http.get("/api")).json()["path"] == "/"
-        assert (await http.get("/keep/echo")).json()["path"] == "/keep/echo"
+        # A Location naming the app's private address is made relative (never a link to it).
+        r = await http.get("/api/self-redirect")
+        assert r.status_code == 302 and r.headers["location"] == "/api/echo"
+        body = (await http.get("/keep/echo")).json()
+        assert (body["path"], body["root_path"]) == ("/keep/echo", "")
+        assert "x-forwarded-prefix" not in body["headers"]
 
         r = await http.post("/wsgi/echo?a=b", content=b"payload")
-        assert r.json() | {"pid": 0} == {"kind": "wsgi", "path": "/echo", "script_name": "",
+        assert r.json() | {"pid": 0} == {"kind": "wsgi", "path": "/echo", "script_name": "/wsgi",
                                         "query": "a=b", "method": "POST", "body": "payload",
                                         "pid": 0}
 
         r = await http.get("/fac/hello")
-        assert r.json() == {"greeting": "heyhey", "path": "/hello", "root_path": ""}
+        assert r.json() == {"greeting": "heyhey", "path": "/hello", "root_path": "/fac"}
 
         r = await http.get("/env/env?name=GREETING")
         assert r.json() == {"value": "bonjour"}
+        r = await http.get("/env/env?name=PYSERVE_TUI_PREFIX")
+        assert r.json() == {"value": "/env"}
 
         r = await http.get("/cmd/hello?x=1")
         assert r.json()["kind"] == "command" and r.json()["path"] == "/hello?x=1"
         assert r.json()["cwd"] == str(tmp_path)  # pytest's tmp_path is already resolved
+        assert r.json()["prefix"] == "/cmd" and r.json()["uvicorn_root_path"] == "/cmd"
 
         r = await http.get("/nowhere")
         assert r.status_code == 404

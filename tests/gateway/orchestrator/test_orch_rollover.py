@@ -109,7 +109,8 @@ VERSION = {version}
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    body = b"ok" if scope["path"] == "/health" else b"version %d" % VERSION
+    path = scope["path"][len(scope.get("root_path", "")):]  # the route, under any prefix
+    body = b"ok" if path == "/health" else b"version %d" % VERSION
     await send({{"type": "http.response.start", "status": 200,
                 "headers": [(b"content-length", str(len(body)).encode())]}})
     await send({{"type": "http.response.body", "body": body}})

@@ -49,3 +49,37 @@ def test_headers_named_in_connection_are_dropped_wherever_they_appear():
                           (b"x-after", b"2"), (b"x-kept", b"3"), (b"host", b"h")])
     assert b"x-before" not in raw and b"x-after" not in raw
     assert b"x-kept: 3\r\n" in raw and b"host: h\r\n" in raw
+
+
+def test_location_naming_the_apps_own_address_becomes_relative() -> None:
+    from gateway.proxy.headers import rewrite_location
+
+    def location(value: bytes) -> bytes:
+        return dict(rewrite_location([(b"x", b"1"), (b"location", value)], "127.0.0.1",
+                                     9001))[b"location"]
+
+    assert location(b"http://127.0.0.1:9001/api/items?x=1") == b"/api/items?x=1"
+    assert location(b"http://127.0.0.1:9001") == b"/"
+    assert location(b"http://127.0.0.1:9001?x") == b"/?x"
+    # Another port that merely starts the same, the gateway's own address, elsewhere: kept.
+    assert location(b"http://127.0.0.1:90012/x") == b"http://127.0.0.1:90012/x"
+    assert location(b"http://127.0.0.1:8000/api/x") == b"http://127.0.0.1:8000/api/x"
+    assert location(b"/api/x") == b"/api/x"
+    headers = [(b"location", b"https://example.com/")]
+    assert rewrite_location(headers, "127.0.0.1", 9001) is headers  # nothing copied
+
+
+def test_forwarding_headers_quote_ipv6_and_keep_a_trusted_chain() -> None:
+    from gateway.proxy.headers import Forwarding
+
+    scope = make_scope("GET", [])
+    scope["client"] = ("::1", 5000)
+    out = dict(Forwarding().headers(scope, {b"forwarded": b"for=evil"}, b"h:1", "/p"))
+    assert out[b"forwarded"] == b'for="[::1]";host="h:1";proto=http'
+    assert out[b"x-forwarded-for"] == b"::1" and out[b"x-forwarded-prefix"] == b"/p"
+    trusted = dict(Forwarding(["::1"]).headers(
+        scope, {b"x-forwarded-for": b"203.0.113.5", b"forwarded": b"for=203.0.113.5"},
+        b"h:1", None))
+    assert trusted[b"x-forwarded-for"] == b"203.0.113.5, ::1"
+    assert trusted[b"forwarded"] == b'for=203.0.113.5, for="[::1]"'
+    assert b"x-forwarded-prefix" not in trusted

@@ -18,6 +18,7 @@ from gateway.errors import (
 )
 from gateway.proxy import PooledTransport, UpstreamTarget
 from gateway.proxy.client import READ_HIGH_WATER
+from gateway.proxy.headers import Forwarding
 
 W = asyncio.StreamWriter
 
@@ -462,22 +463,48 @@ async def test_hop_by_hop_headers_dropped_both_ways(start_upstream, transport):
     assert set(c.headers) == {b"content-length", b"x-kept"}
 
 
+SPOOFED = [(b"host", b"example.test"), (b"x-forwarded-for", b"1.1.1.1"),
+           (b"x-request-id", b"spoofed"), (b"x-forwarded-proto", b"gopher"),
+           (b"x-forwarded-host", b"evil.test"), (b"x-forwarded-prefix", b"/evil"),
+           (b"forwarded", b"for=1.1.1.1;host=evil.test")]
+
+
 async def test_forwarded_headers_and_request_id(start_upstream, transport):
+    """From an untrusted peer every forwarding header is the gateway's own."""
     up = await start_upstream(ok)
     ctx = RequestContext(request_id="req-123", traceparent="00-abc-def-01")
-    await proxy(transport, up.target(name="api"), scheme="https", ctx=ctx, peer=("10.1.2.3", 1),
-                headers=[(b"host", b"example.test"), (b"x-forwarded-for", b"1.1.1.1"),
-                         (b"x-request-id", b"spoofed"), (b"x-forwarded-proto", b"gopher")])
+    await proxy(transport, up.target(name="api", prefix="/api"), scheme="https", ctx=ctx,
+                peer=("10.1.2.3", 1), headers=SPOOFED)
     req = up.requests[0]
     assert req.header("host") == "example.test"
-    assert req.header("x-forwarded-for") == "1.1.1.1, 10.1.2.3"
+    assert req.header("x-forwarded-for") == "10.1.2.3"
     assert req.header("x-forwarded-proto") == "https"
     assert req.header("x-forwarded-host") == "example.test"
+    assert req.header("x-forwarded-prefix") == "/api"
+    assert req.header("forwarded") == 'for=10.1.2.3;host="example.test";proto=https'
     assert req.header("x-request-id") == "req-123"
     assert req.header("traceparent") == "00-abc-def-01"
     assert ctx.upstream == f"127.0.0.1:{up.port}"
     assert ctx.upstream_connect_ms is not None and ctx.upstream_ttfb_ms is not None
     assert ctx.upstream_total_ms is not None and ctx.upstream_total_ms >= ctx.upstream_ttfb_ms
+
+
+async def test_forwarding_headers_from_a_trusted_proxy_are_extended(start_upstream):
+    up = await start_upstream(ok)
+    transport = PooledTransport(forwarding=Forwarding(["10.0.0.0/8"]))
+    try:
+        await proxy(transport, up.target(), peer=("10.1.2.3", 1), headers=SPOOFED)
+        await proxy(transport, up.target(), peer=("192.0.2.9", 1), headers=SPOOFED)
+    finally:
+        await transport.aclose()
+    trusted, untrusted = up.requests
+    assert trusted.header("x-forwarded-for") == "1.1.1.1, 10.1.2.3"
+    assert trusted.header("x-forwarded-proto") == "gopher"
+    assert trusted.header("x-forwarded-host") == "evil.test"
+    assert trusted.header("x-forwarded-prefix") is None  # the gateway's word only
+    assert trusted.header("forwarded") == "for=1.1.1.1;host=evil.test, for=10.1.2.3"
+    assert untrusted.header("x-forwarded-for") == "192.0.2.9"
+    assert untrusted.header("x-forwarded-host") == "example.test"
 
 
 async def test_no_context_means_no_request_id_and_host_fallback(start_upstream, transport):
