@@ -187,7 +187,7 @@ def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: st
     def eff(key: str) -> Any:
         return orch.effective(app, key)
 
-    app_type = app.app_type
+    app_type: str | None = app.app_type
     if app_type is None and app.app_path and not app.command:
         app_type = detect_app_type(project, app.app_path, module_path=app.module_path,
                                    factory=app.factory, factory_args=dict(app.factory_args),
@@ -213,7 +213,7 @@ def _app_unit(app: AppConfig, orch: OrchestrationOptions, port: int, backend: st
 def _mount_unit(mount: MountConfig, index: int, orch: OrchestrationOptions, port: int,
                 backend: str, project: ProjectConfig, report: Report) -> Unit:
     name = mount.name or (slug(mount.path) if mount.path != "/" else f"mount{index}")
-    app_type = mount.app_type or detect_app_type(
+    app_type: str = mount.app_type or detect_app_type(
         project, mount.app_path, module_path=mount.module_path, factory=mount.factory,
         factory_args=dict(mount.factory_args), report=report, name=name)
     env = {"DJANGO_SETTINGS_MODULE": mount.django_settings} if mount.django_settings else {}

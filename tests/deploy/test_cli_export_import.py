@@ -152,12 +152,14 @@ async def _json(send, data):
 async def app(scope, receive, send):
     if scope["type"] != "http":
         return
-    if scope["path"] == "/health":
+    # Under a prefix, path starts with root_path (as behind `uvicorn --root-path`).
+    path = scope["path"][len(scope.get("root_path", "")):] or "/"
+    if path == "/health":
         await _json(send, {"status": "ok"})
-    elif scope["path"] == "/users":
+    elif path == "/users":
         await _json(send, [{"id": 1, "name": "Alice"}])
     else:
-        await _json(send, {"path": scope["path"]})
+        await _json(send, {"path": path})
 
 
 def create_app(debug=False):

@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 from deploy_support import (
     compose_validate,
     export,
@@ -74,6 +75,12 @@ def test_compose_passes_the_compose_schema(name: str, tmp_path: Path) -> None:
     compose_validate(out / "compose.yaml")
     _nginx_ok(out / "nginx.conf", tmp_path)
     assert (out / "Dockerfile").read_text().startswith("# The image")
+    if name == "frameworks":
+        # No app_type in that project: the apps' own objects tell (Flask, Django: WSGI).
+        services = yaml.safe_load((out / "compose.yaml").read_text())["services"]
+        interfaces = {n: s["command"][s["command"].index("--interface") + 1]
+                      for n, s in services.items() if "--interface" in s.get("command", [])}
+        assert interfaces == {"fastapi": "asgi", "flask": "wsgi", "django": "wsgi"}
 
 
 @pytest.mark.parametrize("name", list(PROJECTS))
