@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from gateway.deploy.plan import Unit
 from gateway.deploy.report import Report
+from gateway.orchestrator.protocol import PREFIX_ENV
 from gateway.orchestrator.runner import command_argv
 
 
@@ -107,12 +108,13 @@ def python_path(unit: Unit, place: Callable[[str], str]) -> list[str]:
 
 def unit_env(unit: Unit, pythonpath: list[str]) -> dict[str, str]:
     """The environment the workbench gives an app process, for the target: its port, its
-    import path, for a `command` app under a stripped path the prefix (there is no server
-    flag to carry it: the workbench's variable, and uvicorn's, which it reads for
-    `--root-path`), then the app's own `env`."""
+    import path, the prefix it is served under (and, for a `command` app, which has no
+    server flag to carry it, uvicorn's variable for `--root-path`), then the app's own
+    `env`, which wins."""
     env = {"PORT": str(unit.port), "PYTHONPATH": ":".join(pythonpath)}
-    if unit.command and unit.strip_path and unit.prefix:
-        env["PYSERVE_TUI_PREFIX"] = unit.prefix
-        env["UVICORN_ROOT_PATH"] = unit.prefix
+    if unit.strip_path and unit.prefix:
+        env[PREFIX_ENV] = unit.prefix
+        if unit.command:
+            env["UVICORN_ROOT_PATH"] = unit.prefix
     env.update(unit.env)
     return env

@@ -297,9 +297,8 @@ class NginxBuilder:
                             "(add it where TLS ends)")
         if sec.blocked_ips or sec.allowed_ips is not None:
             self._ip_rules(sec)
-        trusted = list(sec.trusted_proxies)
+        trusted = self.project.trusted_proxies
         if self.rate is not None:
-            trusted += [p for p in self.rate.trusted_proxies if p not in trusted]
             if list(self.rate.trusted_proxies) != list(sec.trusted_proxies):
                 self.report.add("trusted_proxies", "nginx has one real-IP setting: the union "
                                 "of security's and rate_limit's lists is trusted for both")
