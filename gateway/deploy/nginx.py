@@ -261,9 +261,13 @@ class NginxBuilder:
         self.maps += [
             "# A literal dollar sign for strings that contain one.",
             'geo $pyserve_dollar { default "$"; }',
-            "# A well-formed X-Request-ID is kept, otherwise nginx makes one.",
+            "# A well-formed X-Request-ID is kept, otherwise nginx makes one (its random",
+            "# $request_id, written in the UUID layout the gateway uses).",
+            "map $request_id $pyserve_new_request_id {",
+            '    "~^(?<a>.{8})(?<b>.{4})(?<c>.{4})(?<d>.{4})(?<e>.{12})$" "$a-$b-$c-$d-$e";',
+            "}",
             "map $http_x_request_id $pyserve_request_id {",
-            "    default $request_id;",
+            "    default $pyserve_new_request_id;",
             '    "~^[\\x21-\\x7e]{1,128}$" $http_x_request_id;',
             "}",
             "map $http_traceparent $pyserve_traceparent {",
@@ -276,8 +280,6 @@ class NginxBuilder:
             '    "" "";',
             "}",
         ]
-        self.report.add("X-Request-ID", "a request without a valid one gets nginx's "
-                        "$request_id (32 hex digits) instead of a UUID")
 
     def _security_maps(self) -> None:
         sec = self.security
