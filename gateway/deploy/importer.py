@@ -181,14 +181,25 @@ def _from_pyserve(data: dict, source: Path) -> tuple[tomlkit.TOMLDocument, list[
             table["type"].comment(_ABOUT[type_])
         config = ext.get("config") or {}
         if isinstance(config, dict) and config:
-            table.add("config", _extension_config(type_, config, f"extensions[{i}].config",
-                                                  dropped))
+            config = _extension_config(type_, config, f"extensions[{i}].config", dropped)
+            if type_ == "asgi":
+                _mounts_import_from_here(config)
+            table.add("config", config)
         aot.append(table)
     if len(aot):
         doc.add(tomlkit.nl())
         doc.add(tomlkit.comment("Extensions run in this order; the first that answers wins."))
         doc.add("extensions", aot)
     return doc, dropped
+
+
+def _mounts_import_from_here(config: dict) -> None:
+    """pyserve imports mounts from the folder it runs in; here that is said explicitly
+    (an in-process mount imports from its module_path, the app processes from the
+    project folder)."""
+    for mount in config.get("mounts") or []:
+        if isinstance(mount, dict) and "module_path" not in mount:
+            mount["module_path"] = "."
 
 
 # --- Procfile -----------------------------------------------------------------------------------

@@ -162,7 +162,7 @@ async def app(scope, receive, send):
         await _json(send, {"path": path})
 
 
-def create_app(debug=False):
+def create_app(debug=False, **settings):
     return app
 '''
 MYAPP_ADMIN = '''
@@ -201,6 +201,35 @@ def test_the_imported_orchestration_guide_runs(tmp_path: Path) -> None:
         assert wb.http.get("/factory/health").json() == {"status": "ok"}
         env = wb.http.get("/api/health")
         assert env.status_code == 200
+    finally:
+        factory.close()
+
+
+def test_the_imported_extensions_reference_runs(tmp_path: Path) -> None:
+    """Its apps are in-process mounts (one a factory with arguments) beside routing,
+    security, caching and monitoring."""
+    folder = tmp_path / "project"
+    (folder / "myapp").mkdir(parents=True)
+    (folder / "myapp" / "__init__.py").write_text("")
+    (folder / "myapp" / "api.py").write_text(MYAPP_API)
+    (folder / "myapp" / "admin.py").write_text(MYAPP_ADMIN)
+    (folder / "static").mkdir()
+    (folder / "static" / "index.html").write_text("home\n")
+    from harness import free_port
+
+    port = free_port()
+    text = (SEEDS / "extensions_reference.yaml").read_text().replace("port: 8000",
+                                                                   f"port: {port}")
+    (folder / "pyserve.yaml").write_text(text)
+    assert run("import", "pyserve.yaml", cwd=folder).returncode == 0
+    factory = WorkbenchFactory()
+    try:
+        wb = factory(Project(folder, port, (9000, 9999)), timeout=60)
+        assert wb.http.get("/api/users").json() == [{"id": 1, "name": "Alice"}]
+        assert wb.http.get("/admin/dashboard").json() == {"page": "/dashboard"}
+        assert wb.http.get("/api/v2/health").json() == {"status": "ok"}
+        assert wb.http.get("/index.html").text == "home\n"
+        assert wb.http.get("/").headers["x-frame-options"] == "DENY"
     finally:
         factory.close()
 
