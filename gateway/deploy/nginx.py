@@ -185,6 +185,7 @@ class NginxBuilder:
     # --- whole file ------------------------------------------------------------------------
 
     def build(self) -> NginxConfig:
+        self._tls()
         self._common_maps()
         self._security_maps()
         self._cors_maps()
@@ -257,6 +258,15 @@ class NginxBuilder:
 
     # --- maps and http-level settings ---------------------------------------------------------
 
+    def _tls(self) -> None:
+        if self.project.server.ssl_certfile:
+            hsts = (" and the Strict-Transport-Security header the gateway adds on https"
+                    if self.security is not None and self.security.security_headers is None
+                    else "")
+            self.report.add("TLS (ssl_certfile)", "this nginx listens on plain http: the "
+                            f"certificate{hsts} are not carried over; add `listen ... ssl` "
+                            "with ssl_certificate/ssl_certificate_key where TLS ends")
+
     def _common_maps(self) -> None:
         self.maps += [
             "# A literal dollar sign for strings that contain one.",
@@ -293,10 +303,6 @@ class NginxBuilder:
                           f"map {upstream} {var} {{", f'    "" {q(value)};', '    default "";',
                           "}"]
             self._sec_headers.append((name, var))
-        if sec.security_headers is None:
-            self.report.add("security: HSTS", "the gateway adds Strict-Transport-Security on "
-                            "https only; this nginx listens on plain http, so it is not sent "
-                            "(add it where TLS ends)")
         if sec.blocked_ips or sec.allowed_ips is not None:
             self._ip_rules(sec)
         trusted = self.project.trusted_proxies
