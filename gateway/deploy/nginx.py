@@ -503,6 +503,8 @@ class NginxBuilder:
                 self.maps += [f"map {skip} $pyserve_auth_realm {{",
                               f"    default {q(realm)};", '    1 "off";', "}"]
                 self.files["htpasswd"] = _htpasswd(_opt(o, "users", {}) or {})
+                self.report.note("htpasswd (beside nginx.conf) holds the users' password "
+                                 "hashes: keep it readable by nginx's workers only")
                 self.report.add(f"auth #{n + 1} (basic)", "nginx's challenge has no "
                                 "charset=\"UTF-8\" parameter, so a browser may send a "
                                 "non-ASCII password in another encoding; its 401 answers "
