@@ -51,6 +51,8 @@ ROUTES = {
                                                     "X-Custom: one"]},
     "=/moved": {"return": "301 /exact"},
     "/private": {"return": "200 members only"},
+    # Under the app's path: the app comes first in the pipeline, so this is never used.
+    "=/app/shadowed": {"return": "200 never answered"},
     "__default__": {"root": "./static", "spa_fallback": True, "exclude_patterns": ["/nospa/"]},
 }
 EXTENSIONS = """
