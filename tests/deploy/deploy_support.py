@@ -14,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+from integration_support import poll
 
 from gateway.config import load_config
 from gateway.deploy import ExportResult, export_files, write_export
@@ -112,6 +114,16 @@ class Nginx:
             log = (self.prefix / "logs" / "error.log")
             raise AssertionError(f"nginx exited with {self.proc.returncode}: {out}"
                                  + (log.read_text() if log.exists() else ""))
+
+    def wait_answering(self, client: httpx.Client, timeout: float = 20.0) -> None:
+        """Until nginx answers /health on `client`'s address (failing at once if it died)."""
+        def up() -> bool:
+            self.check_running()
+            try:
+                return client.get("/health").status_code == 200
+            except httpx.TransportError:
+                return False
+        poll(up, timeout, what="nginx to answer")
 
     def error_log(self) -> str:
         log = self.prefix / "logs" / "error.log"

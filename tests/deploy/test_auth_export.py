@@ -15,7 +15,7 @@ import httpx
 import pytest
 from deploy_support import NGINX, Nginx, need
 from harness import free_port
-from integration_support import ROOT, poll
+from integration_support import ROOT
 
 from gateway.config.loader import validate_text
 from gateway.deploy import export_files, write_export
@@ -80,15 +80,8 @@ paths = ["/guestbook"]
     assert (out / "htpasswd").read_text() == f"alice:{{SHA}}{password}\n"
     server = Nginx(out / "nginx.conf", tmp_path / "nginx")
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=10)
-
-    def up() -> bool:
-        server.check_running()
-        try:
-            return client.get("/health").status_code == 200
-        except httpx.TransportError:
-            return False
     try:
-        poll(up, 20, what="nginx")
+        server.wait_answering(client)
         yield client, result.report.text()
     finally:
         client.close()

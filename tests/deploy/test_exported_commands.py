@@ -19,7 +19,7 @@ import httpx
 import pytest
 from deploy_support import NGINX, Nginx, need
 from harness import free_port, free_port_range
-from integration_support import ROOT, Project, WorkbenchFactory, poll
+from integration_support import ROOT, Project, WorkbenchFactory
 
 from gateway.config.loader import validate_text
 from gateway.deploy import export_files, write_export
@@ -142,15 +142,7 @@ def test_units_serve_the_bundled_project_behind_the_exported_nginx(
         (tmp_path / "nginx.conf").write_text(conf)
         server = Nginx(tmp_path / "nginx.conf", tmp_path / "nginx")
         client = httpx.Client(base_url=f"http://127.0.0.1:{port}", trust_env=False, timeout=20)
-
-        def up() -> bool:
-            assert server is not None
-            server.check_running()
-            try:
-                return client.get("/health").status_code == 200
-            except httpx.TransportError:
-                return False
-        poll(up, 20, what="nginx")
+        server.wait_answering(client)
         for path in ("/api/items", "/api", "/api/health", "/guestbook/", "/guestbook",
                      "/clock/", "/clock/health", "/ping", "/style.css", "/deep/link"):
             ours, reference = client.get(path), workbench.get(path)

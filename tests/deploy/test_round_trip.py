@@ -26,7 +26,7 @@ import pytest
 import websockets
 from deploy_support import NGINX, Nginx, export, need
 from harness import free_port, free_port_range
-from integration_support import TESTS_DIR, Project, WorkbenchFactory, poll, project_text
+from integration_support import TESTS_DIR, Project, WorkbenchFactory, project_text
 
 pytestmark = pytest.mark.slow
 
@@ -203,16 +203,7 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
         export(project.config, "systemd", out, port=nginx_port)
         server = Nginx(out / "nginx.conf", folder / "nginx")
         clients = Pair(f"http://127.0.0.1:{gateway_port}", f"http://127.0.0.1:{nginx_port}")
-        probe = clients.clients["nginx"]
-
-        def up() -> bool:
-            assert server is not None
-            server.check_running()
-            try:
-                return probe.get("/health").status_code == 200
-            except httpx.TransportError:
-                return False
-        poll(up, 20, what="nginx to answer")
+        server.wait_answering(clients.clients["nginx"])
         yield clients
         assert server.proc.poll() is None, server.error_log()
     finally:
