@@ -76,7 +76,7 @@ def dump(probe: LagProbe, path: Path, app: Any) -> None:
         if dashboard is not None:
             facts["request_log_rows"] = dashboard.request_log.row_count
         # The last metrics poll the UI handled: it keeps up if this follows the load.
-        facts["ui_seen_requests"] = (app.metrics.get("gateway") or {}).get("requests")
+        facts["ui_seen_requests"] = app.metrics.gateway.requests if app.metrics else None
     payload = {"interval_ms": probe.interval * 1000, "pid": os.getpid(), **facts,
                "samples": list(probe.samples)}
     tmp = path.with_suffix(".tmp")

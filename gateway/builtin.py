@@ -3,57 +3,58 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
+from gateway.orchestrator.states import AppState
 from gateway.responses import send_plain
+from gateway.snapshots import MOUNTED, AppMetrics, GatewayMetrics, Latency, MetricsSnapshot
 from gateway.types import Scope, Send
 
 if TYPE_CHECKING:
     from gateway.pipeline import GatewayApp
 
 
-def metrics_snapshot(gateway: GatewayApp) -> dict[str, Any]:
+def metrics_snapshot(gateway: GatewayApp) -> MetricsSnapshot:
     services = gateway.services
     reg = services.metrics
-    apps: dict[str, Any] = {}
+    apps: dict[str, AppMetrics] = {}
     orch = services.orchestrator
     if orch is not None:
-        for status in orch.snapshot():
-            apps[status["name"]] = {k: v for k, v in status.items() if k != "name"}
+        for s in orch.snapshot():
+            apps[s["name"]] = AppMetrics(
+                name=s["name"], state=AppState(s["state"]), path=s["path"], pid=s["pid"],
+                port=s["port"], backend=s["backend"], restarts=s["restarts"],
+                uptime_s=s["uptime_s"], cpu_percent=s["cpu_percent"], rss_bytes=s["rss_bytes"],
+                health=s["health"], health_check=s["health_check"],
+                last_error=s["last_error"], last_error_at=s["last_error_at"],
+                pending=s["pending"], latency_ms=Latency(),
+                requests_per_s=0.0)
     for name, counter in reg.apps.items():
-        entry = apps.setdefault(name, {"state": "mounted"})
-        entry.update({
-            "requests": counter.requests, "errors": counter.errors,
-            "latency_ms": counter.latency.summary(),
-            "requests_per_s": reg.app_rates[name].rate(),
-        })
-    for entry in apps.values():
-        entry.setdefault("requests", 0)
-        entry.setdefault("errors", 0)
-        entry.setdefault("latency_ms", {"p50": 0.0, "p90": 0.0, "p99": 0.0})
-        entry.setdefault("requests_per_s", 0.0)
-    return {
-        "gateway": {
-            "uptime_s": round(reg.uptime(), 3),
-            "requests": reg.gateway.requests,
-            "errors": reg.gateway.errors,
-            "backend": services.backend(),
-            "requests_per_s": reg.gateway_rate.rate(),
-            "latency_ms": reg.gateway.latency.summary(),
-            "by_status": dict(reg.gateway.by_status),
-        },
-        "apps": apps,
-        "extensions": gateway.pipeline.metrics(),
-    }
+        apps[name] = replace(
+            apps.get(name) or AppMetrics(name=name, state=MOUNTED),
+            requests=counter.requests, errors=counter.errors,
+            latency_ms=Latency.of(counter.latency.summary()),
+            requests_per_s=reg.app_rates[name].rate())
+    return MetricsSnapshot(
+        gateway=GatewayMetrics(
+            uptime_s=round(reg.uptime(), 3), requests=reg.gateway.requests,
+            errors=reg.gateway.errors, backend=services.backend(),
+            requests_per_s=reg.gateway_rate.rate(),
+            latency_ms=Latency.of(reg.gateway.latency.summary()),
+            by_status=dict(reg.gateway.by_status)),
+        apps=apps,
+        extensions=gateway.pipeline.metrics(),
+    )
 
 
-def prometheus_text(gateway: GatewayApp, snap: dict[str, Any]) -> str:
+def prometheus_text(gateway: GatewayApp, snap: MetricsSnapshot) -> str:
     reg = gateway.services.metrics
     lines = [
         "# HELP pyserve_uptime_seconds Seconds since the gateway started.",
         "# TYPE pyserve_uptime_seconds gauge",
-        f"pyserve_uptime_seconds {snap['gateway']['uptime_s']}",
+        f"pyserve_uptime_seconds {snap.gateway.uptime_s}",
         "# HELP pyserve_requests_total Requests answered, by app and status class.",
         "# TYPE pyserve_requests_total counter",
     ]
@@ -73,14 +74,14 @@ def prometheus_text(gateway: GatewayApp, snap: dict[str, Any]) -> str:
                      f'{counter.latency.sum_ms:.3f}')
         lines.append(f'pyserve_request_duration_ms_count{{app="{app}"}} {counter.latency.total}')
     lines += ["# HELP pyserve_app_up 1 when the app is healthy.", "# TYPE pyserve_app_up gauge"]
-    for app, entry in sorted(snap["apps"].items()):
-        up = 1 if entry.get("state") in ("healthy", "mounted") else 0
-        lines.append(f'pyserve_app_up{{app="{app}",state="{entry.get("state")}"}} {up}')
-        if "restarts" in entry:
-            lines.append(f'pyserve_app_restarts_total{{app="{app}"}} {entry["restarts"]}')
-        if entry.get("rss_bytes") is not None:
-            lines.append(f'pyserve_app_rss_bytes{{app="{app}"}} {entry["rss_bytes"]}')
-    for ext, values in sorted(snap["extensions"].items()):
+    for app, entry in sorted(snap.apps.items()):
+        up = 1 if entry.state in (AppState.HEALTHY, MOUNTED) else 0
+        lines.append(f'pyserve_app_up{{app="{app}",state="{entry.state}"}} {up}')
+        if not entry.mounted:
+            lines.append(f'pyserve_app_restarts_total{{app="{app}"}} {entry.restarts}')
+        if entry.rss_bytes is not None:
+            lines.append(f'pyserve_app_rss_bytes{{app="{app}"}} {entry.rss_bytes}')
+    for ext, values in sorted(snap.extensions.items()):
         for key, value in sorted(values.items()):
             if isinstance(value, int | float) and not isinstance(value, bool):
                 lines.append(f'pyserve_extension_{key}{{extension="{ext}"}} {value}')
@@ -100,5 +101,5 @@ async def handle_builtin(scope: Scope, send: Send, gateway: GatewayApp) -> None:
         await send_plain(send, 200, prometheus_text(gateway, snap),
                          content_type=b"text/plain; version=0.0.4; charset=utf-8", head=head)
         return
-    await send_plain(send, 200, json.dumps(snap, default=str), head=head,
+    await send_plain(send, 200, json.dumps(snap.to_json(), default=str), head=head,
                      content_type=b"application/json")

@@ -1,7 +1,8 @@
 """The local control channel: a Unix socket in the project folder that only its owner opens.
 
 One JSON object per line each way. `pyserve-tui status|restart|stop|start|backend|reload`
-are clients of it.
+are clients of it. The wire protocol lives here, in `handle_command`: the engine only offers
+its commands and knows nothing of the channel.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import logging
 import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -74,7 +76,7 @@ class ControlServer:
                 answer: dict[str, Any] = {"ok": False, "error": "bad request"}
             else:
                 try:
-                    answer = await self.engine.handle_command(request)
+                    answer = await handle_command(self.engine, request)
                 except GatewayError as exc:
                     answer = {"ok": False, "error": str(exc)}
                 except Exception as exc:
@@ -89,6 +91,39 @@ class ControlServer:
 
     def __repr__(self) -> str:
         return f"<ControlServer {self.path} {'open' if self._server else 'closed'}>"
+
+
+async def handle_command(engine: Engine, request: Mapping[str, Any]) -> dict[str, Any]:
+    """One control-channel request -> its JSON answer (engine errors propagate)."""
+    cmd = request.get("cmd")
+    app = request.get("app")
+    if cmd == "status":
+        return {"ok": True, "metrics": engine.metrics().to_json(),
+                "address": list(engine.address), "backend": engine.backend}
+    if cmd in ("restart", "stop", "start"):
+        if not isinstance(app, str):
+            return {"ok": False, "error": f"{cmd} needs an app name"}
+        command = {"restart": engine.restart_app, "stop": engine.stop_app,
+                   "start": engine.start_app}[cmd]
+        if await command(app) is False:  # only a restart says so
+            assert engine.orchestrator is not None
+            cause = engine.orchestrator.get(app).last_error
+            return {"ok": False, "error": f"restart {app}: the new process failed "
+                                          f"({cause}); the old one keeps serving"}
+        return {"ok": True, "message": f"{cmd}: {app}"}
+    if cmd == "backend":
+        name = request.get("name")
+        if not isinstance(name, str):
+            return {"ok": False, "error": "backend needs a name"}
+        await engine.switch_backend(name)
+        return {"ok": True, "message": f"backend: {engine.backend}"}
+    if cmd == "reload":
+        event = await engine.reload()
+        return {"ok": True, "message": json.dumps({"added": event.added,
+                                                   "removed": event.removed,
+                                                   "changed": event.changed,
+                                                   "pending": event.pending})}
+    return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
 def _alive(path: Path) -> bool:

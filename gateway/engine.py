@@ -9,12 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import json
 import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.builtin import metrics_snapshot
 from gateway.config.loader import load_config, validate_text
@@ -31,9 +30,14 @@ from gateway.events import (
 from gateway.export import export_requests
 from gateway.metrics import MetricsRegistry
 from gateway.pipeline import GatewayApp, Pipeline
-from gateway.requestlog import RequestLog
-from gateway.servers.registry import BackendRegistry
+from gateway.requestlog import RequestLog, decode_record
+from gateway.servers.registry import Backend, BackendRegistry
 from gateway.services import Services
+from gateway.snapshots import MetricsSnapshot, Trace
+
+if TYPE_CHECKING:
+    from gateway.orchestrator import Orchestrator
+    from gateway.orchestrator.logs import LogLine
 
 log = logging.getLogger("pyserve.engine")
 
@@ -43,16 +47,19 @@ class Engine:
 
     def __init__(self, config_path: str | Path, *, overrides: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None, watch_config: bool = True,
-                 control: bool = True) -> None:
+                 control: bool = True, project: ProjectConfig | None = None) -> None:
+        """`project`: the file already validated (the command line does, to exit 2 before
+        anything starts); without it `start` reads and validates the file."""
         self.given_path = Path(config_path)  # error messages name the file as the user did
         self.config_path = self.given_path.resolve()
         self.overrides = dict(overrides or {})
         self.environ = environ
         self.events = EventBus()
         self.project: ProjectConfig | None = None
+        self._validated = project
         self.services: Services | None = None
         self.gateway: GatewayApp | None = None
-        self.orchestrator: Any = None
+        self.orchestrator: Orchestrator | None = None
         self.request_log = RequestLog(self.events)
         self.metrics_registry = MetricsRegistry()
         self.started_at = 0.0
@@ -70,8 +77,10 @@ class Engine:
     # --- lifecycle ------------------------------------------------------------------------
 
     def load(self) -> ProjectConfig:
-        project = load_config(self.given_path, overrides=self.overrides, environ=self.environ)
-        self._applied_text = self._running_text = self.config_path.read_text(encoding="utf-8")
+        project = self._validated or load_config(self.given_path, overrides=self.overrides,
+                                                 environ=self.environ)
+        self._validated = None
+        self._applied_text = self._running_text = project.text
         return project
 
     async def start(self) -> None:
@@ -80,7 +89,7 @@ class Engine:
         from gateway.servers.switch import GatewayServer
 
         project = self.project = self.load()
-        backend = BackendRegistry.resolve(project.server.backend.value)
+        backend = BackendRegistry.resolve(project.server.backend)
         self.request_log.resize(project.logging.request_log_size)
         forwarding = Forwarding(project.trusted_proxies)
         self.services = Services(
@@ -89,11 +98,7 @@ class Engine:
             backend=lambda: self.backend, forwarding=forwarding,
         )
         if project.orchestration is not None:
-            from gateway.orchestrator import Orchestrator
-
-            self.orchestrator = Orchestrator(project.orchestration, project=project,
-                                             events=self.events, default_backend=backend)
-            self.services.orchestrator = self.orchestrator
+            self._make_orchestrator(project, backend)
         pipeline = Pipeline(project.extensions, self.services)
         self.gateway = GatewayApp(pipeline, self.services)
         await pipeline.startup()
@@ -154,6 +159,12 @@ class Engine:
     def backend(self) -> str:
         return self._server.backend if self._server is not None else "none"
 
+    def _serving_backend(self) -> Backend:
+        backend = self._server.backend if self._server is not None else None
+        if backend is None:
+            raise RuntimeError(f"{self!r} is not serving")
+        return backend
+
     @property
     def address(self) -> tuple[str, int]:
         if self._server is not None:
@@ -164,31 +175,51 @@ class Engine:
     def installed_backends(self) -> list[str]:
         return BackendRegistry.installed()
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> MetricsSnapshot:
         assert self.gateway is not None
         return metrics_snapshot(self.gateway)
 
-    def app_logs(self, name: str | None = None) -> list[Any]:
+    def app_logs(self, name: str | None = None) -> list[LogLine]:
         if self.orchestrator is None:
             return []
         return list(self.orchestrator.logs(name))
 
-    def trace(self, request_id: str) -> dict[str, Any] | None:
+    def trace(self, request_id: str) -> Trace | None:
         record = self.request_log.find(request_id)
         if record is None:
             return None
         lines = [ln for ln in self.app_logs(record.app) if ln.request_id == request_id] \
             if record.app and self.orchestrator and record.app in self.orchestrator.supervisors \
             else []
-        return {"request": record.to_dict(), "app_lines": lines}
+        return Trace(record, tuple(lines))
 
-    def export_requests(self, path: str | Path, fmt: str = "jsonl", *,
-                        include_credentials: bool = False) -> int:
-        return export_requests(self, Path(path), fmt, include_credentials=include_credentials)
+    async def export_requests(self, path: str | Path, fmt: str = "jsonl", *,
+                              include_credentials: bool = False) -> int:
+        """Write every kept request with its app lines; the number written. Credentials are
+        masked unless `include_credentials`.
+
+        What to write is copied here, on the loop, where nothing appends meanwhile (cheap:
+        the requests stay in their compact form); decoding and writing run in a thread so
+        thousands of traces do not stall the gateway.
+        """
+        kept = self.request_log.encoded()
+        lines = self.app_logs(None)
+        return await asyncio.to_thread(
+            lambda: export_requests([decode_record(b) for b in kept], lines, Path(path), fmt,
+                                    include_credentials=include_credentials))
 
     # --- commands -------------------------------------------------------------------------
 
-    def _orch(self) -> Any:
+    def _make_orchestrator(self, project: ProjectConfig, backend: Backend) -> Orchestrator:
+        """The engine's orchestrator, made when the first configuration with apps runs."""
+        from gateway.orchestrator import Orchestrator
+
+        assert self.services is not None
+        orchestrator = Orchestrator.for_project(project, events=self.events, backend=backend)
+        self.orchestrator = self.services.orchestrator = orchestrator
+        return orchestrator
+
+    def _orch(self) -> Orchestrator:
         if self.orchestrator is None:
             raise AppError("this project runs no apps (no process_orchestration extension)")
         return self.orchestrator
@@ -211,7 +242,7 @@ class Engine:
                 await self._write_backend_back(name)
             self.events.emit(BackendChanged(old, new))
 
-    async def _roll_backend(self, new: str) -> tuple[str, str]:
+    async def _roll_backend(self, new: Backend) -> tuple[str, str]:
         """Re-serve the gateway on `new`, then roll the apps that inherit the backend."""
         old = self.backend
         await self._server.switch(new)
@@ -266,7 +297,7 @@ class Engine:
         """Validate `text`, write it atomically, apply it. Invalid: nothing written."""
         new = self.validate_text(text)
         await asyncio.to_thread(write_atomic, self.config_path, text)
-        return await self._apply(new, text)
+        return await self._apply(new)
 
     async def reload(self) -> ConfigReloaded:
         """Re-read the project file; an invalid one is refused and the running one stays."""
@@ -276,7 +307,7 @@ class Engine:
         except ConfigError as exc:
             self.events.emit(ConfigRejected(str(exc)))
             raise
-        return await self._apply(new, text)
+        return await self._apply(new)
 
     def _read_project_text(self) -> str:
         """The project file's text; ConfigError if it is not UTF-8 (as `load_config` says)."""
@@ -285,25 +316,19 @@ class Engine:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"cannot read: {exc}", path=str(self.given_path)) from None
 
-    async def _apply(self, new: ProjectConfig, text: str) -> ConfigReloaded:
+    async def _apply(self, new: ProjectConfig) -> ConfigReloaded:
         async with self._lock:
             assert self.project is not None and self.services is not None
             assert self.gateway is not None
             old = self.project
-            self._applied_text = self._running_text = text
+            self._applied_text = self._running_text = new.text
             added: tuple[str, ...] = ()
             removed: tuple[str, ...] = ()
             changed: tuple[str, ...] = ()
             pending: tuple[str, ...] = ()
             restarted: tuple[str, ...] = ()
             if new.orchestration is not None and self.orchestrator is None:
-                from gateway.orchestrator import Orchestrator
-
-                self.orchestrator = Orchestrator(new.orchestration, project=new,
-                                                 events=self.events,
-                                                 default_backend=self.backend)
-                self.services.orchestrator = self.orchestrator
-                await self.orchestrator.start()
+                await self._make_orchestrator(new, self._serving_backend()).start()
                 added = tuple(a.name for a in new.apps)
             elif self.orchestrator is not None:
                 from gateway.config.schema import OrchestrationOptions
@@ -327,7 +352,7 @@ class Engine:
             if (old.server.host, old.server.port) != (new.server.host, new.server.port):
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
-            new_backend = BackendRegistry.resolve(new.server.backend.value)
+            new_backend = BackendRegistry.resolve(new.server.backend)
             if new_backend != self.backend and "backend" not in self.overrides:
                 self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
             event = ConfigReloaded(added, removed, changed, pending, restarted)
@@ -372,37 +397,6 @@ class Engine:
                 log.exception("applying the edited project file failed")
                 self.events.emit(EngineMessage("error", f"applying the edit failed: {exc}"))
 
-    # --- control channel ------------------------------------------------------------------
-
-    async def handle_command(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """One control-channel request -> its JSON answer."""
-        cmd = request.get("cmd")
-        app = request.get("app")
-        if cmd == "status":
-            return {"ok": True, "metrics": self.metrics(),
-                    "address": list(self.address), "backend": self.backend}
-        if cmd in ("restart", "stop", "start"):
-            if not isinstance(app, str):
-                return {"ok": False, "error": f"{cmd} needs an app name"}
-            if await getattr(self, f"{cmd}_app")(app) is False:
-                cause = self._orch().get(app).last_error
-                return {"ok": False, "error": f"restart {app}: the new process failed "
-                                              f"({cause}); the old one keeps serving"}
-            return {"ok": True, "message": f"{cmd}: {app}"}
-        if cmd == "backend":
-            name = request.get("name")
-            if not isinstance(name, str):
-                return {"ok": False, "error": "backend needs a name"}
-            await self.switch_backend(name)
-            return {"ok": True, "message": f"backend: {self.backend}"}
-        if cmd == "reload":
-            event = await self.reload()
-            return {"ok": True, "message": json.dumps({"added": event.added,
-                                                       "removed": event.removed,
-                                                       "changed": event.changed,
-                                                       "pending": event.pending})}
-        return {"ok": False, "error": f"unknown command {cmd!r}"}
-
     def __repr__(self) -> str:
         state = "stopped" if self._stopped.is_set() else ("running" if self.started_at else "new")
         return f"<Engine {self.config_path.name} {state} backend={self.backend}>"
@@ -412,9 +406,9 @@ def settle_heap() -> None:
     """Move everything alive now out of the garbage collector's sight.
 
     Start-up builds tens of thousands of long-lived objects (modules, the pipeline, server
-    internals). Left in the oldest generation, every full collection walks them all: measured
-    under load that was 5 collections a second of up to 55 ms each, the gateway's p99 went
-    from 12 ms to 60 ms and its throughput fell by a third (see bench/run.py).
+    internals). Left in the oldest generation, every full collection walks them all, several
+    times a second under load, which shows in the gateway's tail latency and throughput
+    (bench/README.md has the measurement).
     """
     gc.collect()
     gc.freeze()

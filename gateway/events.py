@@ -12,14 +12,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gateway.orchestrator.states import AppState
+
 log = logging.getLogger("pyserve.events")
 
 
 @dataclass(frozen=True, slots=True)
 class AppStateChanged:
     app: str
-    old: str
-    new: str
+    old: AppState
+    new: AppState
     pid: int | None = None
     port: int | None = None
     reason: str = ""

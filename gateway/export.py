@@ -7,6 +7,7 @@ end up attached to bug reports, and a session cookie or a bearer token in one is
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,7 +17,8 @@ from gateway.config.writer import write_atomic
 from gateway.redact import redact_request
 
 if TYPE_CHECKING:
-    from gateway.engine import Engine
+    from gateway.orchestrator.logs import LogLine
+    from gateway.requestlog import RequestRecord
 
 
 def _iso(ts: float) -> str:
@@ -51,15 +53,15 @@ def _har_entry(rec: dict[str, Any], app_lines: list[Any]) -> dict[str, Any]:
     }
 
 
-def export_requests(engine: Engine, path: Path, fmt: str, *,
-                    include_credentials: bool = False) -> int:
-    """Write every kept request with its app lines; safe to call from a worker thread.
+def export_requests(records: Sequence[RequestRecord], app_lines: Iterable[LogLine], path: Path,
+                    fmt: str, *, include_credentials: bool = False) -> int:
+    """Write `records` with the app lines that carry their request ids (a copy the caller
+    took: this runs in a worker thread while the gateway goes on).
 
     Credential headers and token-like query parameters are masked unless
     `include_credentials` is true."""
-    records = engine.request_log.snapshot()
     by_id: dict[str, list[Any]] = {}
-    for line in engine.app_logs(None):
+    for line in app_lines:
         if line.request_id:
             by_id.setdefault(line.request_id, []).append(line)
     shown = (lambda d: d) if include_credentials else redact_request

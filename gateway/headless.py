@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+from gateway.config.schema import ProjectConfig
 from gateway.engine import Engine
 from gateway.errors import GatewayError
 from gateway.events import (
@@ -80,8 +81,9 @@ class LineWriter:
 
 
 async def run_headless(config_path: Path, overrides: Mapping[str, Any], log_format: str | None,
-                       out: TextIO = sys.stdout) -> int:
-    engine = Engine(config_path, overrides=overrides)
+                       out: TextIO = sys.stdout, *, project: ProjectConfig | None = None) -> int:
+    """Run until Ctrl-C or SIGTERM; `project` is the file as the command line validated it."""
+    engine = Engine(config_path, overrides=overrides, project=project)
     fmt = log_format or "text"
     writer = LineWriter(fmt, out)
     engine.events.subscribe(writer.event)

@@ -95,13 +95,13 @@ def decode_record(blob: bytes) -> RequestRecord:
 class RequestLog:
     """Keeps the last `size` requests and emits them to listeners every `interval` seconds.
 
-    Each request is kept as one `marshal`-encoded bytes object (about 300 bytes), not as the
-    tuple of fields, headers and strings it is made of (about 25 objects and 2 KB spread
-    across the heap). Ten thousand of those made every request of a busy gateway slower:
-    measured under load, the kept log cost 9-10 us of CPU per request (13% of the gateway's
-    throughput), against 3 us encoded, 0.6 us of it the encoding (see the README). Bytes are
-    also invisible to the garbage collector. Requests are decoded on the way out: `find`,
-    `snapshot`, and the batches published to listeners (when a listener reads them).
+    Each request is kept as one `marshal`-encoded bytes object, not as the tuple of fields,
+    headers and strings it is made of (a few dozen objects spread across the heap): ten
+    thousand of those, walked by the cache and by every full garbage collection, made every
+    request of a busy gateway slower, and encoding costs far less than that (the measurement
+    is in bench/README.md). Bytes are also invisible to the garbage collector. Requests are
+    decoded on the way out: `find`, `snapshot`, and the batches published to listeners (when
+    a listener reads them).
     """
 
     def __init__(self, events: EventBus, size: int = 10000, interval: float = 0.25) -> None:
@@ -122,6 +122,11 @@ class RequestLog:
     def snapshot(self) -> list[RequestRecord]:
         """Every kept request, oldest first."""
         return list(map(decode_record, self._ring.copy()))  # C-level copy: appends may go on
+
+    def encoded(self) -> tuple[bytes, ...]:
+        """Every kept request in its compact form (`decode_record` reads one), oldest first:
+        a copy taken at once, cheap enough for the loop."""
+        return tuple(self._ring)
 
     def find(self, request_id: str) -> RequestRecord | None:
         """The newest kept request with this id (a substring test first: marshal writes a

@@ -104,8 +104,8 @@ async def capture(app: WorkbenchApp, out: Path, real: bool) -> None:
         await until(pilot, lambda: app.phase != "starting", "the engine to start")
         if app.phase != "running":
             raise SystemExit(f"the engine did not start: {app.startup_error}")
-        await until(pilot, lambda: app.metrics.get("apps") and all(
-            a.get("state") in ("healthy", "unhealthy") for a in app.metrics["apps"].values()),
+        await until(pilot, lambda: app.metrics is not None and bool(app.metrics.apps) and all(
+            a.state in ("healthy", "unhealthy") for a in app.metrics.apps.values()),
             "the apps to be up")
         if real:
             await traffic(app, 120)
@@ -114,7 +114,8 @@ async def capture(app: WorkbenchApp, out: Path, real: bool) -> None:
             from fake_engine import LATENCY, RATE
 
             app.history.seed("api", LATENCY, RATE)
-            app.dashboard.show_metrics(app.metrics)
+            assert app.metrics is not None
+            app.dashboard.show_metrics(app.metrics, app.engine.project)
         await pilot.pause(0.5)
 
         async def shot(name: str, *keys: str, before: Callable[[], Awaitable[None]] | None = None

@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port
+from harness import free_port, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,16 +43,11 @@ def start(tmp_path: Path, *extra: str, port: int | None = None, backend: str = "
 
 
 def wait_ready(proc: subprocess.Popen[str], port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def healthy() -> bool:
         assert proc.poll() is None, proc.communicate()
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise AssertionError("the gateway did not come up")
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200
+
+    poll(healthy, timeout, what="the gateway to come up", ignore=(httpx.HTTPError,))
 
 
 @pytest.fixture
@@ -147,3 +141,25 @@ def test_port_in_use_is_one_line_exit_1(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert f"127.0.0.1:{port}" in err and "in use" in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+async def test_the_engine_runs_the_project_the_command_line_validated(tmp_path: Path) -> None:
+    # The command line validates the file once (exit 2 before anything starts) and hands
+    # the result on: the engine does not read or validate the file again.
+    from gateway.config.loader import load_config
+    from gateway.engine import Engine
+
+    path = tmp_path / "workbench.toml"
+    port = free_port()
+    path.write_text(PROJECT.format(port=port, backend="auto"))
+    project = load_config(path)
+    path.write_text("[server\n")  # reading it again would fail the start
+    engine = Engine(path, project=project, watch_config=False, control=False)
+    try:
+        await engine.start()
+        assert engine.project is project
+        async with httpx.AsyncClient() as client:
+            answer = await client.get(f"http://127.0.0.1:{port}/ping")
+        assert (answer.status_code, answer.text) == (200, "pong")
+    finally:
+        await engine.stop()

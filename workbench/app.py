@@ -6,10 +6,9 @@ messages; screens get their data handed down by this app ("attributes down, mess
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,9 @@ from gateway.events import (
     Event,
     RequestsCompleted,
 )
+from gateway.orchestrator.states import AppState
 from gateway.requestlog import RequestRecord
+from gateway.snapshots import AppMetrics, MetricsSnapshot
 from workbench import formatting as fmt
 from workbench.commands import PaletteCommand, WorkbenchCommands, palette_commands
 from workbench.history import MetricsHistory
@@ -37,14 +38,26 @@ from workbench.messages import (
     BackendSwitched,
     ConfigApplied,
     ConfigRefused,
+    CopyText,
     EngineFailed,
     EngineNotice,
     EngineStarted,
+    ExportRequests,
+    FilterChanged,
     MetricsUpdated,
     OutputArrived,
+    RequestChosen,
     RequestsArrived,
+    RestartApp,
+    SaveProject,
+    ShowLogs,
+    ShowRequests,
+    StartApp,
+    StopApp,
+    SwitchBackend,
 )
 from workbench.protocol import EngineAPI
+from workbench.screens.apply_preview import ApplyPreview
 from workbench.screens.backend_picker import BackendPicker
 from workbench.screens.config_editor import ConfigEditorScreen
 from workbench.screens.dashboard import DashboardScreen
@@ -54,6 +67,7 @@ from workbench.screens.logs import LogsScreen
 from workbench.screens.trace import TraceScreen
 from workbench.widgets.filter_bar import FilterBar
 from workbench.widgets.header_bar import HeaderBar
+from workbench.widgets.request_log import RequestFilter
 
 log = logging.getLogger("pyserve.workbench")
 
@@ -77,7 +91,7 @@ class WorkbenchApp(App[None]):
         self.poll_interval = poll_interval
         self.max_rows = max_rows
         self.history = MetricsHistory(history_size)
-        self.metrics: dict[str, Any] = {}
+        self.metrics: MetricsSnapshot | None = None
         self.phase = "starting"
         self.startup_error: str | None = None
         self._pending_requests: deque[RequestRecord] = deque(maxlen=max_rows)
@@ -87,7 +101,7 @@ class WorkbenchApp(App[None]):
     # --- lifecycle ----------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        self.push_screen(DashboardScreen(max_rows=self.max_rows))
+        self.push_screen(DashboardScreen(max_rows=self.max_rows, history=self.history))
         self._unsubscribe = self.engine.events.subscribe(self._on_engine_event)
         self._start_engine()
 
@@ -128,7 +142,8 @@ class WorkbenchApp(App[None]):
             header.status = "running"
         if project is not None:
             self.dashboard.apps_table.set_apps(
-                (a.name, {"path": a.path, "state": "starting"}) for a in project.apps)
+                AppMetrics(name=a.name, path=a.path, state=AppState.STARTING)
+                for a in project.apps)
         self._poll_metrics()
 
     def request_quit(self) -> None:
@@ -225,7 +240,7 @@ class WorkbenchApp(App[None]):
         for header in self._headers():
             header.update_from_metrics(message.metrics)
         if (dashboard := self._dashboard()) is not None:
-            dashboard.show_metrics(message.metrics)
+            dashboard.show_metrics(message.metrics, self.engine.project)
 
     def on_requests_arrived(self) -> None:
         records = list(self._pending_requests)
@@ -243,25 +258,26 @@ class WorkbenchApp(App[None]):
 
     def on_app_state_change(self, message: AppStateChange) -> None:
         ev = message.event
-        entry: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
+        changes: dict[str, Any] = {"state": ev.new, "pid": ev.pid, "restarts": ev.restarts}
         if ev.port is not None:
-            entry["port"] = ev.port
+            changes["port"] = ev.port
         if (dashboard := self._dashboard()) is not None:
-            dashboard.apps_table.update_app(ev.app, entry)
+            dashboard.apps_table.update_app(ev.app, **changes)
         if self.phase != "running":
             return  # starting up or stopping: every app changes state, no news there
         reason = f": {ev.reason}" if ev.reason else ""
-        if ev.new == "failed":
+        if ev.new is AppState.FAILED:
             self.notify(f"{ev.app} failed{reason}", title="App failed", severity="error",
                         timeout=10)
-        elif ev.new == "restarting":
+        elif ev.new is AppState.RESTARTING:
             self.notify(f"{ev.app} is restarting (restart {ev.restarts}){reason}",
                         title="App restarting", severity="warning")
-        elif ev.new == "unhealthy":
+        elif ev.new is AppState.UNHEALTHY:
             self.notify(f"{ev.app} is unhealthy{reason}", severity="warning")
-        elif ev.new == "stopped":
+        elif ev.new is AppState.STOPPED:
             self.notify(f"{ev.app} stopped{reason}")
-        elif ev.new == "healthy" and ev.old in ("restarting", "unhealthy", "starting"):
+        elif ev.new is AppState.HEALTHY and ev.old in (
+                AppState.RESTARTING, AppState.UNHEALTHY, AppState.STARTING):
             self.notify(f"{ev.app} is healthy (pid {fmt.number(ev.pid)})")
 
     def on_backend_switched(self, message: BackendSwitched) -> None:
@@ -288,7 +304,7 @@ class WorkbenchApp(App[None]):
         elif message.level == "warning":
             self.notify(message.text, title=message.app or "", severity="warning")
 
-    # --- commands (keys, palette) -------------------------------------------------------
+    # --- intents: the one place that acts on what the user wants ------------------------
 
     def _run_command(self, coro: Awaitable[object], label: str) -> None:
         async def run() -> None:
@@ -304,30 +320,30 @@ class WorkbenchApp(App[None]):
         # letting two user commands run; the engine serialises what must be serialised.
         self.run_worker(run(), group="commands", exit_on_error=False, description=label)
 
-    def restart_app(self, name: str) -> None:
-        self._run_command(self.engine.restart_app(name), f"restart {name}")
+    def on_restart_app(self, message: RestartApp) -> None:
+        self._run_command(self.engine.restart_app(message.name), f"restart {message.name}")
 
-    def toggle_app(self, name: str) -> None:
-        state = self.dashboard.apps_table.app_state(name)
-        if state in ("stopped", "failed"):
-            self._run_command(self.engine.start_app(name), f"start {name}")
-        else:
-            self._run_command(self.engine.stop_app(name), f"stop {name}")
+    def on_stop_app(self, message: StopApp) -> None:
+        self._run_command(self.engine.stop_app(message.name), f"stop {message.name}")
 
-    def switch_backend(self, name: str) -> None:
-        self.notify(f"Switching the backend to {name}…")
-        self._run_command(self.engine.switch_backend(name), f"switch to {name}")
+    def on_start_app(self, message: StartApp) -> None:
+        self._run_command(self.engine.start_app(message.name), f"start {message.name}")
 
-    def pick_backend(self) -> None:
+    def on_switch_backend(self, message: SwitchBackend) -> None:
+        self.notify(f"Switching the backend to {message.name}…")
+        self._run_command(self.engine.switch_backend(message.name),
+                          f"switch to {message.name}")
+
+    def on_pick_backend(self) -> None:
         current = self.engine.backend
 
         def chosen(name: str | None) -> None:
             if name and name != current:
-                self.switch_backend(name)
+                self.post_message(SwitchBackend(name))
 
         self.push_screen(BackendPicker(self.engine.installed_backends(), current), chosen)
 
-    def edit_config(self) -> None:
+    def on_edit_project(self) -> None:
         path = self.engine.config_path
         try:
             text = path.read_text(encoding="utf-8")
@@ -336,53 +352,103 @@ class WorkbenchApp(App[None]):
             return
         self.push_screen(ConfigEditorScreen(text, path.name))
 
-    def open_trace(self, request_id: str) -> None:
-        trace = self.engine.trace(request_id)
+    def _editor(self) -> ConfigEditorScreen | None:
+        return next((s for s in reversed(self.screen_stack)
+                     if isinstance(s, ConfigEditorScreen)), None)
+
+    def on_save_project(self, message: SaveProject) -> None:
+        editor = self._editor()
+        try:
+            change = self.engine.preview_text(message.text)
+        except ConfigError as exc:
+            if editor is not None:
+                editor.show_error(exc)
+            return
+        if editor is not None:
+            editor.clear_error()
+        if not message.diff:
+            self.notify("No changes to apply")
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if ok:
+                self._apply_project(message.text)
+
+        self.push_screen(ApplyPreview(change, message.diff), confirmed)
+
+    @work(exclusive=True, group="apply-config", exit_on_error=False)
+    async def _apply_project(self, text: str) -> None:
+        if (editor := self._editor()) is not None:
+            editor.applying()
+        try:
+            await self.engine.apply_text(text)
+        except ConfigError as exc:
+            if (editor := self._editor()) is not None:
+                editor.show_error(exc)
+            return
+        except Exception as exc:  # the engine reports; the editor must stay usable
+            if (editor := self._editor()) is not None:
+                editor.apply_failed(exc)
+            return
+        if (editor := self._editor()) is not None:
+            editor.applied(text)
+
+    def on_request_chosen(self, message: RequestChosen) -> None:
+        trace = self.engine.trace(message.request_id)
         if trace is None:
-            self.notify(f"{request_id} is no longer in the request log", severity="warning")
+            self.notify(f"{message.request_id} is no longer in the request log",
+                        severity="warning")
             return
         self.push_screen(TraceScreen(trace))
 
-    def open_logs(self, app_name: str | None) -> None:
-        self.push_screen(LogsScreen(app_name, self.dashboard.apps_table.app_names))
+    def on_show_logs(self, message: ShowLogs) -> None:
+        self.push_screen(LogsScreen(message.name, self.dashboard.apps_table.app_names,
+                                    self.engine.app_logs))
 
-    def export_dialog(self) -> None:
+    def on_filter_changed(self, message: FilterChanged) -> None:
+        if (dashboard := self._dashboard()) is not None:
+            flt = RequestFilter(message.app, message.status_class, message.text)
+            dashboard.show_filtered(flt, self.engine.request_log.snapshot())
+
+    def on_show_requests(self, message: ShowRequests) -> None:
+        self.dashboard.set_filter(message.app, message.status_class, message.text)
+
+    def on_open_filter(self) -> None:
+        self.dashboard.action_filter()
+
+    def on_toggle_follow(self) -> None:
+        self.dashboard.action_toggle_follow()
+
+    def on_choose_export(self) -> None:
         folder = self.engine.config_path.parent
         count = len(self.engine.request_log)
 
         def chosen(request: ExportRequest | None) -> None:
             if request is not None:
-                self.export_requests(request.path, request.fmt,
-                                     include_credentials=request.include_credentials)
+                self.post_message(ExportRequests(request.path, request.fmt,
+                                                 request.include_credentials))
 
         self.push_screen(ExportDialog(default_export_path(folder, "jsonl"), count), chosen)
 
-    @work(exclusive=True, group="export", exit_on_error=False)
-    async def export_requests(self, path: Path, fmt_name: str, *,
-                              include_credentials: bool = False) -> None:
-        # In a thread: exporting thousands of traces must not stall the gateway's loop. The
-        # loop may append to the request log meanwhile ("deque mutated during iteration"),
-        # so a collision is simply tried again.
-        for attempt in range(3):
-            try:
-                written = await asyncio.to_thread(
-                    self.engine.export_requests, path, fmt_name,
-                    include_credentials=include_credentials)
-            except RuntimeError as exc:
-                if "mutated" in str(exc) and attempt < 2:
-                    continue
-                self.notify(f"export to {path} failed: {exc}", severity="error")
-                return
-            except Exception as exc:
-                self.notify(f"export to {path} failed: {exc}", severity="error")
-                return
-            what = "with credentials" if include_credentials else "credentials masked"
-            self.notify(f"Exported {written} requests to {path} ({what})", title="Export")
-            return
+    def on_export_requests(self, message: ExportRequests) -> None:
+        self._export(message.path, message.fmt, include_credentials=message.include_credentials)
 
-    def copy(self, text: str, *, what: str) -> None:
-        self.copy_to_clipboard(text)
-        self.notify(f"Copied {what}")
+    @work(exclusive=True, group="export", exit_on_error=False)
+    async def _export(self, path: Path, fmt_name: str, *,
+                      include_credentials: bool = False) -> None:
+        # The engine copies what to write on the loop and writes it in a thread.
+        try:
+            written = await self.engine.export_requests(
+                path, fmt_name, include_credentials=include_credentials)
+        except Exception as exc:
+            self.notify(f"export to {path} failed: {exc}", severity="error")
+            return
+        what = "with credentials" if include_credentials else "credentials masked"
+        self.notify(f"Exported {written} requests to {path} ({what})", title="Export")
+
+    def on_copy_text(self, message: CopyText) -> None:
+        self.copy_to_clipboard(message.text)
+        self.notify(f"Copied {message.what}")
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):
@@ -402,27 +468,15 @@ class WorkbenchApp(App[None]):
             ("Config editor", ConfigEditorScreen.BINDINGS, []),
         ]
 
-    # --- helpers for screens and the palette --------------------------------------------
+    # --- for the palette ----------------------------------------------------------------
 
-    def engine_app_order(self, metrics: Mapping[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        """Apps in project-file order, then any the metrics know of (in-process mounts)."""
-        apps: dict[str, Any] = dict(metrics.get("apps", {}))
-        project = self.engine.project
-        order: list[tuple[str, dict[str, Any]]] = []
-        for app in project.apps if project is not None else []:
-            order.append((app.name, {"path": app.path, **apps.pop(app.name, {})}))
-        order.extend(apps.items())
-        return order
-
-    def app_summary(self, name: str) -> str:
-        a = self.metrics.get("apps", {}).get(name, {})
-        lat = a.get("latency_ms") or {}
-        return (f"{name} {a.get('path', '')} state={a.get('state')} pid={a.get('pid')} "
-                f"port={a.get('port')} backend={a.get('backend')} restarts={a.get('restarts')} "
-                f"req/s={fmt.rate(a.get('requests_per_s'))} p50={fmt.millis(lat.get('p50'))}ms "
-                f"p99={fmt.millis(lat.get('p99'))}ms health: {a.get('health_check') or '-'}"
-                + (f" pending: {a['pending']}" if a.get("pending") else "")
-                + (f" last error: {a['last_error']}" if a.get("last_error") else ""))
+    def app_states(self) -> dict[str, AppState | str | None]:
+        """Every app the dashboard shows, with its state (what the palette offers)."""
+        dashboard = self._dashboard()
+        if dashboard is None:
+            return {}
+        table = dashboard.apps_table
+        return {name: table.app_state(name) for name in table.app_names}
 
     def palette_commands(self) -> list[PaletteCommand]:
         return palette_commands(self)
@@ -438,10 +492,3 @@ def create_app(engine: EngineAPI, *, poll_interval: float = 1.0,
     """The workbench around `engine` (tests and the screenshot script build it here too)."""
     return WorkbenchApp(engine, poll_interval=poll_interval, max_rows=max_rows)
 
-
-def run_workbench(config_path: Path, overrides: Mapping[str, Any] | None = None) -> int:
-    """Run the interactive workbench on `config_path`; returns the process exit code
-    (see `workbench.runner.run`)."""
-    from workbench.runner import run
-
-    return run(config_path, overrides)

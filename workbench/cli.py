@@ -127,13 +127,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_check(path: str) -> int:
     from gateway.config.loader import load_config
-    from gateway.servers.registry import BackendRegistry
+    from gateway.servers.registry import BackendRegistry, unsupported_settings
 
     project = load_config(path)
     warnings = []
     try:
-        from gateway.servers.base import unsupported_settings  # type: ignore[attr-defined]
-
         backend = BackendRegistry.resolve(project.server.backend.value)
         warnings = [f"{path}: [server] {key} is not supported by {backend}; it is ignored"
                     for key in unsupported_settings(backend, project.server)]
@@ -248,18 +246,21 @@ def _run_headless(args: argparse.Namespace) -> int:
     from gateway.headless import run_headless
     from gateway.servers.loops import loop_factory
 
-    project = load_config(args.config, overrides=_overrides(args))  # fail fast, exit 2
+    # Validated once, here: a broken file exits 2 before anything starts; the engine runs
+    # what was validated.
+    project = load_config(args.config, overrides=_overrides(args))
     with asyncio.Runner(loop_factory=loop_factory(project.server.event_loop.value)) as runner:
-        return runner.run(run_headless(Path(args.config), _overrides(args), args.log_format))
+        return runner.run(run_headless(Path(args.config), _overrides(args), args.log_format,
+                                       project=project))
 
 
 def _run_ui(args: argparse.Namespace) -> int:
     from gateway.config.loader import load_config
 
-    load_config(args.config, overrides=_overrides(args))  # a broken file: exit 2 before the UI
-    from workbench.app import run_workbench
+    project = load_config(args.config, overrides=_overrides(args))  # exit 2 before the UI
+    from workbench.runner import run
 
-    return run_workbench(Path(args.config), _overrides(args))
+    return run(Path(args.config), _overrides(args), project=project)
 
 
 def main(argv: list[str] | None = None) -> int:

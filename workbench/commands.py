@@ -8,6 +8,22 @@ from functools import partial
 from typing import TYPE_CHECKING, cast
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.message import Message
+
+from gateway.orchestrator.states import IDLE
+from workbench.messages import (
+    ChooseExport,
+    EditProject,
+    OpenFilter,
+    PickBackend,
+    RestartApp,
+    ShowLogs,
+    ShowRequests,
+    StartApp,
+    StopApp,
+    SwitchBackend,
+    ToggleFollow,
+)
 
 if TYPE_CHECKING:
     from workbench.app import WorkbenchApp
@@ -40,34 +56,37 @@ class WorkbenchCommands(Provider):
 
 
 def palette_commands(app: WorkbenchApp) -> list[PaletteCommand]:
-    """Every action, plus one entry per app and per other installed backend."""
+    """Every action, plus one entry per app and per other installed backend. Each entry
+    posts the intent its key posts; the app acts on it."""
+
+    def intent(message: Message) -> Callable[[], object]:
+        return partial(app.post_message, message)
+
     cmds = [
         PaletteCommand("Edit the project file", "e: TOML editor with validation",
-                       app.edit_config),
-        PaletteCommand("Switch backend…", "b: pick an installed backend", app.pick_backend),
+                       intent(EditProject())),
+        PaletteCommand("Switch backend…", "b: pick an installed backend", intent(PickBackend())),
         PaletteCommand("Filter requests", "/: by text, app and status class",
-                       app.dashboard.action_filter),
-        PaletteCommand("Follow / pause the request log", "f",
-                       app.dashboard.action_toggle_follow),
+                       intent(OpenFilter())),
+        PaletteCommand("Follow / pause the request log", "f", intent(ToggleFollow())),
         PaletteCommand("Export the request log…", "x: JSON Lines or HAR",
-                       app.export_dialog),
-        PaletteCommand("Logs of all apps", "L: merged output", partial(app.open_logs, None)),
+                       intent(ChooseExport())),
+        PaletteCommand("Logs of all apps", "L: merged output", intent(ShowLogs(None))),
         PaletteCommand("Help: every key", "?", app.action_help),
         PaletteCommand("Quit", "q: drain, stop every app, exit", app.request_quit),
     ]
-    table = app.dashboard.apps_table
-    for name in table.app_names:
-        stopped = table.app_state(name) in ("stopped", "failed")
+    for name, state in app.app_states().items():
+        stopped = state in IDLE
         cmds += [
-            PaletteCommand(f"Restart {name}", "r", partial(app.restart_app, name)),
+            PaletteCommand(f"Restart {name}", "r", intent(RestartApp(name))),
             PaletteCommand(f"{'Start' if stopped else 'Stop'} {name}", "s",
-                           partial(app.toggle_app, name)),
-            PaletteCommand(f"Logs of {name}", "l", partial(app.open_logs, name)),
+                           intent(StartApp(name) if stopped else StopApp(name))),
+            PaletteCommand(f"Logs of {name}", "l", intent(ShowLogs(name))),
             PaletteCommand(f"Requests of {name}", "filter the request log",
-                           partial(app.dashboard.set_filter, app=name)),
+                           intent(ShowRequests(app=name))),
         ]
     for backend in app.engine.installed_backends():
         if backend != app.engine.backend:
             cmds.append(PaletteCommand(f"Switch backend to {backend}", "b",
-                                       partial(app.switch_backend, backend)))
+                                       intent(SwitchBackend(backend))))
     return cmds

@@ -7,9 +7,12 @@ cells read on dark and light themes alike.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from gateway.snapshots import AppMetrics
 
 #: state -> (background, foreground) of its badge.
 STATE_BADGES: dict[str, tuple[str, str]] = {
@@ -71,11 +74,11 @@ def health_cell(health: Any, rule: str | None) -> Text:
     return text
 
 
-def cause_text(app: dict[str, Any]) -> Text:
+def cause_text(app: AppMetrics) -> Text:
     """Why the app is not (or was not) well: a pending change first, then the last error;
     red while it matters (failed, unhealthy, restarting), dim once the app has recovered."""
-    cause = app.get("last_error") or ""
-    pending = app.get("pending")
+    cause = app.last_error or ""
+    pending = app.pending
     if not cause and not pending:
         return Text("-", style="dim")
     out = Text()
@@ -85,7 +88,7 @@ def cause_text(app: dict[str, Any]) -> Text:
             out.append(": ")
     if len(cause) > CAUSE_WIDTH:
         cause = cause[:CAUSE_WIDTH - 1] + "…"
-    now = app.get("state") in ("failed", "unhealthy", "restarting", "starting") or pending
+    now = app.state in ("failed", "unhealthy", "restarting", "starting") or pending
     out.append(cause, style="#c83737" if now else "dim")
     return out
 

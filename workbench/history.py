@@ -9,9 +9,9 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict, deque
 from collections.abc import Iterable
-from typing import Any
 
 from gateway.requestlog import RequestRecord
+from gateway.snapshots import MetricsSnapshot
 
 
 class MetricsHistory:
@@ -31,12 +31,12 @@ class MetricsHistory:
                 if len(bucket) < 10000:
                     bucket.append(rec.latency_ms)
 
-    def tick(self, metrics: dict[str, Any]) -> None:
+    def tick(self, metrics: MetricsSnapshot) -> None:
         """Close the current interval: one sample per app known to the metrics snapshot."""
-        for name, entry in metrics.get("apps", {}).items():
+        for name, entry in metrics.apps.items():
             latencies = self._pending.pop(name, [])
             self.latency[name].append(statistics.median(latencies) if latencies else 0.0)
-            self.rate[name].append(float(entry.get("requests_per_s") or 0.0))
+            self.rate[name].append(float(entry.requests_per_s or 0.0))
         self._pending.clear()
 
     def seed(self, app: str, latency: Iterable[float], rate: Iterable[float]) -> None:

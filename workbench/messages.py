@@ -1,5 +1,6 @@
 """Messages of the workbench: engine facts going up to the app, widget choices going up to
-their screen.
+their screen, and intents: what the user wants, posted by screens, widgets and the command
+palette and handled in one place, the `WorkbenchApp` (only it talks to the engine).
 
 High-rate facts (request batches, app output, metrics ticks) carry no data: the listener
 buffers the data and the message only says "there is more". `can_replace` then collapses a
@@ -8,12 +9,13 @@ flood of them into one, so the UI drains each buffer at most once per refresh.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
 
 from textual.message import Message
 
 from gateway.events import AppStateChanged, ConfigReloaded
+from gateway.snapshots import MetricsSnapshot
 
 
 @dataclass
@@ -56,7 +58,7 @@ class OutputArrived(Message):
 class MetricsUpdated(Message):
     """A fresh `engine.metrics()` snapshot; only the newest one matters."""
 
-    metrics: dict[str, Any] = field(default_factory=dict)
+    metrics: MetricsSnapshot
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, MetricsUpdated)
@@ -106,3 +108,98 @@ class FilterChanged(Message):
     app: str | None
     status_class: str | None
     text: str
+
+
+# --- intents (handled by WorkbenchApp) ---------------------------------------------------
+
+
+@dataclass
+class RestartApp(Message):
+    """Restart app `name` (a new process, blue/green where possible)."""
+
+    name: str
+
+
+@dataclass
+class StopApp(Message):
+    name: str
+
+
+@dataclass
+class StartApp(Message):
+    name: str
+
+
+@dataclass
+class PickBackend(Message):
+    """Offer the installed backends to switch to."""
+
+
+@dataclass
+class SwitchBackend(Message):
+    """Serve the gateway (and the apps that inherit it) on backend `name`."""
+
+    name: str
+
+
+@dataclass
+class EditProject(Message):
+    """Open the project file in the editor."""
+
+
+@dataclass
+class SaveProject(Message):
+    """Validate `text`, show what applying it changes, then write and apply it; `diff` is
+    the edit against the running file (empty: nothing to apply)."""
+
+    text: str
+    diff: str
+
+
+@dataclass
+class ChooseExport(Message):
+    """Ask where to export the request log."""
+
+
+@dataclass
+class ExportRequests(Message):
+    """Write the request log with its traces to `path` as `fmt` (jsonl or har), credentials
+    masked unless `include_credentials`."""
+
+    path: Path
+    fmt: str
+    include_credentials: bool = False
+
+
+@dataclass
+class ShowLogs(Message):
+    """The logs of app `name` (None: every app merged)."""
+
+    name: str | None
+
+
+@dataclass
+class ShowRequests(Message):
+    """Filter the request log (None: any app / status class)."""
+
+    app: str | None = None
+    status_class: str | None = None
+    text: str = ""
+
+
+@dataclass
+class OpenFilter(Message):
+    """Open the request filter bar."""
+
+
+@dataclass
+class ToggleFollow(Message):
+    """Follow or pause the request log."""
+
+
+@dataclass
+class CopyText(Message):
+    """Put `text` on the clipboard; `what` names it in the confirmation."""
+
+    text: str
+    what: str

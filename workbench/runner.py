@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from gateway.config.schema import ProjectConfig
 from gateway.errors import GatewayError
 from workbench.app import WorkbenchApp, create_app
 
@@ -40,23 +41,26 @@ async def _serve(app: WorkbenchApp) -> None:
         await app.engine.stop()
 
 
-def run(config_path: Path, overrides: Mapping[str, Any] | None = None) -> int:
+def run(config_path: Path, overrides: Mapping[str, Any] | None = None, *,
+        project: ProjectConfig | None = None) -> int:
     """Run the interactive workbench on `config_path`; returns the process exit code.
 
-    A configuration error at start exits with 2, any other start failure with 1; the message
-    is printed once the terminal is restored.
+    `project` is the file already validated (by the command line); without it the file is
+    validated here, before any terminal work. A configuration error at start exits with 2,
+    any other start failure with 1; the message is printed once the terminal is restored.
     """
     from gateway.config.loader import load_config
     from gateway.engine import Engine
     from gateway.servers.loops import loop_factory
 
     try:
-        loop_name = load_config(config_path, overrides=overrides).server.event_loop.value
-        factory = loop_factory(loop_name)
+        if project is None:
+            project = load_config(config_path, overrides=overrides)
+        factory = loop_factory(project.server.event_loop.value)
     except GatewayError as exc:
         print(f"pyserve-tui: {exc}", file=sys.stderr)
         return exc.exit_code
-    app = create_app(Engine(config_path, overrides=dict(overrides or {})))
+    app = create_app(Engine(config_path, overrides=dict(overrides or {}), project=project))
     with asyncio.Runner(loop_factory=factory) as runner:
         runner.run(_serve(app))
     if app.startup_error:

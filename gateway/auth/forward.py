@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
+from gateway.auth.forward_url import parse_forward_url
 from gateway.context import SCOPE_KEY, RequestContext, get_context
 from gateway.errors import UpstreamError, UpstreamTimeout
 from gateway.extensions._http import refuse
@@ -48,44 +48,6 @@ class _Drained(OSError):
     """Raised from the relay's `send` to stop reading an allowing answer's endless body:
     the transport treats an OSError from `send` as a departed client and closes the
     upstream connection quietly (see `gateway.proxy.http`)."""
-_APP_PREFIX = "app:"
-
-
-@dataclass(frozen=True)
-class ForwardURL:
-    """Where the auth service is: `app` set for an orchestrated app, else host/port."""
-
-    app: str | None
-    host: str
-    port: int
-    path: str
-    query: bytes
-
-    @property
-    def label(self) -> str:
-        where = f"app {self.app}" if self.app else f"http://{self.host}:{self.port}"
-        return where + self.path
-
-
-def parse_forward_url(url: str) -> ForwardURL:
-    """``http://host[:port]/path[?query]`` or ``app:NAME[/path]``; ValueError otherwise."""
-    if url.startswith(_APP_PREFIX):
-        name, slash, rest = url[len(_APP_PREFIX):].partition("/")
-        if not name:
-            raise ValueError(f"{url!r} names no app (app:NAME/path)")
-        path, _, query = ("/" + rest if slash else "/").partition("?")
-        return ForwardURL(name, "127.0.0.1", 0, path, query.encode("latin-1"))
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"must be an http:// URL or app:NAME/path, not {url!r}")
-    try:
-        port = parts.port or 80
-    except ValueError:
-        raise ValueError(f"bad port in {url!r}") from None
-    return ForwardURL(None, parts.hostname, port, parts.path or "/",
-                      parts.query.encode("latin-1"))
-
-
 @dataclass
 class ForwardAnswer:
     """What the auth service said: `allowed` with the headers to copy, or refused (already

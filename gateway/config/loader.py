@@ -248,7 +248,7 @@ def validate_text(path: Path, text: str, *, overrides: Mapping[str, Any] | None 
         extensions.append(ExtensionConfig(type=type_, options=options, index=i, line=line))
     _check_unique_paths(v, extensions)
     project = ProjectConfig(path=path, server=server, logging=logging_cfg,
-                            extensions=tuple(extensions))
+                            extensions=tuple(extensions), text=text)
     for ext in extensions:
         # Rules that need the whole project: files relative to its folder, other entries.
         check_in = getattr(ext.options, "validate_in", None)

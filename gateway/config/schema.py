@@ -1,11 +1,11 @@
 """Typed shape of the project file, with every key and default of the contract.
 
-Each dataclass is one TOML table. `gateway.config.validate` turns the parsed document into
-these objects, checking names and types from the annotations, so adding a key here is all it
-takes for `check` to accept and convert it. A dataclass may define ``validate()`` returning
-``(key, message)`` pairs for rules the annotations cannot express; an extension's options
-may also define ``validate_in(project)`` for rules that need the whole project (files
-relative to the project folder, names of apps).
+Each dataclass is one TOML table. `gateway.config.loader.validate_text` turns the parsed
+document into these objects, checking names and types from the annotations, so adding a key
+here is all it takes for `check` to accept and convert it. A dataclass may define
+``validate()`` returning ``(key, message)`` pairs for rules the annotations cannot express; an
+extension's options may also define ``validate_in(project)`` for rules that need the whole
+project (files relative to the project folder, names of apps).
 """
 
 from __future__ import annotations
@@ -459,7 +459,7 @@ class AuthOptions:
         return errors
 
     def _check_forward(self) -> list[tuple[str, str]]:
-        from gateway.auth.forward import parse_forward_url
+        from gateway.auth.forward_url import parse_forward_url
 
         if self.url is None:
             return [("", "method 'forward' needs url (http://host:port/path or app:NAME/path)")]
@@ -477,7 +477,7 @@ class AuthOptions:
     def validate_in(self, project: ProjectConfig) -> list[tuple[str, str]]:
         """Rules that need the project: key files (relative to its folder), app names."""
         if self.method == "forward" and self.url and self.url.startswith("app:"):
-            from gateway.auth.forward import parse_forward_url
+            from gateway.auth.forward_url import parse_forward_url
 
             app = parse_forward_url(self.url).app
             if app not in {a.name for a in project.apps}:
@@ -550,6 +550,8 @@ class ProjectConfig:
     server: ServerConfig
     logging: LoggingConfig
     extensions: tuple[ExtensionConfig, ...]
+    #: The text it was validated from: what the engine compares later edits of the file with.
+    text: str = field(default="", compare=False, repr=False)
 
     @property
     def root(self) -> Path:

@@ -51,9 +51,7 @@ class OrchestrationExtension(Extension):
         if self.services.orchestrator is None:
             from gateway.orchestrator import Orchestrator
 
-            project = self.services.project
-            orch = Orchestrator(self.options, project=project, events=self.services.events,
-                                default_backend=str(project.server.backend))
+            orch = Orchestrator.for_project(self.services.project, events=self.services.events)
             self.services.orchestrator = orch
             self._owns_orchestrator = True
             await orch.start()

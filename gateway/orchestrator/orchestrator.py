@@ -15,7 +15,7 @@ from gateway.orchestrator.logs import LogLine, merge_by_time
 from gateway.orchestrator.ports import PortAllocator
 from gateway.orchestrator.states import IDLE, SERVING
 from gateway.orchestrator.supervisor import AppSupervisor, unknown_app
-from gateway.servers import resolve_backend_name
+from gateway.servers import Backend, resolve_backend_name
 
 log = logging.getLogger("pyserve.orchestrator")
 
@@ -47,11 +47,11 @@ class Orchestrator:
     """
 
     def __init__(self, options: OrchestrationOptions, *, project: ProjectConfig,
-                 events: EventBus, default_backend: str) -> None:
+                 events: EventBus, default_backend: Backend | str) -> None:
         self.options = options
         self.project = project
         self.events = events
-        self.default_backend = resolve_backend_name(str(default_backend))
+        self.default_backend = resolve_backend_name(default_backend)
         self.ports = PortAllocator(options.port_range)
         self.health = HealthChecker()
         #: Seconds a new process has to answer its first health check.
@@ -61,6 +61,16 @@ class Orchestrator:
         self._routes: list[tuple[str, AppSupervisor]] = []
         self._rebuild_routes()
         self._apply_logging()
+
+    @classmethod
+    def for_project(cls, project: ProjectConfig, *, events: EventBus,
+                    backend: Backend | None = None) -> Orchestrator:
+        """The orchestrator of `project`'s apps: the one way the engine and the extension
+        make one. `backend` is what serves the gateway now (apps inherit it); without it,
+        the project's `server.backend`."""
+        return cls(project.orchestration or OrchestrationOptions(), project=project,
+                   events=events,
+                   default_backend=backend or resolve_backend_name(project.server.backend))
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -148,9 +158,9 @@ class Orchestrator:
     async def start_app(self, name: str) -> None:
         await self.get(name).start()
 
-    async def switch_backend(self, backend: str) -> list[str]:
+    async def switch_backend(self, backend: Backend | str) -> list[str]:
         """Roll every app that inherits the backend over to `backend`; the names rolled."""
-        resolved = resolve_backend_name(str(backend))
+        resolved = resolve_backend_name(backend)
         self.default_backend = resolved
         candidates = [s for s in self.supervisors.values()
                       if s.config.backend is None and not s.config.command

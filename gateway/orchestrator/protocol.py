@@ -5,7 +5,7 @@ Both sides import this module, so it stays stdlib-only and free of side effects.
 
 from __future__ import annotations
 
-#: JSON description of the app the child runs (see `process.ChildSpec`).
+#: JSON description of the app the child runs (`process.spawn` sets it, `runner.py` reads it).
 SPEC_ENV = "PYSERVE_TUI_APP_SPEC"
 #: The path prefix an app is mounted under with `strip_path` (absent when nothing is
 #: stripped); app processes get it as root_path / SCRIPT_NAME too, `command` apps only here.

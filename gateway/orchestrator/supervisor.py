@@ -137,7 +137,7 @@ class AppSupervisor:
         if config.command:
             return "command"
         return resolve_backend_name(
-            str(config.backend or default_backend or self._owner.default_backend))
+            config.backend or default_backend or self._owner.default_backend)
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
@@ -232,7 +232,7 @@ class AppSupervisor:
         changed.set()
         log.info("app %s: %s -> %s%s", self.name, old, new, f" ({reason})" if reason else "")
         self._owner.events.emit(AppStateChanged(
-            app=self.name, old=str(old), new=str(new), pid=self.pid, port=self.port,
+            app=self.name, old=old, new=new, pid=self.pid, port=self.port,
             reason=reason, restarts=self.restarts))
 
     def _message(self, level: str, text: str, **extra: Any) -> None:

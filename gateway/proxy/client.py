@@ -1,6 +1,6 @@
 """Pooled HTTP/1.1 upstream connections: an ``asyncio.Protocol`` around httptools' C parser.
 
-Why not httpx/aiohttp: proxying through them measured 0.02-0.29x nginx on this machine, the
+Why not httpx/aiohttp: proxying through them measured far below nginx (bench/README.md), the
 stream/Protocol layers costing more than the parsing. Here the parser callbacks write straight
 into the connection's state and one future wakes the forwarding coroutine, so a small response
 costs one ``data_received`` and one wake-up.

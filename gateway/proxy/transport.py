@@ -17,7 +17,7 @@ from gateway.types import Receive, Scope, Send
 
 class UpstreamTarget(NamedTuple):
     """Where and how to send one request (a named tuple: one is made per proxied request,
-    and a frozen dataclass costs four times as much to create).
+    and a frozen dataclass costs several times as much to create).
 
     ``path`` goes on the request line: characters HTTP forbids there (space, non-ASCII) are
     percent-encoded, ``%`` is kept, so a raw path (from ``scope["raw_path"]``) is preserved

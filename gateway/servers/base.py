@@ -111,13 +111,6 @@ class ServerAdapter(ABC):
         return f"<{type(self).__name__} {self.name}>"
 
 
-def unsupported_settings(backend: str, settings: ServerConfig) -> list[str]:
-    """See `gateway.servers.registry.unsupported_settings` (also importable from here)."""
-    from gateway.servers.registry import unsupported_settings as from_registry
-
-    return from_registry(backend, settings)
-
-
 def _exit_zero(signum: int, frame: FrameType | None) -> None:
     raise SystemExit(0)
 

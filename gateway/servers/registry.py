@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from enum import StrEnum
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled
@@ -19,23 +20,40 @@ BACKENDS: dict[str, tuple[str, str, str]] = {
 AUTO_ORDER = ("granian", "uvicorn", "hypercorn")
 
 
+class Backend(StrEnum):
+    """A backend that is installed, as `BackendRegistry.resolve` found it (never `auto`).
+
+    Holding one means the choice is made: layers below the one that resolved a name (the
+    gateway's server, the orchestrator, a supervisor) pass it on instead of deciding again.
+    """
+
+    GRANIAN = "granian"
+    UVICORN = "uvicorn"
+    HYPERCORN = "hypercorn"
+
+
 class BackendRegistry:
     @staticmethod
     def installed() -> list[str]:
         return [n for n in AUTO_ORDER if importlib.util.find_spec(BACKENDS[n][1]) is not None]
 
     @staticmethod
-    def resolve(name: str) -> str:
+    def resolve(name: str) -> Backend:
+        """The installed backend `name` means: `auto` is the first installed in AUTO_ORDER.
+        The one place that decides; a `Backend` is already decided and comes back as it is.
+        Raises BackendNotInstalled naming the package to install."""
+        if isinstance(name, Backend):
+            return name
         if name == "auto":
             found = BackendRegistry.installed()
             if not found:
                 raise BackendNotInstalled("auto", "granian")
-            return found[0]
+            return Backend(found[0])
         if name not in BACKENDS:
             raise BackendNotInstalled(name, name)
         if importlib.util.find_spec(BACKENDS[name][1]) is None:
             raise BackendNotInstalled(name, BACKENDS[name][2])
-        return name
+        return Backend(name)
 
     @staticmethod
     def get(name: str) -> ServerAdapter:
@@ -46,7 +64,7 @@ class BackendRegistry:
         return adapter
 
 
-def resolve_backend_name(name: str) -> str:
+def resolve_backend_name(name: str) -> Backend:
     return BackendRegistry.resolve(name)
 
 

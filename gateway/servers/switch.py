@@ -16,11 +16,11 @@ from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
 from gateway.servers.base import ServingHandle
 from gateway.servers.listener import create_listener, display_address
-from gateway.servers.registry import BackendRegistry
+from gateway.servers.registry import Backend, BackendRegistry
 from gateway.types import ASGIApp
 
 
-async def _serve(name: str, app: ASGIApp, sock: socket.socket,
+async def _serve(name: Backend, app: ASGIApp, sock: socket.socket,
                  settings: ServerConfig) -> ServingHandle:
     """Start `name` on `sock`; whatever stops it (bad TLS files, a backend refusing an
     option) becomes one StartupError naming the backend."""
@@ -44,12 +44,12 @@ class GatewayServer:
         self._handle: ServingHandle | None = None
         self._app: ASGIApp | None = None
         self._settings: ServerConfig | None = None
-        self._backend: str | None = None
+        self._backend: Backend | None = None
         self._lock = asyncio.Lock()
         self.switches = 0
 
     @property
-    def backend(self) -> str | None:
+    def backend(self) -> Backend | None:
         """The backend serving now, resolved (`granian`, never `auto`); None when stopped."""
         return self._backend
 
@@ -78,15 +78,16 @@ class GatewayServer:
     def settings(self) -> ServerConfig | None:
         return self._settings
 
-    async def start(self, app: ASGIApp, backend_name: str, settings: ServerConfig) -> None:
-        """Bind settings.host:settings.port and serve `app` on `backend_name` (may be `auto`).
+    async def start(self, app: ASGIApp, backend: Backend | str, settings: ServerConfig) -> None:
+        """Bind settings.host:settings.port and serve `app` on `backend` (the engine passes
+        the one it resolved; a name, even `auto`, is resolved here for other callers).
 
         Raises StartupError (port in use, backend missing) with nothing left running.
         """
         async with self._lock:
             if self._handle is not None:
                 raise RuntimeError(f"{self!r} is already started")
-            name = BackendRegistry.resolve(str(backend_name))
+            name = BackendRegistry.resolve(backend)
             BackendRegistry.get(name)  # a missing backend fails before the port is taken
             sock = create_listener(settings.host, settings.port, backlog=settings.backlog)
             try:
@@ -97,8 +98,9 @@ class GatewayServer:
             self._sock, self._handle, self._app = sock, handle, app
             self._settings, self._backend = settings, name
 
-    async def switch(self, backend_name: str, settings: ServerConfig | None = None) -> str:
-        """Re-serve on `backend_name` (and new settings, if given) without dropping a client.
+    async def switch(self, backend: Backend | str,
+                     settings: ServerConfig | None = None) -> Backend:
+        """Re-serve on `backend` (and new settings, if given) without dropping a client.
 
         The new backend starts on the same socket first; only then is the old one drained,
         for up to `graceful_timeout`. If the new one cannot start, the old one keeps serving
@@ -115,7 +117,7 @@ class GatewayServer:
                 new_at = display_address(new_settings.host, new_settings.port)
                 raise StartupError(
                     f"cannot move the gateway from {old_at} to {new_at} without a restart")
-            name = BackendRegistry.resolve(str(backend_name))
+            name = BackendRegistry.resolve(backend)
             if name == self._backend and settings is None:
                 return name
             handle = await _serve(name, self._app, self._sock, new_settings)

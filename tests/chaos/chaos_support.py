@@ -26,6 +26,13 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from harness import (  # noqa: F401 - the raw reader is shared; its names stay here
+    BrokenResponse,
+    RawResponse,
+    TruncatedBody,
+    project_file,
+    read_response,
+)
 from harness import wait_until as wait_for
 
 CHAOS_DIR = Path(__file__).resolve().parent
@@ -55,105 +62,6 @@ def app_port_range(width: int = 200) -> tuple[int, int]:
 
 
 # --- raw HTTP/1.1 ----------------------------------------------------------------------------
-
-class BrokenResponse(Exception):
-    """The server sent part of a response, or something that is not HTTP/1.1."""
-
-
-class TruncatedBody(BrokenResponse):
-    """A response head arrived, then the connection ended inside the body."""
-
-    def __init__(self, response: RawResponse) -> None:
-        super().__init__(f"connection closed inside the body of {response!r}")
-        self.response = response
-
-
-@dataclass
-class RawResponse:
-    status: int
-    headers: list[tuple[str, str]]  # names lower-cased; values decoded as latin-1
-    body: bytes
-    head: bytes  # the raw status line and header block, as received
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-    def all(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key == name]
-
-    @property
-    def closes(self) -> bool:
-        return "close" in (self.header("connection") or "").lower()
-
-    def __repr__(self) -> str:
-        return f"<RawResponse {self.status} {self.body[:80]!r}>"
-
-
-async def read_response(reader: asyncio.StreamReader, *, head_request: bool = False
-                        ) -> RawResponse | None:
-    """One response from `reader`; None if the connection closed before any byte.
-
-    1xx interim responses are skipped. Bodies are framed by Content-Length, chunked coding
-    or the end of the connection, as HTTP/1.1 says.
-    """
-    while True:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                return None
-            raise BrokenResponse(f"connection closed inside a response head: "
-                                 f"{exc.partial[:200]!r}") from None
-        except asyncio.LimitOverrunError:
-            raise BrokenResponse("response head too large") from None
-        except ConnectionError:
-            return None
-        lines = head[:-4].split(b"\r\n")
-        match = re.fullmatch(rb"HTTP/1\.[01] (\d{3})(?: .*)?", lines[0])
-        if match is None:
-            raise BrokenResponse(f"not an HTTP/1.1 status line: {lines[0][:200]!r}")
-        status = int(match.group(1))
-        headers = []
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise BrokenResponse(f"bad header line {line[:200]!r}")
-            headers.append((name.strip().lower().decode("latin-1"),
-                            value.strip().decode("latin-1")))
-        response = RawResponse(status, headers, b"", head)
-        if 100 <= status < 200:
-            continue
-        break
-    if head_request or status in (204, 304):
-        return response
-    try:
-        length = response.header("content-length")
-        if "chunked" in (response.header("transfer-encoding") or "").lower():
-            response.body = await _read_chunked(reader)
-        elif length is not None:
-            response.body = await reader.readexactly(int(length))
-        else:
-            response.body = await reader.read()  # delimited by the end of the connection
-    except (asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
-        raise TruncatedBody(response) from exc
-    return response
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    body = bytearray()
-    while True:
-        size_line = await reader.readuntil(b"\r\n")
-        size = int(size_line.split(b";")[0].strip(), 16)
-        if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers
-                pass
-            return bytes(body)
-        body += await reader.readexactly(size)
-        await reader.readexactly(2)
-
 
 def request_bytes(method: str, path: str, *, headers: dict[str, str] | None = None,
                   body: bytes = b"", close: bool = False) -> bytes:
@@ -677,28 +585,14 @@ def project_text(*, backend: str = "auto", apps: list[dict[str, Any]] | None = N
                  orchestration: dict[str, Any] | None = None,
                  extensions: list[dict[str, Any]] | None = None,
                  level: str = "warning") -> str:
-    """A project file: the gateway on a kernel-picked port, and apps from tests/apps."""
-    import tomlkit
-
-    doc: dict[str, Any] = {
-        "server": {"host": HOST, "port": 0, "backend": backend, "graceful_timeout": 5.0},
-        "logging": {"level": level, "format": "json"},
-        "extensions": list(extensions or []),
-    }
-    if apps is not None:
-        tables = []
-        for table in apps:
-            table = dict(table)
-            table.setdefault("path", f"/{table['name']}")
-            table.setdefault("module_path", str(TESTS_DIR))
-            if "command" not in table:
-                table.setdefault("app_path", "apps.basic:app")
-            tables.append(table)
-        config = {"port_range": list(app_port_range()), "health_check_interval": 0.5,
-                  "health_check_timeout": 2.0, "health_check_retries": 2,
-                  "restart_delay": 0.0, "max_restart_count": 1000, "shutdown_timeout": 3.0,
-                  "hold_requests": 5.0, "proxy_timeout": 10.0, **(orchestration or {}),
-                  "apps": tables}
-        doc["extensions"].append({"type": "process_orchestration", "config": config})
-    return tomlkit.dumps(doc)
+    """A project file (`harness.project_file`): the gateway on a kernel-picked port, and
+    apps from tests/apps restarted at once and for ever."""
+    return project_file(
+        server={"host": HOST, "port": 0, "backend": backend, "graceful_timeout": 5.0},
+        logging={"level": level, "format": "json"}, extensions=extensions or [], apps=apps,
+        orchestration={"port_range": list(app_port_range()), "health_check_interval": 0.5,
+                       "health_check_timeout": 2.0, "health_check_retries": 2,
+                       "restart_delay": 0.0, "max_restart_count": 1000,
+                       "shutdown_timeout": 3.0, "hold_requests": 5.0, "proxy_timeout": 10.0,
+                       **(orchestration or {})})
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import harness
 import httpx
 import psutil
 import tomlkit
@@ -50,24 +51,10 @@ WSGI_APP = {"name": "wsgi", "path": "/wsgi", "app_path": "apps.wsgi_app:app",
 
 def poll(predicate: Callable[[], T | None], timeout: float = 20.0, *, interval: float = 0.05,
          what: str = "the condition") -> T:
-    """Call `predicate` until it returns something truthy; AssertionError after `timeout`.
-
-    Connection errors and missing keys count as "not yet" (the thing is still coming up);
-    the last one is shown if time runs out.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = predicate()
-        except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
-            value, last = None, exc
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}"
-                                 + (f" (last error: {last!r})" if last else ""))
-        time.sleep(interval)
+    """`harness.poll`, where connection errors and missing keys count as "not yet" (the
+    thing is still coming up)."""
+    return harness.poll(predicate, timeout, interval=interval, what=what,
+                        ignore=(httpx.HTTPError, OSError, KeyError, ValueError))
 
 
 # --- ports ------------------------------------------------------------------------------------
@@ -178,24 +165,8 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def alive(proc: psutil.Process) -> bool:
-    """True while `proc` (the very process, not a reused pid) runs and is no zombie."""
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def group_members(pgids: set[int]) -> list[psutil.Process]:
-    """Live processes whose process group is one of `pgids`."""
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if os.getpgid(proc.pid) in pgids and alive(proc):
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    return found
+alive = harness.live
+group_members = harness.group_members
 
 
 @dataclass
@@ -219,9 +190,7 @@ class ProcessTracker:
         return [self.processes[pid] for pid in pids]
 
     def leftovers(self) -> list[psutil.Process]:
-        left = {p.pid: p for p in self.processes.values() if alive(p)}
-        left.update({p.pid: p for p in group_members(self.groups)})
-        return list(left.values())
+        return harness.left_running(self.processes.values(), self.groups)
 
     def check(self, timeout: float = 10.0) -> None:
         """Wait for everything recorded to be gone; kill what is not, then fail."""

@@ -61,8 +61,8 @@ async def test_switching_backends_under_load_fails_no_request(engine: Engine,
     assert load.ok >= 200
     assert load.served["fresh"] >= 20 and load.served["keep-alive"] >= 20, load.served
     metrics = engine.metrics()
-    assert metrics["gateway"]["backend"] == "granian"
-    assert metrics["apps"]["api"]["restarts"] == 0  # rollovers are not restarts
+    assert metrics.gateway.backend == "granian"
+    assert metrics.apps["api"].restarts == 0  # rollovers are not restarts
     after = project.config.read_text()
     assert after == before  # back to granian: the very text the user wrote
     assert comments(after) == comments(before)

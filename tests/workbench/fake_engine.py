@@ -8,6 +8,7 @@ engine in the Pilot tests; this fake only has to look right.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -26,8 +27,10 @@ from gateway.events import (
     EventBus,
     RequestsCompleted,
 )
+from gateway.orchestrator.states import AppState
 from gateway.redact import redact_request
 from gateway.requestlog import RequestRecord
+from gateway.snapshots import AppMetrics, GatewayMetrics, Latency, MetricsSnapshot, Trace
 
 T0 = 1767261600.0  # 2026-01-01 10:00:00 UTC
 
@@ -161,7 +164,7 @@ class FakeEngine:
         self.request_log = FakeRequestLog()
         self.project: ProjectConfig | None = None
         self._backend = "granian"
-        self._apps = {name: {"state": "starting", "backend": "granian", **values}
+        self._apps = {name: {"state": AppState.STARTING, "backend": "granian", **values}
                       for name, values in APPS.items()}
         self._requests = requests
         self.started = False
@@ -174,8 +177,8 @@ class FakeEngine:
         self.project = self.validate_text(self.config_path.read_text())
         self.started = True
         for name, app in self._apps.items():
-            app["state"] = "unhealthy" if name == "jobs" else "healthy"
-            self.events.emit(AppStateChanged(name, "starting", app["state"], app["pid"],
+            app["state"] = AppState.UNHEALTHY if name == "jobs" else AppState.HEALTHY
+            self.events.emit(AppStateChanged(name, AppState.STARTING, app["state"], app["pid"],
                                              app["port"], "", app["restarts"]))
         records = [make_record(i) for i in range(self._requests)]
         self.request_log.records.extend(records)
@@ -183,7 +186,7 @@ class FakeEngine:
 
     async def stop(self) -> None:
         for app in self._apps.values():
-            app["state"] = "stopped"
+            app["state"] = AppState.STOPPED
         self.stopped = True
 
     # --- state ------------------------------------------------------------------------------
@@ -199,17 +202,18 @@ class FakeEngine:
     def installed_backends(self) -> list[str]:
         return ["granian", "uvicorn", "hypercorn"]
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self) -> MetricsSnapshot:
         apps = {}
         for name, app in self._apps.items():
-            entry = dict(app)
-            if entry["state"] == "stopped":
+            entry = dict(app, latency_ms=Latency(**app["latency_ms"]))
+            if entry["state"] is AppState.STOPPED:
                 entry.update(pid=None, cpu_percent=None, rss_bytes=None, uptime_s=None,
                              requests_per_s=0.0, health=None)
-            apps[name] = entry
-        return {"gateway": {"uptime_s": 1325.0, "requests": 2651, "errors": 21,
-                            "backend": self._backend, "requests_per_s": 50.5},
-                "apps": apps, "extensions": {"caching": {"hits": 10, "misses": 4}}}
+            apps[name] = AppMetrics(name=name, **entry)
+        return MetricsSnapshot(
+            gateway=GatewayMetrics(uptime_s=1325.0, requests=2651, errors=21,
+                                   backend=self._backend, requests_per_s=50.5),
+            apps=apps, extensions={"caching": {"hits": 10, "misses": 4}})
 
     def app_logs(self, name: str | None = None) -> list[FakeLogLine]:
         """Two lines per recent request of an app: what it did, and a warning now and then."""
@@ -227,17 +231,17 @@ class FakeEngine:
                                          rec.request_id))
         return lines
 
-    def trace(self, rid: str) -> dict[str, Any] | None:
+    def trace(self, rid: str) -> Trace | None:
         record = next((r for r in self.request_log.records if r.request_id == rid), None)
         if record is None:
             return None
         lines = [ln for ln in self.app_logs(record.app) if ln.request_id == rid] \
             if record.app else []
-        return {"request": record.to_dict(), "app_lines": lines}
+        return Trace(record, tuple(lines))  # FakeLogLine has LogLine's fields
 
     # --- commands ---------------------------------------------------------------------------
 
-    def _set_state(self, name: str, new: str, reason: str = "") -> None:
+    def _set_state(self, name: str, new: AppState, reason: str = "") -> None:
         app = self._apps[name]
         old, app["state"] = app["state"], new
         self.events.emit(AppStateChanged(name, old, new, app["pid"], app["port"], reason,
@@ -246,17 +250,17 @@ class FakeEngine:
     async def restart_app(self, name: str) -> bool:
         self.calls.append(("restart", name))
         self._apps[name]["restarts"] += 1
-        self._set_state(name, "restarting", "restart requested")
-        self._set_state(name, "healthy")
+        self._set_state(name, AppState.RESTARTING, "restart requested")
+        self._set_state(name, AppState.HEALTHY)
         return True
 
     async def stop_app(self, name: str) -> None:
         self.calls.append(("stop", name))
-        self._set_state(name, "stopped", "stop requested")
+        self._set_state(name, AppState.STOPPED, "stop requested")
 
     async def start_app(self, name: str) -> None:
         self.calls.append(("start", name))
-        self._set_state(name, "healthy")
+        self._set_state(name, AppState.HEALTHY)
 
     async def switch_backend(self, name: str) -> None:
         self.calls.append(("backend", name))
@@ -285,11 +289,12 @@ class FakeEngine:
         self.events.emit(change)
         return change
 
-    def export_requests(self, path: Path, fmt: str = "jsonl", *,
-                        include_credentials: bool = False) -> int:
+    async def export_requests(self, path: Path, fmt: str = "jsonl", *,
+                              include_credentials: bool = False) -> int:
         records = self.request_log.snapshot()
         shown = (lambda d: d) if include_credentials else redact_request
-        path.write_text("".join(json.dumps(shown(r.to_dict())) + "\n" for r in records))
+        text = "".join(json.dumps(shown(r.to_dict())) + "\n" for r in records)
+        await asyncio.to_thread(write_atomic, path, text)  # a reader sees all or nothing
         return len(records)
 
     def __repr__(self) -> str:

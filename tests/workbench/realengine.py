@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
+import harness
 from textual.message import Message
 from textual.pilot import Pilot
 from wbsupport import wait_until
@@ -17,39 +16,17 @@ from gateway.engine import Engine
 from gateway.events import AppStateChanged
 from workbench.app import WorkbenchApp, create_app
 
-
-def children() -> list[psutil.Process]:
-    """Live (non-zombie) descendants of this test process."""
-    alive = []
-    for proc in psutil.Process().children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(proc)
-    return alive
+children = harness.descendants
 
 
 async def assert_no_process_left(pids: set[int], timeout: float = 15.0) -> None:
-    """Every app process is gone (the engine's stop has returned before this is called)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        left = [p for p in children()] + [
-            psutil.Process(pid) for pid in pids if _alive(pid)]
-        if not left:
-            return
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"processes left behind: {left}")
-        await asyncio.sleep(0.1)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    """Every app process is gone, and no descendant of this test process is left (the
+    engine's stop has returned before this is called)."""
+    await harness.assert_nothing_left(pids, children=True, timeout=timeout)
 
 
 def apps(app: WorkbenchApp) -> dict[str, dict[str, Any]]:
-    return dict(app.engine.metrics().get("apps", {}))
+    return dict(app.engine.metrics().to_json()["apps"])
 
 
 def app_pids(app: WorkbenchApp) -> set[int]:

@@ -6,13 +6,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-from harness import free_port, free_port_range
+from harness import free_port, free_port_range, left_running, poll
 from wbsupport import real_project_text
 
 pytestmark = pytest.mark.slow
@@ -29,11 +28,11 @@ def tmux(*args: str) -> str:
 
 def wait_for(predicate: Callable[[], bool], what: str, timeout: float, screen: Callable[[], str]
              ) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; screen:\n{screen()}")
-        time.sleep(0.2)
+    """`harness.poll`, showing the terminal's screen when time runs out."""
+    try:
+        poll(predicate, timeout, interval=0.2, what=what)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; screen:\n{screen()}") from None
 
 
 @pytest.fixture
@@ -81,14 +80,5 @@ def test_pyserve_tui_in_tmux_restart_then_quit(tmp_path: Path, session: str) -> 
     tmux("send-keys", "-t", session, "q")
     wait_for(lambda: not workbench.is_running() or workbench.status() == psutil.STATUS_ZOMBIE,
              "pyserve-tui to exit", 60, screen)
-    deadline = time.monotonic() + 15
-    while any(_alive(p) for p in all_procs.values()):
-        assert time.monotonic() < deadline, f"left behind: {all_procs}"
-        time.sleep(0.2)
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
+    poll(lambda: not left_running(all_procs.values()), 15, interval=0.2,
+         what=f"every process to be gone: {all_procs}")

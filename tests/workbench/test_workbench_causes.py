@@ -26,16 +26,18 @@ async def test_the_row_shows_the_cause_of_a_crash(real_project: Path) -> None:
         await wait_until(pilot, lambda: str(table.get_cell("shop", "cause"))
                          == "killed by SIGKILL", "the row to name the signal")
         assert str(table.get_cell("api", "cause")) == "-"
-        assert "last error: killed by SIGKILL" in app.app_summary("shop")
+        assert "last error: killed by SIGKILL" in app.dashboard.app_summary("shop")
 
 
 def test_the_cause_cell_puts_a_pending_change_first() -> None:
+    from gateway.orchestrator.states import AppState
+    from gateway.snapshots import AppMetrics
     from workbench.formatting import cause_text, health_cell
 
-    cell = cause_text({"state": "healthy", "pending": "configuration changed",
-                       "last_error": "cannot import 'mod': No module named 'x'"})
+    cell = cause_text(AppMetrics("web", AppState.HEALTHY, pending="configuration changed",
+                                 last_error="cannot import 'mod': No module named 'x'"))
     assert cell.plain.startswith("pending (configuration changed): cannot import")
-    assert cause_text({"state": "healthy"}).plain == "-"
+    assert cause_text(AppMetrics("web", AppState.HEALTHY)).plain == "-"
     assert health_cell("ok", "any answer < 500 (no /health route)").plain == "ok · any <500"
     assert health_cell("ok", "GET /health").plain == "ok"
 

@@ -16,6 +16,7 @@ from wbsupport import wait_until
 
 from gateway.events import RequestsCompleted
 from workbench.app import create_app
+from workbench.messages import RequestChosen
 from workbench.screens.export_dialog import ExportDialog
 from workbench.screens.trace import TraceScreen
 
@@ -46,8 +47,8 @@ async def test_trace_masks_until_v_and_copy_and_export_honour_it(shop_dir: Path)
         log = app.dashboard.request_log
         await wait_until(pilot, lambda: any(log.record_at(i).request_id == rec.request_id
                                             for i in range(log.row_count)), "the request")
-        app.open_trace(rec.request_id)
-        await pilot.pause()
+        app.post_message(RequestChosen(rec.request_id))
+        await wait_until(pilot, lambda: isinstance(app.screen, TraceScreen), "the trace")
         trace = app.screen
         assert isinstance(trace, TraceScreen)
 

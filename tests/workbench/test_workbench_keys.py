@@ -128,7 +128,7 @@ async def test_requests_trace_copy_filter_and_export(real_project: Path,
 
         # enter: the trace of the request under the cursor, with the app's own log line
         rid = responses[-1].headers["x-request-id"]
-        await wait_until(pilot, lambda: (app.engine.trace(rid) or {}).get("app_lines"),
+        await wait_until(pilot, lambda: bool(getattr(app.engine.trace(rid), "app_lines", ())),
                          "the app's log line for the request")
         await pilot.press("tab")
         assert app.focused is log

@@ -14,6 +14,7 @@ from textual.widgets import Static
 from wbsupport import wait_until
 
 from gateway.events import AppStateChanged, RequestsCompleted
+from gateway.orchestrator.states import AppState
 from workbench.app import WorkbenchApp, create_app
 from workbench.messages import RequestsArrived
 from workbench.screens.config_editor import ConfigEditorScreen
@@ -113,9 +114,10 @@ async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> Non
         await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
         assert not notes  # starting up is no news
         emit = engine.events.emit
-        emit(AppStateChanged("api", "healthy", "restarting", 41021, 9001, "exited with -9", 2))
-        emit(AppStateChanged("api", "restarting", "healthy", 41099, 9001, "", 2))
-        emit(AppStateChanged("jobs", "unhealthy", "failed", None, None,
+        s = AppState
+        emit(AppStateChanged("api", s.HEALTHY, s.RESTARTING, 41021, 9001, "exited with -9", 2))
+        emit(AppStateChanged("api", s.RESTARTING, s.HEALTHY, 41099, 9001, "", 2))
+        emit(AppStateChanged("jobs", s.UNHEALTHY, s.FAILED, None, None,
                              "gave up after 5 restarts", 5))
         await wait_until(pilot, lambda: len(notes) >= 3, "three notifications")
         by_text = {n.notification.message: n.notification.severity for n in notes}

@@ -28,12 +28,13 @@ async def ready(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, WorkbenchApp)
     for _ in range(100):
-        if app.phase == "running" and app.metrics:
+        if app.phase == "running" and app.metrics is not None:
             break
         await pilot.pause(0.05)
     app.history.seed("api", LATENCY, RATE)
     app.history.seed("web", [x * 2 for x in LATENCY], [x / 3 for x in RATE])
-    app.dashboard.show_metrics(app.metrics)
+    assert app.metrics is not None
+    app.dashboard.show_metrics(app.metrics, app.engine.project)
     await pilot.pause()
 
 

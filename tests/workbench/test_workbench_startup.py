@@ -13,7 +13,8 @@ from realengine import assert_no_process_left
 from wbsupport import real_project_text, wait_until
 
 from gateway.engine import Engine
-from workbench.app import create_app, run_workbench
+from workbench.app import create_app
+from workbench.runner import run as run_workbench
 
 
 def write(path: Path, text: str) -> Path:
@@ -73,7 +74,7 @@ async def test_a_healthy_start_then_stop_leaves_nothing(real_project: Path) -> N
     app = create_app(engine, poll_interval=0.2)
     async with app.run_test() as pilot:
         await wait_until(pilot, lambda: app.phase == "running", "the engine to start", 60)
-        await wait_until(pilot, lambda: bool(app.metrics.get("apps")), "metrics", 30)
+        await wait_until(pilot, lambda: bool(app.metrics and app.metrics.apps), "metrics", 30)
         app.request_quit()
         app.request_quit()  # idempotent
         await wait_until(pilot, lambda: app.phase == "stopped", "the engine to stop", 60)

@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import harness
 from textual.pilot import Pilot
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,9 +57,6 @@ def real_project_text(gateway_port: int, port_range: tuple[int, int], *,
 
 async def wait_until(pilot: Pilot[object], predicate: Callable[[], object], what: str,
                      timeout: float = 30.0) -> None:
-    """Let the app run until `predicate()` is true; fail naming `what` after `timeout`."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await pilot.pause(0.1)
+    """Let the app run until `predicate()` is true; fail naming `what` after `timeout`
+    (`harness.wait_until`, pausing the Pilot between polls)."""
+    await harness.wait_until(predicate, timeout, what=what, interval=0.1, pause=pilot.pause)

@@ -1,12 +1,14 @@
 """Edit the project file in place: TOML highlighting, validation before anything is written,
-a preview of what applying will change, then a live apply."""
+a preview of what applying will change, then a live apply.
+
+The editor says what the user wants (`SaveProject`); the app validates, previews and applies,
+and tells the editor how it went (`show_error`, `applying`, `apply_failed`, `applied`).
+"""
 
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, cast
 
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -14,10 +16,7 @@ from textual.widgets import Footer, Static, TextArea
 from textual.widgets.text_area import LanguageDoesNotExist
 
 from gateway.errors import ConfigError
-from workbench.screens.apply_preview import ApplyPreview
-
-if TYPE_CHECKING:
-    from workbench.app import WorkbenchApp
+from workbench.messages import SaveProject
 
 
 def toml_editor(text: str) -> TextArea:
@@ -52,10 +51,6 @@ class ConfigEditorScreen(Screen[None]):
         self._confirm_discard = False
 
     @property
-    def workbench(self) -> WorkbenchApp:
-        return cast("WorkbenchApp", self.app)
-
-    @property
     def editor(self) -> TextArea:
         return self.query_one(TextArea)
 
@@ -80,22 +75,7 @@ class ConfigEditorScreen(Screen[None]):
 
     def action_save(self) -> None:
         text = self.editor.text
-        try:
-            change = self.workbench.engine.preview_text(text)
-        except ConfigError as exc:
-            self.show_error(exc)
-            return
-        self._clear_error()
-        diff = text_diff(self.original, text, self.file_name)
-        if not diff:
-            self.notify("No changes to apply")
-            return
-
-        def confirmed(ok: bool | None) -> None:
-            if ok:
-                self.apply(text)
-
-        self.app.push_screen(ApplyPreview(change, diff), confirmed)
+        self.post_message(SaveProject(text, text_diff(self.original, text, self.file_name)))
 
     def show_error(self, exc: ConfigError) -> None:
         """Show the message and put the cursor where the error is."""
@@ -111,24 +91,21 @@ class ConfigEditorScreen(Screen[None]):
             area.scroll_cursor_visible(center=True)
         area.focus()
 
-    def _clear_error(self) -> None:
+    def clear_error(self) -> None:
         status = self.query_one("#editor-status", Static)
         status.remove_class("-error")
         status.update("")
 
-    @work(exclusive=True, group="apply-config", exit_on_error=False)
-    async def apply(self, text: str) -> None:
+    def applying(self) -> None:
+        self.query_one("#editor-status", Static).update(" applying…")
+
+    def apply_failed(self, exc: Exception) -> None:
+        """Applying failed for another reason than the file (the editor stays usable)."""
         status = self.query_one("#editor-status", Static)
-        status.update(" applying…")
-        try:
-            await self.workbench.engine.apply_text(text)
-        except ConfigError as exc:
-            self.show_error(exc)
-            return
-        except Exception as exc:  # the engine reports; the editor must stay usable
-            status.add_class("-error")
-            status.update(f" applying failed: {exc}")
-            return
+        status.add_class("-error")
+        status.update(f" applying failed: {exc}")
+
+    def applied(self, text: str) -> None:
         # What changed is announced by the engine's ConfigReloaded event (the app notifies).
         self.original = text
         self.dismiss()

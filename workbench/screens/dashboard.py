@@ -1,8 +1,13 @@
-"""The main screen: header, apps table with sparklines, and the live request log."""
+"""The main screen: header, apps table with sparklines, and the live request log.
+
+It shows what the app hands down (`show_metrics`, `add_requests`, `show_filtered`) and says
+what the user wants by posting intents (`workbench.messages`); it never calls the engine.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from dataclasses import replace
+from typing import Any
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,16 +16,30 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer
 
+from gateway.config.schema import ProjectConfig
+from gateway.orchestrator.states import IDLE
 from gateway.redact import mask_query
-from workbench.messages import AppHighlighted, FilterChanged, RequestChosen
+from gateway.requestlog import RequestRecord
+from gateway.snapshots import AppMetrics, MetricsSnapshot
+from workbench import formatting as fmt
+from workbench.history import MetricsHistory
+from workbench.messages import (
+    AppHighlighted,
+    ChooseExport,
+    CopyText,
+    EditProject,
+    PickBackend,
+    RequestChosen,
+    RestartApp,
+    ShowLogs,
+    StartApp,
+    StopApp,
+)
 from workbench.widgets.apps_table import AppsTable
 from workbench.widgets.filter_bar import FilterBar
 from workbench.widgets.header_bar import HeaderBar
 from workbench.widgets.request_log import RequestFilter, RequestLogView
 from workbench.widgets.sparklines import AppSparklines
-
-if TYPE_CHECKING:
-    from workbench.app import WorkbenchApp
 
 
 class DashboardScreen(Screen[None]):
@@ -40,13 +59,10 @@ class DashboardScreen(Screen[None]):
         Binding("enter", "trace", "Trace", show=False),
     ]
 
-    def __init__(self, *, max_rows: int = 1000) -> None:
+    def __init__(self, *, max_rows: int = 1000, history: MetricsHistory | None = None) -> None:
         super().__init__(id="dashboard")
         self.max_rows = max_rows
-
-    @property
-    def workbench(self) -> WorkbenchApp:
-        return cast("WorkbenchApp", self.app)
+        self.history = history or MetricsHistory()
 
     def compose(self) -> ComposeResult:
         yield HeaderBar()
@@ -79,14 +95,20 @@ class DashboardScreen(Screen[None]):
 
     # --- data in (called by the app) ----------------------------------------------------
 
-    def show_metrics(self, metrics: dict[str, Any]) -> None:
-        apps = self.workbench.engine_app_order(metrics)
-        self.apps_table.set_apps(apps)
-        self.query_one(FilterBar).apps = tuple(name for name, _ in apps)
+    def show_metrics(self, metrics: MetricsSnapshot, project: ProjectConfig | None = None) -> None:
+        """Apps in project-file order, then any others the metrics know of (mounts)."""
+        known: dict[str, AppMetrics | None] = dict(metrics.apps)
+        table = self.apps_table
+        apps = [replace(known.pop(app.name, None) or table.row(app.name)
+                        or AppMetrics(name=app.name), path=app.path)
+                for app in (project.apps if project is not None else [])]
+        apps.extend(app for app in known.values() if app is not None)
+        table.set_apps(apps)
+        self.query_one(FilterBar).apps = tuple(app.name for app in apps)
         self._show_sparklines(self.selected_app)
 
     def _show_sparklines(self, name: str | None) -> None:
-        latency, rate = self.workbench.history.series(name) if name else ([], [])
+        latency, rate = self.history.series(name) if name else ([], [])
         self.query_one(AppSparklines).show(name, latency, rate)
 
     def _title_requests(self) -> None:
@@ -101,26 +123,23 @@ class DashboardScreen(Screen[None]):
         self.request_log.add_records(records)
         self._title_requests()
 
+    def show_filtered(self, flt: RequestFilter, records: list[RequestRecord]) -> None:
+        """Rebuild the request log from `records` (every kept request) under `flt`."""
+        self.request_log.rebuild(records, flt)
+        self._title_requests()
+
     # --- messages up --------------------------------------------------------------------
 
     @on(AppHighlighted)
     def _app_highlighted(self, message: AppHighlighted) -> None:
         self._show_sparklines(message.name)
 
-    @on(RequestChosen)
-    def _request_chosen(self, message: RequestChosen) -> None:
-        self.workbench.open_trace(message.request_id)
-
-    @on(FilterChanged)
-    def _filter_changed(self, message: FilterChanged) -> None:
-        flt = RequestFilter(message.app, message.status_class, message.text)
-        self.request_log.rebuild(self.workbench.engine.request_log.snapshot(), flt)
-        self._title_requests()
+    # RequestChosen and FilterChanged go on to the app, which has the data they need.
 
     @on(DataTable.RowSelected, "#apps")
     def _app_chosen(self, event: DataTable.RowSelected) -> None:
         event.stop()
-        self.workbench.open_logs(event.row_key.value)
+        self.post_message(ShowLogs(event.row_key.value))
 
     # --- actions ------------------------------------------------------------------------
 
@@ -132,23 +151,24 @@ class DashboardScreen(Screen[None]):
 
     def action_restart_app(self) -> None:
         if (name := self._require_app()) is not None:
-            self.workbench.restart_app(name)
+            self.post_message(RestartApp(name))
 
     def action_toggle_app(self) -> None:
         if (name := self._require_app()) is not None:
-            self.workbench.toggle_app(name)
+            idle = self.apps_table.app_state(name) in IDLE
+            self.post_message(StartApp(name) if idle else StopApp(name))
 
     def action_logs(self) -> None:
-        self.workbench.open_logs(self.selected_app)
+        self.post_message(ShowLogs(self.selected_app))
 
     def action_all_logs(self) -> None:
-        self.workbench.open_logs(None)
+        self.post_message(ShowLogs(None))
 
     def action_backend(self) -> None:
-        self.workbench.pick_backend()
+        self.post_message(PickBackend())
 
     def action_edit_config(self) -> None:
-        self.workbench.edit_config()
+        self.post_message(EditProject())
 
     def action_filter(self) -> None:
         self.query_one(FilterBar).open()
@@ -165,23 +185,35 @@ class DashboardScreen(Screen[None]):
         self._title_requests()
 
     def action_export(self) -> None:
-        self.workbench.export_dialog()
+        self.post_message(ChooseExport())
 
     def action_trace(self) -> None:
         rec = self.request_log.selected_record
         if rec is not None:
-            self.workbench.open_trace(rec.request_id)
+            self.post_message(RequestChosen(rec.request_id))
 
     def action_copy(self) -> None:
         if self.focused is self.request_log or self.focused is None:
             rec = self.request_log.selected_record
             if rec is not None:
-                self.workbench.copy(
+                self.post_message(CopyText(
                     f"{rec.request_id} {rec.method} {rec.path}"
                     + (f"?{mask_query(rec.query)}" if rec.query else "")
                     + f" {rec.status} {rec.latency_ms:.1f}ms app={rec.app or '-'}",
-                    what=f"request {rec.request_id}")
+                    what=f"request {rec.request_id}"))
                 return
         name = self.selected_app
         if name is not None:
-            self.workbench.copy(self.workbench.app_summary(name), what=f"app {name}")
+            self.post_message(CopyText(self.app_summary(name), what=f"app {name}"))
+
+    def app_summary(self, name: str) -> str:
+        """One line about app `name`, as its row shows it."""
+        a = self.apps_table.row(name) or AppMetrics(name=name)
+        lat = a.latency_ms
+        return (f"{name} {a.path or ''} state={a.state} pid={a.pid} port={a.port} "
+                f"backend={a.backend} restarts={a.restarts} req/s={fmt.rate(a.requests_per_s)} "
+                f"p50={fmt.millis(lat.p50 if lat else None)}ms "
+                f"p99={fmt.millis(lat.p99 if lat else None)}ms "
+                f"health: {a.health_check or '-'}"
+                + (f" pending: {a.pending}" if a.pending else "")
+                + (f" last error: {a.last_error}" if a.last_error else ""))

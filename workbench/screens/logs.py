@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -11,14 +11,16 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 
+from workbench.messages import CopyText
 from workbench.widgets.log_view import LogView
 
-if TYPE_CHECKING:
-    from workbench.app import WorkbenchApp
+#: Reads the kept lines of one app (None: every app merged); handed down by the app.
+LineReader = Callable[[str | None], Sequence[Any]]
 
 
 class LogsScreen(Screen[None]):
-    """`app_name` None shows every app's lines merged in time order."""
+    """`app_name` None shows every app's lines merged in time order; `read_lines` gives the
+    kept lines (the app hands down the engine's), `add_lines` the new ones."""
 
     BINDINGS = [
         Binding("escape,q", "back", "Back"),
@@ -30,16 +32,13 @@ class LogsScreen(Screen[None]):
         Binding("c", "copy", "Copy lines"),
     ]
 
-    def __init__(self, app_name: str | None, apps: list[str]) -> None:
+    def __init__(self, app_name: str | None, apps: list[str], read_lines: LineReader) -> None:
         super().__init__(id="logs")
         self.app_name = app_name
         self.apps = apps
+        self.read_lines = read_lines
         self._last_app = app_name or (apps[0] if apps else None)
         self._search_timer: Timer | None = None
-
-    @property
-    def workbench(self) -> WorkbenchApp:
-        return cast("WorkbenchApp", self.app)
 
     @property
     def log_view(self) -> LogView:
@@ -58,7 +57,7 @@ class LogsScreen(Screen[None]):
     def _load(self) -> None:
         view = self.log_view
         view.app_filter = self.app_name
-        view.show_lines(self.workbench.engine.app_logs(self.app_name))
+        view.show_lines(self.read_lines(self.app_name))
         self._update_title()
 
     def _update_title(self) -> None:
@@ -131,7 +130,7 @@ class LogsScreen(Screen[None]):
 
     def action_copy(self) -> None:
         view = self.log_view
-        self.workbench.copy(view.copy_text(), what=f"{view.line_count} log lines")
+        self.post_message(CopyText(view.copy_text(), what=f"{view.line_count} log lines"))
 
     def __repr__(self) -> str:
         return f"<LogsScreen app={getattr(self, 'app_name', None)!r}>"

@@ -7,7 +7,8 @@ masked until the user presses `v`; `c` copies what is shown."""
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -20,10 +21,11 @@ from textual.widgets import Footer, Static
 
 from gateway.redact import redact_request
 from workbench import formatting as fmt
+from workbench.messages import CopyText, ShowLogs
 from workbench.widgets.log_view import level_style
 
 if TYPE_CHECKING:
-    from workbench.app import WorkbenchApp
+    from gateway.snapshots import Trace
 
 BAR_WIDTH = 40
 
@@ -97,7 +99,7 @@ def summary(req: dict[str, Any]) -> RenderableType:
     return _kv_table(rows)
 
 
-def app_lines(lines: list[Any]) -> RenderableType:
+def app_lines(lines: Sequence[Any]) -> RenderableType:
     if not lines:
         return Text("(no app log line carries this request id)", style="dim")
     out = Text()
@@ -109,11 +111,12 @@ def app_lines(lines: list[Any]) -> RenderableType:
     return out
 
 
-def trace_json(trace: dict[str, Any], *, revealed: bool = False) -> str:
+def trace_json(trace: Trace, *, revealed: bool = False) -> str:
     """The trace as JSON (what `c` copies): credentials masked unless `revealed`."""
-    data = dict(trace["request"]) if revealed else redact_request(trace["request"])
+    request = trace.request.to_dict()
+    data = request if revealed else redact_request(request)
     data["app_lines"] = [{"time": ln.time, "stream": ln.stream, "line": ln.line}
-                         for ln in trace.get("app_lines", [])]
+                         for ln in trace.app_lines]
     return json.dumps(data, indent=2, default=str)
 
 
@@ -127,10 +130,10 @@ class TraceScreen(Screen[None]):
         Binding("l", "logs", "App logs"),
     ]
 
-    def __init__(self, trace: dict[str, Any]) -> None:
+    def __init__(self, trace: Trace) -> None:
         super().__init__(id="trace")
         self.trace = trace
-        self.request = trace["request"]
+        self.request = trace.request.to_dict()  # headers decoded, as shown and copied
         self.revealed = False
         """Whether credentials are shown as they were (`v` toggles)."""
         self.masks = redact_request(self.request) != self.request
@@ -155,7 +158,7 @@ class TraceScreen(Screen[None]):
             for section_id, label, renderable in (
                 ("trace-summary", "Request", summary(req)),
                 ("trace-timings", "Timings", timings(req)),
-                ("trace-app-lines", "App log lines", app_lines(self.trace.get("app_lines", []))),
+                ("trace-app-lines", "App log lines", app_lines(self.trace.app_lines)),
                 ("trace-request-headers", "Request headers",
                  _headers_table(req.get("request_headers") or [])),
                 ("trace-response-headers", "Response headers",
@@ -167,10 +170,9 @@ class TraceScreen(Screen[None]):
         yield Footer()
 
     def action_copy(self) -> None:
-        app = cast("WorkbenchApp", self.app)
         masked = "" if self.revealed else " (credentials masked)"
-        app.copy(trace_json(self.trace, revealed=self.revealed),
-                 what=f"trace {self.request.get('request_id')}{masked}")
+        self.post_message(CopyText(trace_json(self.trace, revealed=self.revealed),
+                                   what=f"trace {self.request.get('request_id')}{masked}"))
 
     def action_reveal(self) -> None:
         self.revealed = not self.revealed
@@ -183,7 +185,7 @@ class TraceScreen(Screen[None]):
             _headers_table(req.get("response_headers") or []))
 
     def action_logs(self) -> None:
-        cast("WorkbenchApp", self.app).open_logs(self.request.get("app"))
+        self.post_message(ShowLogs(self.request.get("app")))
 
     def __repr__(self) -> str:
         return f"<TraceScreen {getattr(self, 'request', {}).get('request_id')}>"

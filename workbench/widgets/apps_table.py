@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 from rich.text import Text
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, RowDoesNotExist
 
+from gateway.orchestrator.states import AppState
+from gateway.snapshots import AppMetrics
 from workbench import formatting as fmt
 from workbench.messages import AppHighlighted
 
-
-def _lat(key: str) -> Callable[[dict[str, Any]], str]:
-    return lambda a: fmt.millis((a.get("latency_ms") or {}).get(key))
-
-
-# (column key, label, how to render it from one app's metrics entry)
-COLUMNS: tuple[tuple[str, str, Callable[[dict[str, Any]], str | Text]], ...] = (
+# (column key, label, how to render it from one app's metrics)
+COLUMNS: tuple[tuple[str, str, Callable[[AppMetrics], str | Text]], ...] = (
     # The most telling columns first: at 80 columns the rest scrolls into view.
-    ("name", "app", lambda a: Text(a.get("name", ""), style="bold")),
-    ("state", "state", lambda a: fmt.state_badge(a.get("state"))),
-    ("health", "health", lambda a: fmt.health_cell(a.get("health"), a.get("health_check"))),
-    ("rps", "req/s", lambda a: fmt.rate(a.get("requests_per_s"))),
-    ("p50", "p50 ms", _lat("p50")),
-    ("p99", "p99 ms", _lat("p99")),
+    ("name", "app", lambda a: Text(a.name, style="bold")),
+    ("state", "state", lambda a: fmt.state_badge(a.state)),
+    ("health", "health", lambda a: fmt.health_cell(a.health, a.health_check)),
+    ("rps", "req/s", lambda a: fmt.rate(a.requests_per_s)),
+    ("p50", "p50 ms", lambda a: fmt.millis(a.latency_ms.p50 if a.latency_ms else None)),
+    ("p99", "p99 ms", lambda a: fmt.millis(a.latency_ms.p99 if a.latency_ms else None)),
     ("cause", "cause", fmt.cause_text),
-    ("restarts", "restarts", lambda a: str(a.get("restarts", 0))),
-    ("pid", "pid", lambda a: fmt.number(a.get("pid"))),
-    ("port", "port", lambda a: fmt.number(a.get("port"))),
-    ("backend", "backend", lambda a: fmt.number(a.get("backend"))),
-    ("uptime", "uptime", lambda a: fmt.duration(a.get("uptime_s"))),
-    ("cpu", "cpu", lambda a: fmt.percent(a.get("cpu_percent"))),
-    ("mem", "mem", lambda a: fmt.size(a.get("rss_bytes"))),
-    ("path", "path", lambda a: fmt.number(a.get("path"))),
+    ("restarts", "restarts", lambda a: str(a.restarts)),
+    ("pid", "pid", lambda a: fmt.number(a.pid)),
+    ("port", "port", lambda a: fmt.number(a.port)),
+    ("backend", "backend", lambda a: fmt.number(a.backend)),
+    ("uptime", "uptime", lambda a: fmt.duration(a.uptime_s)),
+    ("cpu", "cpu", lambda a: fmt.percent(a.cpu_percent)),
+    ("mem", "mem", lambda a: fmt.size(a.rss_bytes)),
+    ("path", "path", lambda a: fmt.number(a.path)),
 )
 
 
@@ -50,7 +48,7 @@ class AppsTable(DataTable[str | Text]):
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
-        self._apps: dict[str, dict[str, Any]] = {}
+        self._apps: dict[str, AppMetrics] = {}
 
     def on_mount(self) -> None:
         for key, label, _ in COLUMNS:
@@ -67,19 +65,24 @@ class AppsTable(DataTable[str | Text]):
             return None
         return key.value
 
-    def app_state(self, name: str) -> str | None:
-        return self._apps.get(name, {}).get("state")
+    def app_state(self, name: str) -> AppState | str | None:
+        app = self._apps.get(name)
+        return app.state if app is not None else None
+
+    def row(self, name: str) -> AppMetrics | None:
+        """What the row of `name` shows."""
+        return self._apps.get(name)
 
     @property
     def app_names(self) -> list[str]:
         return list(self._apps)
 
-    def set_apps(self, apps: Iterable[tuple[str, dict[str, Any]]]) -> None:
-        """Show exactly these apps (name, metrics entry), updating changed cells only."""
+    def set_apps(self, apps: Iterable[AppMetrics]) -> None:
+        """Show exactly these apps, updating changed cells only."""
         seen: list[str] = []
-        for name, entry in apps:
-            seen.append(name)
-            self.update_app(name, entry)
+        for app in apps:
+            seen.append(app.name)
+            self._show(app)
         for gone in [n for n in self._apps if n not in seen]:
             del self._apps[gone]
             try:
@@ -87,18 +90,21 @@ class AppsTable(DataTable[str | Text]):
             except RowDoesNotExist:
                 pass
 
-    def update_app(self, name: str, entry: dict[str, Any]) -> None:
-        """Merge `entry` into the row of `name` (adding the row if it is new)."""
-        merged = {**self._apps.get(name, {}), **entry, "name": name}
+    def update_app(self, name: str, **changes: Any) -> None:
+        """Change some of what the row of `name` shows (adding the row if it is new)."""
+        self._show(replace(self._apps.get(name) or AppMetrics(name=name), **changes))
+
+    def _show(self, app: AppMetrics) -> None:
+        name = app.name
         previous = self._apps.get(name)
-        self._apps[name] = merged
-        cells = [render(merged) for _, _, render in COLUMNS]
+        self._apps[name] = app
+        cells = [render(app) for _, _, render in COLUMNS]
         if previous is None:
             self.add_row(*cells, key=name)
             if self.row_count == 1:
                 self.post_message(AppHighlighted(name))
             return
-        old_cells = [render({**previous, "name": name}) for _, _, render in COLUMNS]
+        old_cells = [render(previous) for _, _, render in COLUMNS]
         for (key, _, _), new, old in zip(COLUMNS, cells, old_cells, strict=True):
             if str(new) != str(old):
                 self.update_cell(name, key, new, update_width=True)

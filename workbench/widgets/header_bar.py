@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
+from gateway.snapshots import MetricsSnapshot
 from workbench import formatting as fmt
 
 
@@ -37,12 +36,12 @@ class HeaderBar(Widget):
     status: reactive[str] = reactive("starting")
     """Engine phase: ``starting``, ``running``, ``stopping`` or ``failed``."""
 
-    def update_from_metrics(self, metrics: dict[str, Any]) -> None:
-        gw = metrics.get("gateway", {})
-        self.uptime_s = gw.get("uptime_s")
-        self.requests_per_s = float(gw.get("requests_per_s") or 0.0)
-        if gw.get("backend"):
-            self.backend = str(gw["backend"])
+    def update_from_metrics(self, metrics: MetricsSnapshot) -> None:
+        gw = metrics.gateway
+        self.uptime_s = gw.uptime_s
+        self.requests_per_s = float(gw.requests_per_s or 0.0)
+        if gw.backend:
+            self.backend = str(gw.backend)
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")

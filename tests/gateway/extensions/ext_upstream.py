@@ -8,7 +8,6 @@ Tests that need something else set ``upstream.handler``. ``calls`` counts what r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -16,7 +15,7 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from harness import ServedGateway, serve_config
+from harness import ServedGateway, serve_config, wait_until
 
 from gateway.extensions import registry
 from gateway.extensions.base import Extension
@@ -92,10 +91,8 @@ async def gateway(extensions: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatc
 
 
 async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for another component's state to satisfy `condition`, with a deadline."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 - state we do not own; no event to await
-            await asyncio.sleep(0.005)
+    """Wait for another component's state to satisfy `condition` (`harness.wait_until`)."""
+    await wait_until(condition, timeout, interval=0.005)
 
 
 def member(served: ServedGateway, name: str) -> Any:

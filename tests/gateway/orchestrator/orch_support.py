@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from harness import group_members, project_file
 
 from gateway.config.schema import (
     AppConfig,
@@ -77,37 +78,17 @@ class Recorder:
 
 
 def leftover_processes(pgids: set[int]) -> list[psutil.Process]:
-    """Live processes in any of the given process groups (zombies don't count)."""
-    found = []
-    for proc in psutil.process_iter(["pid", "status"]):
-        try:
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue
-            if os.getpgid(proc.pid) in pgids:
-                found.append(proc)
-        except (psutil.Error, ProcessLookupError):
-            continue
-    return found
+    """Live processes in any of the given process groups (`harness.group_members`)."""
+    return group_members(pgids)
 
 
 
 
 def project_toml(apps: list[dict[str, Any]], *, server: dict[str, Any] | None = None,
                  extensions: list[dict[str, Any]] | None = None, **options: Any) -> str:
-    """Project-file text with one process_orchestration extension running `apps`
-    (each a table; `module_path` defaults to the tests folder, `app_path` to apps.basic)."""
-    import tomlkit
-
-    tables = []
-    for table in apps:
-        table = dict(table)
-        table.setdefault("path", f"/{table['name']}")
-        table.setdefault("module_path", str(TESTS_DIR))
-        if "command" not in table:
-            table.setdefault("app_path", "apps.basic:app")
-        tables.append(table)
-    config = {**FAST, "port_range": list(port_range()), **options, "apps": tables}
-    doc = {"server": {"graceful_timeout": 5.0, **(server or {})},
-           "extensions": [*(extensions or []),
-                          {"type": "process_orchestration", "config": config}]}
-    return tomlkit.dumps(doc)
+    """Project-file text (`harness.project_file`) with one process_orchestration extension
+    running `apps` (each a table; `module_path` defaults to the tests folder, `app_path` to
+    apps.basic), with fast timings."""
+    return project_file(server={"graceful_timeout": 5.0, **(server or {})},
+                        extensions=extensions or [], apps=apps,
+                        orchestration={**FAST, "port_range": list(port_range()), **options})

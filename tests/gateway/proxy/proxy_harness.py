@@ -12,6 +12,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness import wait_until
+
 from gateway.proxy import UpstreamTarget
 
 DEADLINE = 5.0
@@ -149,10 +151,9 @@ class Upstream:
 
 
 async def poll_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """For state with no event to wait on (e.g. a pool noticing an EOF): poll, with a deadline."""
-    async with asyncio.timeout(timeout):
-        while not predicate():  # noqa: ASYNC110 - nothing to await; the loop must run
-            await asyncio.sleep(0.002)
+    """For state with no event to wait on (e.g. a pool noticing an EOF): poll, with a
+    deadline (`harness.wait_until`)."""
+    await wait_until(predicate, timeout, interval=0.002)
 
 
 def response(status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,

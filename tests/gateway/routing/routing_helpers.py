@@ -16,19 +16,16 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 import uvicorn
+from harness import read_response, wait_until
 
 DEADLINE = 10.0
 T = TypeVar("T")
 
 
 async def eventually(probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something truthy, failing after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while True:
-            value = probe()
-            if value:
-                return value
-            await asyncio.sleep(0.01)
+    """Poll `probe` until it returns something truthy (`harness.wait_until`)."""
+    value: T = await wait_until(probe, timeout, interval=0.01)
+    return value
 
 
 @dataclass
@@ -40,7 +37,8 @@ class RawResponse:
 
 
 async def raw_http(port: int, request: bytes | str) -> RawResponse:
-    """Send `request` verbatim (CRLFs added if given as lines) and read one response."""
+    """Send `request` verbatim and read one response (`harness.read_response`), seen
+    with its headers as a dict."""
     if isinstance(request, str):
         request = request.encode("latin-1")
     async with asyncio.timeout(DEADLINE):
@@ -48,39 +46,14 @@ async def raw_http(port: int, request: bytes | str) -> RawResponse:
         try:
             writer.write(request)
             await writer.drain()
-            head = await reader.readuntil(b"\r\n\r\n")
-            lines = head.decode("latin-1").split("\r\n")
-            status = int(lines[0].split(" ")[1])
-            pairs = []
-            for line in lines[1:]:
-                if line:
-                    name, _, value = line.partition(":")
-                    pairs.append((name.strip().lower(), value.strip()))
-            headers = dict(pairs)
-            if request.startswith(b"HEAD ") or status in (204, 304):
-                body = b""
-            elif "content-length" in headers:
-                body = await reader.readexactly(int(headers["content-length"]))
-            elif headers.get("transfer-encoding") == "chunked":
-                body = await _read_chunked(reader)
-            else:
-                body = await reader.read()
-            return RawResponse(status, headers, body, pairs)
+            response = await read_response(reader, head_request=request.startswith(b"HEAD "))
+            assert response is not None, "the connection closed without a response"
+            return RawResponse(response.status, dict(response.headers), response.body,
+                               list(response.headers))
         finally:
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    out = bytearray()
-    while True:
-        size = int((await reader.readline()).split(b";")[0], 16)
-        if size == 0:
-            await reader.readline()
-            return bytes(out)
-        out += await reader.readexactly(size)
-        await reader.readline()
 
 
 def get(path: str, *headers: str, method: str = "GET") -> bytes:

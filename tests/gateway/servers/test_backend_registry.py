@@ -12,9 +12,8 @@ import pytest
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
 from gateway.servers import loops, registry
-from gateway.servers.base import unsupported_settings as base_unsupported_settings
 from gateway.servers.listener import create_listener
-from gateway.servers.registry import BackendRegistry, unsupported_settings
+from gateway.servers.registry import Backend, BackendRegistry, unsupported_settings
 
 
 def hide_modules(monkeypatch: pytest.MonkeyPatch, *hidden: str) -> None:
@@ -33,6 +32,17 @@ def test_auto_takes_granian_first() -> None:
     assert registry.AUTO_ORDER == ("granian", "uvicorn", "hypercorn")
     assert BackendRegistry.resolve("auto") == "granian"
     assert BackendRegistry.installed() == ["granian", "uvicorn", "hypercorn"]
+
+
+def test_a_resolved_backend_is_not_decided_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The engine resolves a name once per switch and hands the `Backend` down; the gateway's
+    # server, the orchestrator and the supervisors pass it on without looking again.
+    resolved = BackendRegistry.resolve("auto")
+    assert resolved is Backend.GRANIAN
+    hide_modules(monkeypatch, "granian", "uvicorn", "hypercorn")
+    assert BackendRegistry.resolve(resolved) is Backend.GRANIAN
+    with pytest.raises(BackendNotInstalled):
+        BackendRegistry.resolve("granian")  # a name is still checked
 
 
 @pytest.mark.parametrize(("hidden", "expected"), [
@@ -114,7 +124,6 @@ def test_unsupported_settings_only_reports_what_is_set() -> None:
     # granian applies it as hyper's header read timeout, to the gateway and app processes
     assert unsupported_settings("granian", ServerConfig(keep_alive_timeout=30)) == []
     assert unsupported_settings("auto", capped) == ["max_concurrent_connections"]
-    assert base_unsupported_settings("uvicorn", capped) == ["http"]
 
 
 def test_listener_is_bound_listening_and_reusable() -> None:
