@@ -59,14 +59,14 @@ def _healthy_now(port: int) -> bool:
 
 async def _cold_start(backend: str) -> float:
     from gateway.orchestrator.process import spawn
+    from gateway.orchestrator.protocol import ChildSpec, ServerSettings
 
     port = free_port()
-    spec = {"app": "cold", "app_path": "bench.apps:plaintext", "app_type": "asgi",
-            "factory": False, "factory_args": {}, "module_path": str(ROOT),
-            "sys_path": [str(ROOT)], "command": None, "env": {}, "workers": 1,
-            "backend": backend, "host": HOST, "port": port, "cwd": str(ROOT),
-            "server": {"event_loop": "auto", "http": "auto", "backlog": 1024,
-                       "keep_alive_timeout": 5, "graceful_timeout": 5.0}}
+    spec = ChildSpec(app="cold", app_path="bench.apps:plaintext", app_type="asgi",
+                     module_path=str(ROOT), sys_path=(str(ROOT),), backend=backend,
+                     host=HOST, port=port, cwd=str(ROOT),
+                     server=ServerSettings(event_loop="auto", http="auto", backlog=1024,
+                                           keep_alive_timeout=5, graceful_timeout=5.0))
     started = time.monotonic()
     proc = await spawn(spec, on_line=lambda *a: None, on_exit=lambda p: None)
     try:

@@ -30,6 +30,8 @@ class RequestContext:
         self.wall_time = time.time()
         self.route: str | None = None
         self.app: str | None = None
+        #: The upstream's "host:port" (`proxy.headers.upstream_address`), set by the
+        #: transport that talks to it.
         self.upstream: str | None = None
         self.upstream_connect_ms: float | None = None
         self.upstream_ttfb_ms: float | None = None

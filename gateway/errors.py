@@ -93,7 +93,15 @@ class UpstreamError(GatewayError):
 
 
 class UpstreamConnectError(UpstreamError):
+    """No response byte came: the connection was refused (`sent` is False: the upstream
+    never saw the request), or it closed after the request was written (`sent` is True:
+    the upstream may have acted on it). `headers.may_resend` decides what may go again."""
+
     status = 502
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
 
 
 class UpstreamProtocolError(UpstreamError):

@@ -14,7 +14,8 @@ from typing import Any
 from gateway import __version__
 from gateway.errors import GatewayError
 
-SUBCOMMANDS = ("check", "init", "status", "restart", "stop", "start", "backend", "reload")
+SUBCOMMANDS = ("check", "init", "status", "restart", "stop", "start", "backend", "reload",
+               "export", "import")
 DEFAULT_CONFIG = "workbench.toml"
 
 STARTER = '''\
@@ -96,11 +97,27 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd == "init":
         p.add_argument("path", nargs="?", default=DEFAULT_CONFIG)
         return p
+    if cmd == "import":
+        p.description = ("Turn a pyserve YAML config or a Procfile into a commented "
+                         "workbench.toml. Never overwrites.")
+        p.add_argument("file", help="pyserve YAML config or Procfile")
+        p.add_argument("-o", "--output", metavar="PATH",
+                       help="project file to write (default: workbench.toml beside FILE)")
+        return p
     _config_arg(p)
     if cmd in ("restart", "stop", "start"):
         p.add_argument("app", help="app name")
     elif cmd == "backend":
         p.add_argument("name", choices=["auto", "builtin", "granian", "uvicorn", "hypercorn"])
+    elif cmd == "export":
+        from gateway.deploy import TARGETS
+
+        p.description = "Write deployable configuration for a real engine, with nginx in front."
+        p.add_argument("target", choices=TARGETS)
+        p.add_argument("-o", "--output", metavar="DIR",
+                       help="folder to write into (default: ./deploy/TARGET)")
+        p.add_argument("--strict", action="store_true",
+                       help="fail (exit 2) if anything has no faithful equivalent")
     return p
 
 
@@ -144,6 +161,47 @@ def cmd_init(path: str) -> int:
         print(f"pyserve-tui: {target} already exists; not overwriting it", file=sys.stderr)
         return 1
     print(f"wrote {target}; run `pyserve-tui check -c {target}` then `pyserve-tui -c {target}`")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from gateway.config.loader import load_config
+    from gateway.deploy import export_files, write_export
+
+    project = load_config(args.config)
+    out = Path(args.output or Path("deploy") / args.target)
+    result = export_files(project, args.target, out)
+    report = result.report
+    if args.strict and report.items:
+        print(report.text(), file=sys.stderr, end="")
+        print(f"pyserve-tui: export {args.target} --strict: {len(report.items)} feature(s) "
+              "have no faithful equivalent (listed above); nothing written", file=sys.stderr)
+        return 2
+    write_export(result, out)
+    print(report.text(), end="")
+    print(f"\nwrote {len(result.files)} files to {out}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from gateway.deploy.importer import import_file
+
+    source = Path(args.file)
+    target = Path(args.output) if args.output else source.resolve().parent / DEFAULT_CONFIG
+    if target.is_dir():
+        target = target / DEFAULT_CONFIG
+    result = import_file(source, target)
+    try:
+        with open(target, "x", encoding="utf-8") as fh:
+            fh.write(result.text)
+    except FileExistsError:
+        print(f"pyserve-tui: {target} already exists; not overwriting it", file=sys.stderr)
+        return 1
+    print(f"wrote {target} ({result.kind}); check it with `pyserve-tui check -c {target}`")
+    if result.dropped:
+        print("not carried over:")
+        for line in result.dropped:
+            print(f"  - {line}")
     return 0
 
 
@@ -218,6 +276,10 @@ def main(argv: list[str] | None = None) -> int:
                 return cmd_check(args.config)
             if cmd == "init":
                 return cmd_init(args.path)
+            if cmd == "export":
+                return cmd_export(args)
+            if cmd == "import":
+                return cmd_import(args)
             return cmd_control(cmd, args)
         args = _main_parser().parse_args(argv)
         return _run_headless(args) if args.no_ui else _run_ui(args)

@@ -131,13 +131,11 @@ class ForwardAuth:
         return ForwardAnswer(False, state.status, [], _ms(started))
 
     async def _lease(self, name: str) -> tuple[Any, str]:
-        from gateway.extensions.orchestration import ready_lease
-
         orch = self.services.orchestrator
         sup = orch.supervisors.get(name) if orch is not None else None
         if sup is None:
             return None, "not running (no such app)"
-        lease = await ready_lease(sup)
+        lease = await sup.admit()
         return lease, str(sup.state)
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from gateway.config.schema import CompressionOptions
 from gateway.extensions._http import add_vary, header_value, parse_qlist
 from gateway.extensions.base import Extension
+from gateway.routing.staticfiles import PATHSEND
 from gateway.services import Services
 from gateway.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
@@ -152,6 +153,12 @@ class CompressionExtension(Extension):
             return
         accept = header_value(scope["headers"], b"accept-encoding")
         encoding = choose_encoding(accept) if accept else None
+        extensions = scope.get("extensions")
+        if encoding is not None and extensions and PATHSEND in extensions:
+            # A file handed to the server by path would bypass the encoder (the headers
+            # would say gzip over the raw bytes): this response streams its body instead.
+            scope = {**scope, "extensions": {k: v for k, v in extensions.items()
+                                             if k != PATHSEND}}
         response = CompressedResponse(self, send, encoding, scope["method"] == "HEAD")
         await self.app(scope, receive, response.send)
 

@@ -1,37 +1,33 @@
 """`process_orchestration`: route requests to app processes by path prefix.
 
 The engine creates and owns the `Orchestrator` (it outlives pipeline rebuilds) and puts it
-in `services.orchestrator`; this extension only routes. A request for an app that is
-starting or restarting waits up to `hold_requests` for it, then gets 503 with Retry-After;
-a stopped or failed app answers 503 at once, naming the cause of a failure. Upstream
-failures propagate as `UpstreamError`, which the gateway core turns into 502/504 naming the
-app.
+in `services.orchestrator`; this extension only routes. Admission is the supervisor's
+(`AppSupervisor.admit`/`readmit`): a request for an app that is starting or restarting
+waits up to `hold_requests` for it, then gets 503 with Retry-After; a stopped or failed app
+answers 503 at once, naming the cause of a failure. A request refused by the app's process
+goes once more when `proxy.headers.may_resend` allows and nothing of it was read from the
+client (`reads_no_body`: a body cannot be sent twice). Upstream failures propagate as
+`UpstreamError`, which the gateway core turns into 502/504 naming the app.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 from gateway.config.schema import OrchestrationOptions
 from gateway.context import get_context
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
-from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState
+from gateway.orchestrator.states import IDLE, AppState
 from gateway.orchestrator.supervisor import AppSupervisor, Lease
+from gateway.proxy.headers import may_resend, reads_no_body
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
 log = logging.getLogger("pyserve.orchestrator.proxy")
-
-#: Methods that may be sent again after the first connection attempt was refused.
-_RETRYABLE = frozenset({"GET", "HEAD", "OPTIONS"})
-#: How long a request refused by a live app process waits for that process to exit (then it
-#: is held for the restart like any request for a restarting app) before it is retried.
-_EXIT_GRACE = 0.5
 
 
 class OrchestrationExtension(Extension):
@@ -76,7 +72,7 @@ class OrchestrationExtension(Extension):
         if ctx is not None:
             ctx.app = sup.name
             ctx.route = f"app:{sup.name}"
-        lease = await self._lease(sup)
+        lease = await sup.admit(self._count_hold)
         if lease is None:
             await self._unavailable(scope, send, sup)
             return
@@ -100,28 +96,19 @@ class OrchestrationExtension(Extension):
                     lease: Lease, target: UpstreamTarget) -> None:
         try:
             await self.services.transport.http(scope, receive, send, target)
-        except UpstreamConnectError:
-            # The process we picked died (or was replaced) before it took the request: a
-            # bodyless request can go once more, held like any request for a restarting
-            # app. (This error means no response byte arrived: nothing was sent yet.)
-            if not _retryable(scope):
+        except UpstreamConnectError as exc:
+            # The process we picked died (or was replaced) before it answered: the request
+            # goes once more, held like any request for a restarting app, when the resend
+            # rule allows and nothing of it was read from the client (a body is gone).
+            if not (reads_no_body(scope) and may_resend(scope["method"], sent=exc.sent)):
                 raise
-            process = lease.process
-            if not process.exited and sup.upstream() == (target.host, target.port):
-                # Refused (or closed unanswered) by the process still in service: usually
-                # it is dying and its exit is noticed a few ms later. A process that does
-                # not exit (one worker of several died) gets the one retry below anyway.
-                await process.wait_exit(_EXIT_GRACE)
-            retry = await self._lease(sup)
+            retry = await sup.readmit(lease, self._count_hold)
             if retry is None:
                 raise
             self.retried += 1
             with retry:
                 await self.services.transport.http(
                     scope, receive, send, target._replace(port=retry.port))
-
-    async def _lease(self, sup: AppSupervisor) -> Lease | None:
-        return await ready_lease(sup, self._count_hold)
 
     def _count_hold(self) -> None:
         self.held += 1
@@ -147,24 +134,6 @@ class OrchestrationExtension(Extension):
         apps = len(orch.supervisors) if orch else 0
         return (f"<OrchestrationExtension apps={apps} proxied={self.proxied} "
                 f"held={self.held} unavailable={self.unavailable}>")
-
-
-async def ready_lease(sup: AppSupervisor,
-                      on_hold: Callable[[], None] | None = None) -> Lease | None:
-    """A lease on `sup`'s serving process, waiting up to its `hold_requests` for one that is
-    starting or restarting (`on_hold` is called when it has to wait); None when the app is
-    stopped, failed, or not ready in time. Shared by everything that sends requests to an
-    orchestrated app (this extension, forward auth)."""
-    if sup.state in SERVING:
-        lease = sup.lease()
-        if lease is not None:
-            return lease
-    if sup.state in PENDING or (sup.state in SERVING and sup.upstream() is None):
-        if on_hold is not None:
-            on_hold()
-        if await sup.wait_ready(float(sup.opt("hold_requests"))):
-            return sup.lease()
-    return None
 
 
 async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> None:
@@ -195,12 +164,6 @@ def _why_unavailable(sup: AppSupervisor, waited: float | None = None) -> str:
             else f"; last error: {sup.last_error}"
     return text
 
-
-def _retryable(scope: Scope) -> bool:
-    if scope.get("method") not in _RETRYABLE:
-        return False
-    return not any(name in (b"content-length", b"transfer-encoding")
-                   for name, _ in scope.get("headers") or ())
 
 
 def _upstream_path(scope: Scope, path: str) -> str:

@@ -138,10 +138,7 @@ class RoutingExtension(Extension):
             if scope["type"] == "websocket":
                 return send({"type": "websocket.close", "code": 1011})
             return send_error(scope, send, 502, f"bad upstream URL: {exc}")
-        ctx = get_context(scope)
-        if ctx is not None:
-            ctx.upstream = f"{target.scheme}://{target.host}:{target.port}"
-        transport = self.services.transport
+        transport = self.services.transport  # it records the upstream in the context
         if scope["type"] == "websocket":
             return transport.websocket(scope, receive, send, target)
         return transport.http(scope, receive, send, target)

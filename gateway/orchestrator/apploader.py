@@ -20,14 +20,13 @@ import functools
 import importlib
 import inspect
 import io
-import json
 import logging
 import os
 import sys
 from typing import Any, Literal
 from urllib.parse import quote
 
-from gateway.orchestrator.protocol import RID_END, RID_START, SPEC_ENV
+from gateway.orchestrator.protocol import RID_END, RID_START, SPEC_ENV, ChildSpec
 from gateway.types import ASGIApp, Receive, Scope, Send
 
 #: The request id of the request the current task or thread is serving, if any.
@@ -317,12 +316,15 @@ def install_request_id_output() -> None:
     _record_factory_with_request_id()
 
 
-def read_spec() -> dict[str, Any]:
+def read_spec() -> ChildSpec:
+    """The spec of this app process, from the environment the workbench set."""
     raw = os.environ.get(SPEC_ENV)
     if not raw:
         raise AppLoadError(f"{SPEC_ENV} is not set: this module runs inside an app process")
-    spec: dict[str, Any] = json.loads(raw)
-    return spec
+    try:
+        return ChildSpec.from_json(raw)
+    except ValueError as exc:
+        raise AppLoadError(f"{SPEC_ENV}: {exc}") from None
 
 
 _child_app: ASGIApp | None = None
@@ -333,15 +335,15 @@ def child_app() -> ASGIApp:
     global _child_app
     if _child_app is None:
         spec = read_spec()
-        for folder in reversed(spec.get("sys_path") or []):
+        for folder in reversed(spec.sys_path):
             add_to_sys_path(folder)
         install_request_id_output()
-        inner = load_app(spec["app_path"], app_type=spec.get("app_type"),
-                         factory=bool(spec.get("factory")),
-                         factory_args=spec.get("factory_args") or {},
-                         module_path=spec.get("module_path"))
-        if spec.get("prefix"):
-            inner = RootPathMiddleware(inner, spec["prefix"])
+        if not spec.app_path:
+            raise AppLoadError(f"app {spec.app!r} has neither app_path nor command")
+        inner = load_app(spec.app_path, app_type=spec.app_type, factory=spec.factory,
+                         factory_args=dict(spec.factory_args), module_path=spec.module_path)
+        if spec.prefix:
+            inner = RootPathMiddleware(inner, spec.prefix)
         _child_app = RequestIdMiddleware(inner)
     return _child_app
 

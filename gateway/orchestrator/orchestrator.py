@@ -6,7 +6,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.config.schema import OrchestrationOptions, ProjectConfig
 from gateway.events import EventBus
@@ -14,7 +14,7 @@ from gateway.orchestrator.health import HealthChecker
 from gateway.orchestrator.logs import LogLine, merge_by_time
 from gateway.orchestrator.ports import PortAllocator
 from gateway.orchestrator.states import IDLE, SERVING
-from gateway.orchestrator.supervisor import AppSupervisor, unknown_app
+from gateway.orchestrator.supervisor import AppContext, AppSupervisor, unknown_app
 from gateway.servers import Backend, resolve_backend_name
 
 log = logging.getLogger("pyserve.orchestrator")
@@ -48,16 +48,16 @@ class Orchestrator:
 
     def __init__(self, options: OrchestrationOptions, *, project: ProjectConfig,
                  events: EventBus, default_backend: Backend | str) -> None:
-        self.options = options
-        self.project = project
         self.events = events
-        self.default_backend = resolve_backend_name(default_backend)
         self.ports = PortAllocator(options.port_range)
         self.health = HealthChecker()
-        #: Seconds a new process has to answer its first health check.
-        self.start_timeout = 60.0
+        #: What every supervisor is told (`_share` replaces it); the attributes below read it.
+        self._context = AppContext(
+            project=project, options=options,
+            default_backend=resolve_backend_name(default_backend), start_timeout=60.0,
+            events=events, ports=self.ports, health=self.health)
         self.supervisors: dict[str, AppSupervisor] = {
-            app.name: AppSupervisor(app, self) for app in options.apps}
+            app.name: AppSupervisor(app, self._context) for app in options.apps}
         self._routes: list[tuple[str, AppSupervisor]] = []
         self._rebuild_routes()
         self._apply_logging()
@@ -71,6 +71,35 @@ class Orchestrator:
         return cls(project.orchestration or OrchestrationOptions(), project=project,
                    events=events,
                    default_backend=backend or resolve_backend_name(project.server.backend))
+
+    # --- what the supervisors share ------------------------------------------------------
+
+    @property
+    def options(self) -> OrchestrationOptions:
+        return self._context.options
+
+    @property
+    def project(self) -> ProjectConfig:
+        return self._context.project
+
+    @property
+    def default_backend(self) -> str:
+        return self._context.default_backend
+
+    @property
+    def start_timeout(self) -> float:
+        """Seconds a new process has to answer its first health check."""
+        return self._context.start_timeout
+
+    @start_timeout.setter
+    def start_timeout(self, seconds: float) -> None:
+        self._share(replace(self._context, start_timeout=seconds))
+
+    def _share(self, context: AppContext) -> None:
+        """Change what the supervisors share, and tell every one of them."""
+        self._context = context
+        for sup in self.supervisors.values():
+            sup.context = self._context
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -129,8 +158,7 @@ class Orchestrator:
         for name in plan.removed:
             self.supervisors.pop(name, None)
 
-        self.options = options
-        self.project = project
+        self._share(replace(self._context, options=options, project=project))
         self.ports.set_range(options.port_range)
         self._apply_logging()
 
@@ -138,7 +166,7 @@ class Orchestrator:
                                for n in plan.changed))
 
         for name in plan.added:
-            self.supervisors[name] = AppSupervisor(new[name], self)
+            self.supervisors[name] = AppSupervisor(new[name], self._context)
         self.supervisors = {n: self.supervisors[n] for n in new}
         self._rebuild_routes()
         await self._start_group(list(plan.added))
@@ -161,7 +189,7 @@ class Orchestrator:
     async def switch_backend(self, backend: Backend | str) -> list[str]:
         """Roll every app that inherits the backend over to `backend`; the names rolled."""
         resolved = resolve_backend_name(backend)
-        self.default_backend = resolved
+        self._share(replace(self._context, default_backend=resolved))
         candidates = [s for s in self.supervisors.values()
                       if s.config.backend is None and not s.config.command
                       and s.backend != resolved]

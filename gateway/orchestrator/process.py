@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import re
@@ -21,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
@@ -29,6 +27,7 @@ from gateway.orchestrator.protocol import (
     LIFELINE_ENV,
     PREFIX_ENV,
     SPEC_ENV,
+    ChildSpec,
     split_request_id,
 )
 from gateway.sanitize import printable
@@ -55,13 +54,13 @@ ExitHandler = Callable[["AppProcess"], None]
 class AppProcess:
     """One running app process group: its pid, port, in-flight requests and exit."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, *, spec: dict[str, Any],
+    def __init__(self, proc: asyncio.subprocess.Process, *, spec: ChildSpec,
                  lifeline: int, on_line: LineHandler, on_exit: ExitHandler) -> None:
         self.proc = proc
         self.pid: int = proc.pid
         self.pgid: int = proc.pid  # start_new_session: the runner leads its own group
-        self.port: int = spec["port"]
-        self.backend: str = spec["backend"]
+        self.port: int = spec.port
+        self.backend: str = spec.backend
         self.started_at = time.time()
         #: Requests being proxied to this process right now (for draining).
         self.inflight = 0
@@ -74,7 +73,7 @@ class AppProcess:
         self.load_error: str | None = None
         self.returncode: int | None = None
         #: The spec it was made from, without the port (see `AppSupervisor.process_key`).
-        self.key: dict[str, Any] = {}
+        self.key: ChildSpec = spec.without_port()
         self._lifeline: int | None = lifeline
         self._pidfd = _open_pidfd(proc.pid)
         self._term_sent = False
@@ -84,7 +83,7 @@ class AppProcess:
             asyncio.create_task(self._read(proc.stdout, "stdout")),
             asyncio.create_task(self._read(proc.stderr, "stderr")),
         ]
-        self._waiter = asyncio.create_task(self._wait(), name=f"wait-{spec['app']}-{self.pid}")
+        self._waiter = asyncio.create_task(self._wait(), name=f"wait-{spec.app}-{self.pid}")
 
     @property
     def exited(self) -> bool:
@@ -300,30 +299,30 @@ def _open_pidfd(pid: int) -> int | None:
         return None
 
 
-def child_environment(spec: dict[str, Any], lifeline_fd: int) -> dict[str, str]:
+def child_environment(spec: ChildSpec, lifeline_fd: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in (spec.get("env") or {}).items()})
-    paths = [*spec.get("sys_path", []), _GATEWAY_ROOT]
+    env.update({str(k): str(v) for k, v in spec.env.items()})
+    paths = [*spec.sys_path, _GATEWAY_ROOT]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
     env["PYTHONUNBUFFERED"] = "1"
-    env["PORT"] = str(spec["port"])
-    prefix = spec.get("prefix") or ""
+    env["PORT"] = str(spec.port)
+    prefix = spec.prefix
     if prefix:
         env[PREFIX_ENV] = prefix
-        if spec.get("command"):
+        if spec.command:
             # uvicorn reads every option from UVICORN_* (`--root-path` included), so
             # `uvicorn app:app --port $PORT` learns its prefix as behind nginx with
             # `--root-path`. SCRIPT_NAME is left alone: gunicorn reads it too and then
             # refuses every request whose path does not start with it (a stripped one).
             env.setdefault("UVICORN_ROOT_PATH", prefix)
-    env[SPEC_ENV] = json.dumps(spec)
+    env[SPEC_ENV] = spec.to_json()
     env[LIFELINE_ENV] = str(lifeline_fd)
     return env
 
 
-async def spawn(spec: dict[str, Any], *, on_line: LineHandler,
+async def spawn(spec: ChildSpec, *, on_line: LineHandler,
                 on_exit: ExitHandler) -> AppProcess:
     """Start the runner for `spec` in a new process group."""
     read_end, write_end = os.pipe()  # both non-inheritable; pass_fds hands over read_end
@@ -331,7 +330,7 @@ async def spawn(spec: dict[str, Any], *, on_line: LineHandler,
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway.orchestrator.runner",
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, cwd=spec["cwd"],
+            stderr=asyncio.subprocess.PIPE, cwd=spec.cwd,
             env=child_environment(spec, read_end), start_new_session=True,
             pass_fds=(read_end,),
         )

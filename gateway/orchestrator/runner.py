@@ -23,12 +23,14 @@ import os
 import select
 import signal
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
     IMPORT_ERROR_PREFIX,
     LIFELINE_ENV,
+    ChildSpec,
 )
 
 PR_SET_NAME = 15
@@ -91,14 +93,14 @@ def guard(server_pid: int, lifeline_fd: int | None) -> None:
     os._exit(1)
 
 
-def _server_settings(spec: dict[str, Any]) -> Any:
+def _server_settings(spec: ChildSpec) -> Any:
     from gateway.config.schema import BackendName, LoopName, ServerConfig
 
-    raw = dict(spec.get("server") or {})
+    raw = spec.server.given()
     if "event_loop" in raw:
         raw["event_loop"] = LoopName(raw["event_loop"])
-    return ServerConfig(host=spec["host"], port=spec["port"],
-                        backend=BackendName(spec["backend"]), **raw)
+    return ServerConfig(host=spec.host, port=spec.port, backend=BackendName(spec.backend),
+                        **raw)
 
 
 def _fail(message: str) -> int:
@@ -110,7 +112,7 @@ def _fail(message: str) -> int:
 PYTHON_NAMES = frozenset({"python", "python3"})
 
 
-def command_argv(command: list[Any], port: int, python: str | None = None) -> list[str]:
+def command_argv(command: Sequence[Any], port: int, python: str | None = None) -> list[str]:
     """The argv to exec for a `command` app.
 
     $PORT / ${PORT} in an argument become the port (there is no shell to do it). A bare
@@ -126,13 +128,13 @@ def command_argv(command: list[Any], port: int, python: str | None = None) -> li
     return argv
 
 
-def serve(spec: dict[str, Any]) -> int:
+def serve(spec: ChildSpec) -> int:
     """The server side: load the app, then serve it (or exec the command)."""
     from gateway.orchestrator.apploader import AppLoadError, child_app
 
-    command = spec.get("command")
+    command = spec.command
     if command:
-        argv = command_argv(command, spec["port"])
+        argv = command_argv(command, spec.port)
         try:
             os.execvp(argv[0], argv)
         except OSError as exc:
@@ -148,11 +150,11 @@ def serve(spec: dict[str, Any]) -> int:
     from gateway.servers import get_backend
 
     try:
-        backend = get_backend(spec["backend"])
+        backend = get_backend(spec.backend)
     except GatewayError as exc:
         return _fail(str(exc))
-    backend.run_app("gateway.orchestrator.childapp:app", host=spec["host"], port=spec["port"],
-                    workers=int(spec.get("workers") or 1), settings=_server_settings(spec))
+    backend.run_app("gateway.orchestrator.childapp:app", host=spec.host, port=spec.port,
+                    workers=spec.workers or 1, settings=_server_settings(spec))
     return 0
 
 

@@ -9,6 +9,10 @@ A replacement asked for while the app serves (restart, code reload, config chang
 switch) is a rollover: the old process serves until the new one is healthy, and when the new
 one fails the wish is kept in `pending` (with the cause in `last_error`) for the next
 restart, reload or save to retry. Only apps with a fixed `port` are stopped first.
+
+A supervisor knows nothing of the orchestrator that runs it: what it needs from there (the
+project, the options, the inherited backend, the ports, the health checker, the event bus)
+comes as one `AppContext`, which the orchestrator replaces when the configuration changes.
 """
 
 from __future__ import annotations
@@ -18,23 +22,23 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
-from gateway.config.schema import AppConfig, ProjectConfig
+from gateway.config.schema import AppConfig, OrchestrationOptions, ProjectConfig
 from gateway.errors import AppError, GatewayError
-from gateway.events import AppOutput, AppStateChanged, EngineMessage
+from gateway.events import AppOutput, AppStateChanged, EngineMessage, EventBus
 from gateway.orchestrator.backoff import BackoffPolicy
-from gateway.orchestrator.health import DEFAULT_HEALTH_PATH, TCP_RULE, ProbeResult
+from gateway.orchestrator.health import DEFAULT_HEALTH_PATH, TCP_RULE, HealthChecker, ProbeResult
 from gateway.orchestrator.logs import LogBuffer, LogLine
+from gateway.orchestrator.ports import PortAllocator
 from gateway.orchestrator.process import AppProcess, spawn
+from gateway.orchestrator.protocol import ChildSpec, ServerSettings
 from gateway.orchestrator.reload import WatchSpec, watch_files
 from gateway.orchestrator.states import IDLE, PENDING, SERVING, AppState, check_transition
 from gateway.orchestrator.stats import ProcessTreeStats
 from gateway.sanitize import printable
 from gateway.servers import resolve_backend_name
-
-if TYPE_CHECKING:
-    from gateway.orchestrator.orchestrator import Orchestrator
 
 log = logging.getLogger("pyserve.orchestrator")
 health_log = logging.getLogger("pyserve.orchestrator.health")
@@ -44,6 +48,26 @@ HOST = "127.0.0.1"
 START_PROBE_INTERVAL = 0.05
 #: Longest cause kept (a traceback line can be long; the UI and a 503 body show one line).
 MAX_CAUSE = 300
+#: How long a request refused by the process in service waits for that process to exit
+#: (then it is held for the restart like any request for a restarting app).
+EXIT_GRACE = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class AppContext:
+    """What every supervisor of one orchestrator shares: the configuration it runs under
+    and the services it uses. The orchestrator hands a new one to each supervisor when the
+    configuration (or the inherited backend) changes; a supervisor never changes it."""
+
+    project: ProjectConfig
+    options: OrchestrationOptions
+    #: The resolved backend apps without their own `backend` run on.
+    default_backend: str
+    #: Seconds a new process has to answer its first health check.
+    start_timeout: float
+    events: EventBus
+    ports: PortAllocator
+    health: HealthChecker
 
 
 class Lease:
@@ -74,7 +98,7 @@ class Lease:
 
 
 class AppSupervisor:
-    def __init__(self, config: AppConfig, owner: Orchestrator) -> None:
+    def __init__(self, config: AppConfig, context: AppContext) -> None:
         self.name = config.name
         self.config = config
         self.state = AppState.STOPPED
@@ -89,7 +113,7 @@ class AppSupervisor:
         #: whose new process failed); None when what runs is what was asked for.
         self.pending: str | None = None
         self.logs = LogBuffer(self.name)
-        self._owner = owner
+        self.context = context
         self._proc: AppProcess | None = None
         self._processes: set[AppProcess] = set()
         self._lifecycle_task: asyncio.Task[None] | None = None
@@ -110,7 +134,7 @@ class AppSupervisor:
 
     def opt(self, key: str) -> Any:
         """The effective value of an overridable key for this app."""
-        return self._owner.options.effective(self.config, key)
+        return self.context.options.effective(self.config, key)
 
     @property
     def pid(self) -> int | None:
@@ -128,7 +152,7 @@ class AppSupervisor:
         try:
             return self.desired_backend()
         except GatewayError:
-            return str(self.config.backend or self._owner.default_backend)
+            return str(self.config.backend or self.context.default_backend)
 
     def desired_backend(self, config: AppConfig | None = None,
                         default_backend: str | None = None) -> str:
@@ -137,7 +161,7 @@ class AppSupervisor:
         if config.command:
             return "command"
         return resolve_backend_name(
-            config.backend or default_backend or self._owner.default_backend)
+            config.backend or default_backend or self.context.default_backend)
 
     def upstream(self) -> tuple[str, int] | None:
         """Where traffic goes now; switches atomically during a rollover."""
@@ -152,6 +176,38 @@ class AppSupervisor:
         if proc is None or self.state not in SERVING:
             return None
         return Lease(proc)
+
+    # --- admission: how a request gets a process ----------------------------------------
+
+    async def admit(self, on_hold: Callable[[], None] | None = None) -> Lease | None:
+        """A lease on the serving process, waiting up to `hold_requests` for one while the
+        app starts or restarts (`on_hold` is called when the request has to wait); None when
+        the app is stopped, failed, or not ready in time. Everything that sends requests to
+        an app (the orchestration extension, forward auth) comes through here."""
+        if self.state in SERVING:
+            lease = self.lease()
+            if lease is not None:
+                return lease
+        if self.state in PENDING or (self.state in SERVING and self.upstream() is None):
+            if on_hold is not None:
+                on_hold()
+            if await self.wait_ready(float(self.opt("hold_requests"))):
+                return self.lease()
+        return None
+
+    async def readmit(self, refused: Lease,
+                      on_hold: Callable[[], None] | None = None) -> Lease | None:
+        """A new lease for a request whose connection `refused`'s process refused (or
+        closed unanswered), to send it once more when the resend rule allows.
+
+        A process still in service that refuses is usually dying, its exit noticed a few ms
+        later: wait up to `EXIT_GRACE` for it, so the request is held for the restart like
+        any other (a process that does not exit, one worker of several dead, gets the new
+        lease anyway). The caller still holds and releases `refused`."""
+        process = refused.process
+        if not process.exited and process is self._proc and self.state in SERVING:
+            await process.wait_exit(EXIT_GRACE)
+        return await self.admit(on_hold)
 
     async def wait_ready(self, timeout: float) -> bool:
         """True as soon as the app serves; False if it does not within `timeout` seconds,
@@ -188,15 +244,13 @@ class AppSupervisor:
         }
 
     def process_key(self, config: AppConfig | None = None, project: ProjectConfig | None = None,
-                    default_backend: str | None = None) -> dict[str, Any]:
-        """What a process for `config` is made from (default: what is configured now);
-        a process whose key differs needs replacing."""
-        spec = self._spec(0, config or self.config, strict=False, project=project,
-                          default_backend=default_backend)
-        spec.pop("port")
-        return spec
+                    default_backend: str | None = None) -> ChildSpec:
+        """What a process for `config` is made from (default: what is configured now),
+        but its port; a process whose key differs needs replacing."""
+        return self.child_spec(0, config or self.config, strict=False, project=project,
+                               default_backend=default_backend).without_port()
 
-    def running_key(self) -> dict[str, Any] | None:
+    def running_key(self) -> ChildSpec | None:
         """The key of the process that serves or is starting (None: no process)."""
         return self._proc.key if self._proc is not None else None
 
@@ -231,12 +285,12 @@ class AppSupervisor:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
         log.info("app %s: %s -> %s%s", self.name, old, new, f" ({reason})" if reason else "")
-        self._owner.events.emit(AppStateChanged(
+        self.context.events.emit(AppStateChanged(
             app=self.name, old=old, new=new, pid=self.pid, port=self.port,
             reason=reason, restarts=self.restarts))
 
     def _message(self, level: str, text: str, **extra: Any) -> None:
-        self._owner.events.emit(EngineMessage(level=level, text=printable(text),
+        self.context.events.emit(EngineMessage(level=level, text=printable(text),
                                               app=self.name, extra=extra))
 
     # --- operations -----------------------------------------------------------------------
@@ -441,26 +495,25 @@ class AppSupervisor:
             self._message("error", f"app {self.name!r} did not start: {reason}")
 
     async def _launch(self) -> AppProcess:
-        port = self._owner.ports.allocate(self.name, self.config.port)
-        spec = self._spec(port, self.config)
+        port = self.context.ports.allocate(self.name, self.config.port)
+        spec = self.child_spec(port, self.config)
         try:
             proc = await spawn(spec, on_line=self._on_line, on_exit=self._on_exit)
         except BaseException:
-            self._owner.ports.release(port)
+            self.context.ports.release(port)
             raise
         self._processes.add(proc)
-        spec.pop("port")
-        proc.key = spec
         log.info("app %s: spawned pid %s on port %s (%s)", self.name, proc.pid, port,
                  proc.backend)
         return proc
 
-    def _spec(self, port: int, config: AppConfig, *, strict: bool = True,
-              project: ProjectConfig | None = None,
-              default_backend: str | None = None) -> dict[str, Any]:
-        """The child's description; `strict` raises if the backend is not installed.
-        `project` and `default_backend` default to what the orchestrator runs now."""
-        project = project or self._owner.project
+    def child_spec(self, port: int, config: AppConfig, *, strict: bool = True,
+                   project: ProjectConfig | None = None,
+                   default_backend: str | None = None) -> ChildSpec:
+        """What a process for `config` on `port` is made from; `strict` raises
+        (GatewayError) if its backend is not installed. `project` and `default_backend`
+        default to the current context's."""
+        project = project or self.context.project
         root = str(project.root.resolve())
         module_path = (str(project.resolve(config.module_path).resolve())
                        if config.module_path else None)
@@ -470,19 +523,18 @@ class AppSupervisor:
         except GatewayError:
             if strict:
                 raise
-            backend = str(config.backend or default_backend or self._owner.default_backend)
-        return {
-            "app": config.name, "app_path": config.app_path, "app_type": config.app_type,
-            "factory": config.factory, "factory_args": dict(config.factory_args),
-            "module_path": module_path, "sys_path": [root],
-            "command": list(config.command) if config.command else None,
-            "env": dict(config.env), "workers": config.workers, "backend": backend,
-            "host": HOST, "port": port, "cwd": root, "prefix": config.prefix,
-            "server": {"event_loop": str(server.event_loop), "http": server.http,
-                       "backlog": server.backlog,
-                       "keep_alive_timeout": server.keep_alive_timeout,
-                       "graceful_timeout": server.graceful_timeout},
-        }
+            backend = str(config.backend or default_backend or self.context.default_backend)
+        return ChildSpec(
+            app=config.name, app_path=config.app_path, app_type=config.app_type,
+            factory=config.factory, factory_args=dict(config.factory_args),
+            module_path=module_path, sys_path=(root,),
+            command=tuple(config.command) if config.command else None,
+            env=dict(config.env), workers=config.workers, backend=backend,
+            host=HOST, port=port, cwd=root, prefix=config.prefix,
+            server=ServerSettings(event_loop=str(server.event_loop), http=server.http,
+                                  backlog=server.backlog,
+                                  keep_alive_timeout=server.keep_alive_timeout,
+                                  graceful_timeout=server.graceful_timeout))
 
     def _set_live(self, proc: AppProcess) -> None:
         self._proc = proc
@@ -491,16 +543,16 @@ class AppSupervisor:
     def _on_line(self, proc: AppProcess, stream: str, text: str, rid: str | None) -> None:
         now = time.time()
         self.logs.append(LogLine(now, self.name, stream, text, rid))
-        self._owner.events.emit(AppOutput(self.name, stream, text, rid, now))
+        self.context.events.emit(AppOutput(self.name, stream, text, rid, now))
 
     def _on_exit(self, proc: AppProcess) -> None:
         self._processes.discard(proc)
-        self._owner.ports.release(proc.port)
+        self.context.ports.release(proc.port)
         if proc is self._proc:
             self._wakeup.set()
 
     async def _probe(self, proc: AppProcess, timeout: float) -> tuple[bool, str]:
-        checker = self._owner.health
+        checker = self.context.health
         result: ProbeResult
         if self.opt("health_check_enabled"):
             result = await checker.http(HOST, proc.port, self.config.health_check_path,
@@ -509,7 +561,7 @@ class AppSupervisor:
             result = await checker.tcp(HOST, proc.port, timeout)
         if result.ok and result.rule != self.health_rule:
             self._judged_by(result)
-        if self._owner.options.logging.health_check_logs:
+        if self.context.options.logging.health_check_logs:
             health_log.info("app %s pid %s: health %s (%s)", self.name, proc.pid,
                             "ok" if result.ok else "failing", result.detail)
         return result.ok, result.detail
@@ -526,7 +578,7 @@ class AppSupervisor:
     async def _wait_healthy(self, proc: AppProcess) -> tuple[bool, str]:
         """Probe quickly until the first good answer, the process exits, or time runs out."""
         loop = asyncio.get_running_loop()
-        limit = self._owner.start_timeout
+        limit = self.context.start_timeout
         deadline = loop.time() + limit
         detail = "no answer yet"
         timeout = min(float(self.opt("health_check_timeout")), 2.0)
@@ -625,7 +677,7 @@ class AppSupervisor:
 
     async def _drain(self, proc: AppProcess) -> None:
         """Let in-flight requests on a replaced process finish, then stop it."""
-        await proc.drained(float(self._owner.project.server.graceful_timeout))
+        await proc.drained(float(self.context.project.server.graceful_timeout))
         await proc.terminate(float(self.opt("shutdown_timeout")))
 
     # --- file watching --------------------------------------------------------------------
@@ -633,7 +685,7 @@ class AppSupervisor:
     def _ensure_watcher(self) -> None:
         if self._watch_task is not None and not self._watch_task.done():
             return
-        spec = WatchSpec(self.config, self._owner.project)
+        spec = WatchSpec(self.config, self.context.project)
         if not spec:
             return
         self._watch_stop = asyncio.Event()

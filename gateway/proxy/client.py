@@ -27,7 +27,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from gateway.proxy.headers import HOP_BY_HOP, connection_tokens
+from gateway.proxy.headers import HOP_BY_HOP, connection_tokens, upstream_address
 
 if TYPE_CHECKING:
     from gateway.proxy.transport import UpstreamTarget
@@ -252,7 +252,7 @@ class UpstreamConnection(asyncio.Protocol):
                 reason = f": {exc}" if exc else ""
                 self.error = UpstreamConnectError(
                     f"{_describe(self._target, self.pool)}: connection closed before any "
-                    f"response{reason}"
+                    f"response{reason}", sent=True
                 )
             else:
                 reason = f": {exc}" if exc else ""
@@ -348,7 +348,7 @@ class UpstreamPool:
     def __init__(self, host: str, port: int, *, max_idle: int, connect_timeout: float) -> None:
         self.host = host
         self.port = port
-        self.label = f"{host}:{port}"
+        self.label = upstream_address(host, port)  # also what ctx.upstream says
         self.max_idle = max_idle
         self.connect_timeout = connect_timeout
         self._idle: list[UpstreamConnection] = []
@@ -393,7 +393,8 @@ class UpstreamPool:
             ) from None
         except OSError as exc:
             raise UpstreamConnectError(
-                f"cannot connect to {_describe(target, self)}: {exc.strerror or exc}"
+                f"cannot connect to {_describe(target, self)}: {exc.strerror or exc}",
+                sent=False,
             ) from exc
         return conn
 

@@ -40,9 +40,36 @@ IDEMPOTENT_METHODS: frozenset[str] = frozenset(
     {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"}
 )
 
+
+def upstream_address(host: str, port: int) -> str:
+    """How an upstream is named in the request context and the request log ("host:port",
+    as nginx's ``$upstream_addr``)."""
+    return f"{host}:{port}"
+
+
+def may_resend(method: str, *, sent: bool) -> bool:
+    """Whether a request that got no response byte may go to an upstream again (the one
+    resend rule; the caller also needs the whole request still at hand, body included).
+
+    As nginx's ``proxy_next_upstream`` by default: a request that never reached the
+    upstream (`sent` False: the connection was refused) may go again whatever its method;
+    one that was written and got no answer only when its method is idempotent, because the
+    upstream may already have acted on it (RFC 9110 §9.2.2; nginx's ``non_idempotent`` is
+    off by default).
+    """
+    return not sent or method in IDEMPOTENT_METHODS
+
 #: Methods that carry no body unless the client framed one (Content-Length/Transfer-Encoding);
 #: for these we never call ``receive()`` before forwarding, which keeps GETs retryable.
 _BODYLESS_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+
+
+def reads_no_body(scope: Scope) -> bool:
+    """Forwarding this request reads nothing from ``receive()`` (a bodyless method and no
+    body framed), so a failed attempt can be made again from the scope alone."""
+    return scope["method"] in _BODYLESS_METHODS and not any(
+        name == b"content-length" or name == b"transfer-encoding"
+        for name, _ in scope["headers"])
 
 # How the request body is framed towards the upstream.
 BODY_NONE = 0

@@ -38,9 +38,9 @@ from gateway.proxy.headers import (
     BODY_CHUNKED,
     BODY_NONE,
     BODY_UNKNOWN,
-    IDEMPOTENT_METHODS,
     Forwarding,
     build_request_head,
+    may_resend,
     rewrite_location,
 )
 from gateway.types import Message, Receive, Scope, Send
@@ -92,8 +92,8 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
             parts.append(b"\r\n")
             parts.append(body)
     payload = b"".join(parts)
-    # Resending is only safe when nothing the client sent could be lost or duplicated.
-    retry_ok = framing == BODY_NONE and method in IDEMPOTENT_METHODS
+    # A resend needs the whole request at hand: no body part was streamed past `payload`.
+    resendable = not more
     head_only = method == "HEAD"
 
     if ctx is not None:
@@ -115,10 +115,12 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
                 break
             error = conn.error
             assert error is not None
-            # A pooled socket the server closed just as we wrote: resend once, on a new one.
-            if not (retry_ok and conn.reused and isinstance(error, UpstreamConnectError)):
+            # A pooled socket the server closed just as we wrote: resend once, on a new one,
+            # when the resend rule allows it.
+            if not (resendable and conn.reused and isinstance(error, UpstreamConnectError)
+                    and may_resend(method, sent=error.sent)):
                 raise error
-            retry_ok = False
+            resendable = False
             conn.finish()
             conn.close()
             conn = await pool.connect(target)

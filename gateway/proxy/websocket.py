@@ -22,7 +22,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from gateway.context import get_context
-from gateway.proxy.headers import HOP_BY_HOP, Forwarding, encode_path, websocket_headers
+from gateway.proxy.headers import (
+    HOP_BY_HOP,
+    Forwarding,
+    encode_path,
+    upstream_address,
+    websocket_headers,
+)
 from gateway.types import Receive, Scope, Send
 
 if TYPE_CHECKING:
@@ -62,6 +68,8 @@ async def proxy_websocket(scope: Scope, receive: Receive, send: Send, target: Up
     if first["type"] != "websocket.connect":
         return
     ctx = get_context(scope)
+    if ctx is not None:
+        ctx.upstream = upstream_address(target.host, target.port)
     headers = websocket_headers(scope, ctx, forwarding, target.prefix)
     origin = next((v.decode("latin-1") for n, v in scope["headers"] if n == b"origin"), None)
     uri = _upstream_uri(scope, target)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,7 +18,12 @@ from gateway.orchestrator.apploader import (
     is_wsgi,
     load_app,
 )
-from gateway.orchestrator.protocol import EXIT_IMPORT_ERROR, IMPORT_ERROR_PREFIX, SPEC_ENV
+from gateway.orchestrator.protocol import (
+    EXIT_IMPORT_ERROR,
+    IMPORT_ERROR_PREFIX,
+    SPEC_ENV,
+    ChildSpec,
+)
 
 
 async def asgi3(scope: Any, receive: Any, send: Any) -> None: ...
@@ -101,11 +105,11 @@ def test_a_contradicting_app_type_is_one_error_naming_the_fix(app_path: str, app
 
 def test_the_app_process_fails_at_load_with_that_one_line() -> None:
     """Not a traceback per request: the runner exits before any server starts."""
-    spec = {"app": "site", "app_path": "apps.wsgi_app:app", "app_type": "asgi",
-            "module_path": str(TESTS_DIR), "sys_path": [str(TESTS_DIR)], "command": None,
-            "env": {}, "workers": 1, "backend": "uvicorn", "host": "127.0.0.1", "port": 9,
-            "cwd": str(TESTS_DIR), "prefix": "/site", "server": {}}
-    env = dict(os.environ, **{SPEC_ENV: json.dumps(spec)})
+    spec = ChildSpec(app="site", app_path="apps.wsgi_app:app", app_type="asgi",
+                     module_path=str(TESTS_DIR), sys_path=(str(TESTS_DIR),),
+                     backend="uvicorn", host="127.0.0.1", port=9, cwd=str(TESTS_DIR),
+                     prefix="/site")
+    env = dict(os.environ, **{SPEC_ENV: spec.to_json()})
     done = subprocess.run([sys.executable, "-m", "gateway.orchestrator.runner"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_IMPORT_ERROR

@@ -245,3 +245,11 @@ async def test_a_request_refused_by_a_dying_app_is_held_for_its_restart(
         assert (await http.get("/cmd/close-and-exit")).status_code == 200
         r = await http.post("/cmd/post", content=b"x")
         assert r.status_code == 502 and "'cmd'" in r.text and r.headers["x-request-id"] in r.text
+        # A bodyless DELETE is idempotent (RFC 9110): it goes again like the GET. The new
+        # process answers (501: it knows no DELETE), not the gateway's 502.
+        assert (await http.get("/cmd/who")).status_code == 200
+        retried = orchestration.metrics()["retried"]  # type: ignore[index]
+        assert (await http.get("/cmd/close-and-exit")).status_code == 200
+        r = await http.delete("/cmd/item")
+        assert r.status_code == 501, r.text
+        assert orchestration.metrics()["retried"] == retried + 1  # type: ignore[index]

@@ -14,7 +14,12 @@ from gateway.orchestrator import Orchestrator
 from gateway.orchestrator.backoff import BackoffPolicy
 from gateway.orchestrator.logs import LogBuffer, LogLine, merge_by_time
 from gateway.orchestrator.ports import PortAllocator, port_is_free
-from gateway.orchestrator.protocol import RID_END, RID_START, split_request_id
+from gateway.orchestrator.protocol import (
+    RID_END,
+    RID_START,
+    ChildSpec,
+    split_request_id,
+)
 from gateway.orchestrator.states import (
     TRANSITIONS,
     AppState,
@@ -106,6 +111,24 @@ def test_request_id_marker_round_trip() -> None:
     assert split_request_id(f"{RID_START}abc-1{RID_END}hello") == ("abc-1", "hello")
     assert split_request_id("plain line") == (None, "plain line")
     assert split_request_id(f"{RID_START}unterminated") == (None, f"{RID_START}unterminated")
+
+
+def test_child_spec_round_trips_and_its_key_ignores_the_port(tmp_path: Path) -> None:
+    apps = [app("api", "/api", env={"A": "1"}),
+            app("cmd", "/cmd", command=["python", "-m", "x", "$PORT"])]
+    opts, project = make_project(tmp_path, apps)
+    orch = Orchestrator(opts, project=project, events=EventBus(), default_backend="uvicorn")
+    for name in ("api", "cmd"):
+        sup = orch.get(name)
+        spec = sup.child_spec(4321, sup.config)
+        assert ChildSpec.from_json(spec.to_json()) == spec
+        assert spec.without_port() == sup.process_key() != spec
+        assert spec.prefix == f"/{name}" and spec.backend == ("command" if name == "cmd"
+                                                              else "uvicorn")
+    assert orch.get("api").process_key() != orch.get("api").process_key(
+        app("api", "/api", env={"A": "2"}))
+    with pytest.raises(ValueError, match="not an app process spec"):
+        ChildSpec.from_json('{"app": "x", "surprise": 1}')
 
 
 def test_resolve_longest_prefix_at_segment_boundary(tmp_path: Path) -> None:

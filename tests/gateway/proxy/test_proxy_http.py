@@ -18,7 +18,7 @@ from gateway.errors import (
 )
 from gateway.proxy import PooledTransport, UpstreamTarget
 from gateway.proxy.client import READ_HIGH_WATER
-from gateway.proxy.headers import Forwarding
+from gateway.proxy.headers import Forwarding, may_resend
 
 W = asyncio.StreamWriter
 
@@ -180,6 +180,35 @@ async def test_stale_pooled_connection_not_retried_for_post_with_body(start_upst
         await proxy(transport, up.target(), AsgiClient([b"data"]), method="POST",
                     headers=headers)
     assert up.connections == 1
+
+
+async def test_stale_pooled_connection_is_retried_for_put_with_its_whole_body(
+        start_upstream, transport):
+    """PUT is idempotent, and a body that came in one piece is still at hand: the one
+    resend rule (`headers.may_resend`) lets it go again, as nginx does."""
+    async def drop_second(req: RawRequest, w: W) -> bool:
+        if len([r for r in up.requests if r.conn_no == req.conn_no]) == 2:
+            w.transport.abort()
+            return False
+        w.write(response(200, req.body))
+        return True
+
+    up = await start_upstream(drop_second)
+    await proxy(transport, up.target())
+    headers = [(b"host", b"gw.test"), (b"content-length", b"4")]
+    c = await proxy(transport, up.target(), AsgiClient([b"data"]), method="PUT",
+                    headers=headers)
+    assert c.status == 200 and bytes(c.body) == b"data"
+    assert up.connections == 2
+
+
+def test_the_resend_rule() -> None:
+    """Never sent (refused): any method goes again; sent and unanswered: idempotent only."""
+    for method in ("GET", "PUT", "DELETE", "POST", "PATCH", "LOCK"):
+        assert may_resend(method, sent=False)
+    assert [m for m in ("GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", "POST", "PATCH")
+            if may_resend(m, sent=True)] == ["GET", "HEAD", "OPTIONS", "TRACE", "PUT",
+                                             "DELETE"]
 
 
 # -- request bodies ---------------------------------------------------------------------------

@@ -65,6 +65,7 @@ async def echo() -> AsyncIterator[EchoUpstream]:
 class Gateway:
     port: int
     upstream_port: int = 0
+    contexts: list[RequestContext] = field(default_factory=list)
 
 
 @pytest.fixture
@@ -75,7 +76,8 @@ async def gateway(echo: EchoUpstream) -> AsyncIterator[Gateway]:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "websocket":
             return
-        scope["pyserve"] = RequestContext(request_id="ws-req-1")
+        scope["pyserve"] = ctx = RequestContext(request_id="ws-req-1")
+        gw.contexts.append(ctx)
         target = UpstreamTarget("127.0.0.1", gw.upstream_port, scope["path"],
                                 scope["query_string"], name="echo")
         await transport.websocket(scope, receive, send, target)
@@ -104,6 +106,8 @@ async def test_echo_both_kinds_and_upstream_close_code(gateway: Gateway, echo: E
         async with connect(uri, subprotocols=["chat.v1"],  # type: ignore[list-item]
                            additional_headers={"X-Forwarded-For": "9.9.9.9"}) as ws:
             assert ws.subprotocol == "chat.v1"
+            # The same "host:port" as for HTTP (`headers.upstream_address`).
+            assert [c.upstream for c in gateway.contexts] == [f"127.0.0.1:{echo.port}"]
             await ws.send("hello")
             assert await ws.recv() == "hello"
             await ws.send(b"\x00\x01bin")
