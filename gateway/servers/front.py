@@ -15,15 +15,25 @@ send wrapper, and idle connections are closed at once.
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import socket
 from typing import Any, ClassVar
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
-from gateway.servers.base import ServerAdapter, ServingHandle, stop_accepting, wait_until
+from gateway.servers.base import ServerAdapter, ServingHandle, wait_until
 from gateway.servers.front_ws import WebSocketSession
 from gateway.servers.h1 import DateHeader, H1Connection
 from gateway.types import ASGIApp
+
+log = logging.getLogger("pyserve.front")
+
+#: accept() errors that mean the process or the system is out of file descriptors or memory;
+#: after those (and any other failing accept) the listening socket is left alone for
+#: `ACCEPT_PAUSE` seconds instead of failing again at once, as asyncio does.
+_RESOURCE_ERRORS = frozenset((errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM))
+ACCEPT_PAUSE = 1.0
 
 
 class FrontServer:
@@ -89,25 +99,82 @@ class FrontServer:
 
 
 class FrontHandle(ServingHandle):
+    """Serves the front on a listening socket, accepting connections itself.
+
+    uvloop's server accepts one connection per loop iteration; under load an iteration serves
+    every busy connection first, so a burst of new connections (a client pool opening, a load
+    generator starting) waited in the kernel's accept queue, their first requests with them.
+    Here each readiness of the socket accepts everything queued, up to `backlog`, as the
+    stdlib loop's server does; each accepted socket becomes a transport at once.
+    """
+
     def __init__(self, front: FrontServer, sock: socket.socket, backlog: int) -> None:
         super().__init__(front)
         self._front = front
         self._sock = sock
         self._backlog = backlog
-        self._server: asyncio.Server | None = None
+        self._watching = False  # the socket's readiness calls `_accept`
+        self._resume: asyncio.TimerHandle | None = None  # after a failed accept
+        self._wrapping: set[asyncio.Task[Any]] = set()  # accepted, not yet transports
 
     async def start(self) -> None:
-        self._server = await self._front.loop.create_server(
-            self._front.protocol, sock=self._sock, backlog=self._backlog)
+        self._sock.setblocking(False)
+        self._sock.listen(self._backlog)
+        self._watch()
         self._front.start_sweeping()
+
+    def _watch(self) -> None:
+        self._resume = None
+        self._front.loop.add_reader(self._sock.fileno(), self._accept)
+        self._watching = True
+
+    def _unwatch(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._watching:
+            self._watching = False
+            self._front.loop.remove_reader(self._sock.fileno())
+
+    def _accept(self) -> None:
+        loop = self._front.loop
+        for _ in range(self._backlog):
+            try:
+                conn, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue  # the client gave up while queued
+                if exc.errno in _RESOURCE_ERRORS:
+                    log.error("cannot accept connections (%s); trying again in %gs",
+                              exc.strerror or exc, ACCEPT_PAUSE)
+                else:
+                    log.error("accept failed: %s", exc.strerror or exc)
+                self._unwatch()
+                self._resume = loop.call_later(ACCEPT_PAUSE, self._watch)
+                return
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            task = loop.create_task(self._wrap(conn))
+            self._wrapping.add(task)
+            task.add_done_callback(self._wrapping.discard)
+
+    async def _wrap(self, conn: socket.socket) -> None:
+        try:
+            await self._front.loop.connect_accepted_socket(self._front.protocol, sock=conn)
+        except OSError:
+            conn.close()  # reset before it became a transport: nothing to answer
 
     @property
     def serving(self) -> bool:
-        return not self._stopped and self._server is not None and self._server.is_serving()
+        return not self._stopped
 
     async def _stop_accepting(self) -> None:
-        if self._server is not None:
-            await stop_accepting([self._server])  # closes our dup, not the engine's socket
+        self._unwatch()
+        if self._wrapping:
+            await asyncio.gather(*self._wrapping, return_exceptions=True)
+        self._sock.close()  # our dup; the engine's socket stays
 
     def _open_connections(self) -> int:
         return len(self._front.connections)

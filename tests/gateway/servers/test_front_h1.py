@@ -277,6 +277,45 @@ async def test_connections_over_the_limit_get_503() -> None:
         sock.close()
 
 
+def test_a_burst_of_connections_is_accepted_in_one_go() -> None:
+    """Connections queued in the kernel all become connections within a few loop iterations,
+    not one per iteration (uvloop's own server): under load each iteration serves every busy
+    connection first, and the last of a burst of new ones waited behind all of them."""
+    uvloop = pytest.importorskip("uvloop")
+    burst = 64
+
+    async def main() -> int:
+        sock = create_listener("127.0.0.1", 0)
+        handle = await BackendRegistry.get("builtin").serve_gateway(echo_app, sock, SETTINGS)
+        front_server = handle._app  # type: ignore[attr-defined]
+        loop = asyncio.get_running_loop()
+        clients: list[socket.socket] = []
+        try:
+            # The loop does not run while these connect: they wait in the accept queue.
+            clients = [socket.create_connection(sock.getsockname()) for _ in range(burst)]
+            counted: asyncio.Future[int] = loop.create_future()
+            iterations = 0
+
+            def tick() -> None:
+                nonlocal iterations
+                iterations += 1
+                if len(front_server.connections) == burst:
+                    counted.set_result(iterations)
+                else:
+                    loop.call_soon(tick)
+
+            loop.call_soon(tick)
+            return await asyncio.wait_for(counted, 10)
+        finally:
+            for client in clients:
+                client.close()
+            await handle.stop(2)
+            sock.close()
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert runner.run(main()) <= 5
+
+
 async def test_a_chunk_size_near_the_limit_keeps_the_rest_as_body(
         front: tuple[ServingHandle, int]) -> None:
     """A 16-digit chunk size is valid: what follows is body bytes, never a request."""
