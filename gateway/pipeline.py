@@ -22,6 +22,7 @@ from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
 from gateway.responses import send_error
+from gateway.routing.uri import InvalidURI, canonicalise
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -159,6 +160,16 @@ class GatewayApp:
                 ctx.status = 403
             await send(message)
 
+        try:
+            canonicalise(scope)
+        except InvalidURI as exc:
+            ctx.notes["refused"] = str(exc)
+            if kind == "websocket":
+                await send_wrapper({"type": "websocket.close", "code": 1008})
+            else:
+                await send_error(scope, send_wrapper, 400, str(exc))
+            self._finish(scope, ctx)
+            return
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
