@@ -61,9 +61,10 @@ def request_uri(scope: Scope) -> bytes:
     return normalise(raw)
 
 
-#: Scope key set (True) when `canonicalise` changed the path: `raw_path` is then the target
-#: as the client sent it and no longer matches `path` (a prefix cannot be cut from it).
-REWRITTEN = "pyserve.uri_rewritten"
+#: Scope key holding the path as the server decoded it, set only when `canonicalise` changed
+#: it: `raw_path` then no longer matches `path` (a prefix cannot be cut from it), and the
+#: request log shows what the client asked for.
+REWRITTEN = "pyserve.path_as_sent"
 
 
 def canonicalise(scope: Scope) -> None:
@@ -75,8 +76,8 @@ def canonicalise(scope: Scope) -> None:
         return
     path = request_uri(scope).decode("utf-8", "replace")  # as servers decode a path
     if path != scope["path"]:
+        scope[REWRITTEN] = scope["path"]
         scope["path"] = path
-        scope[REWRITTEN] = True
 
 
 def origin_form(raw: bytes) -> bytes:

@@ -294,3 +294,6 @@ async def test_apps_see_the_normalised_path_as_nginx_locations_do(tmp_path: Path
         assert r.status == 200 and json.loads(r.body)["path"] == "//keep/echo"
         # The gateway's own endpoints are found by the normalised path too.
         assert (await get("//health")).status == 200
+        # The request log keeps what the client asked for; the trace, what it meant.
+        record = next(r for r in gw.services.request_log.snapshot() if r.path == "//api/echo/x")
+        assert dict(record.notes)["uri"] == "/api/echo/x" and record.app == "api"
