@@ -11,14 +11,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import wait_until
-from orch_support import TESTS_DIR, app, leftover_processes
 
 from gateway.orchestrator import AppState
+from tests.support.harness import ROOT, TESTS_DIR, wait_until
+from tests.support.orchestration import app
 
 
 def group_members(pgid: int) -> list[psutil.Process]:
-    return leftover_processes({pgid})
+    return group_members({pgid})
 
 
 @pytest.mark.parametrize("backend", ["granian", "uvicorn", "hypercorn"])
@@ -58,15 +58,15 @@ async def test_sigterm_ignored_means_sigkill_after_shutdown_timeout(make_orchest
 PARENT_SCRIPT = """
 import asyncio, sys
 from pathlib import Path
-sys.path[:0] = [{root!r}, {tests!r}]
+sys.path[:0] = [{root!r}]
 from gateway.config.schema import (AppConfig, ExtensionConfig, LoggingConfig,
                                    OrchestrationOptions, ProjectConfig, ServerConfig)
 from gateway.events import EventBus
 from gateway.orchestrator import Orchestrator
 
 async def main():
-    apps = [AppConfig(name="orphan", path="/o", app_path="apps.basic:app",
-                      module_path={tests!r}, workers=2, backend={backend!r})]
+    apps = [AppConfig(name="orphan", path="/o", app_path="tests.apps.basic:app",
+                      module_path={root!r}, workers=2, backend={backend!r})]
     opts = OrchestrationOptions(port_range={ports!r}, apps=apps)
     project = ProjectConfig(path=Path({folder!r}) / "workbench.toml", server=ServerConfig(),
                             logging=LoggingConfig(),
@@ -83,11 +83,11 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("backend", ["granian", "uvicorn"])
 async def test_killed_workbench_takes_its_apps_down(tmp_path: Path, backend: str) -> None:
-    from orch_support import port_range
+    from tests.support.orchestration import port_range
 
     script = tmp_path / "workbench_stand_in.py"
     script.write_text(PARENT_SCRIPT.format(
-        root=str(TESTS_DIR.parent), tests=str(TESTS_DIR), backend=backend,
+        root=str(ROOT), backend=backend,
         ports=port_range(), folder=str(tmp_path)))
     parent = await asyncio.create_subprocess_exec(
         sys.executable, str(script), stdout=asyncio.subprocess.PIPE)
@@ -139,4 +139,4 @@ async def test_killing_any_process_of_the_group_heals(make_orchestrator, backend
     assert sup.restarts >= 1
     leaders.add(sup.pid or 0)
     await orch.stop()
-    assert not leftover_processes(leaders)
+    assert not group_members(leaders)

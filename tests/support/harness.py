@@ -41,7 +41,10 @@ from gateway.services import Services
 T = TypeVar("T")
 
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
+#: The repository root: the `module_path` of the fixture apps, which are `tests.apps.*`
+#: (never the tests folder itself: its `gateway`/`workbench` packages would shadow the real ones).
+ROOT = TESTS_DIR.parent
 HOST = "127.0.0.1"
 
 
@@ -108,12 +111,12 @@ def free_port_range(size: int = 40) -> tuple[int, int]:
 
 def app_table(table: Mapping[str, Any]) -> dict[str, Any]:
     """An orchestrated app's table with the tests' defaults: `path` /name, `module_path` the
-    tests folder, `app_path` apps.basic:app (unless it runs a `command`)."""
+    repository root, `app_path` tests.apps.basic:app (unless it runs a `command`)."""
     out = dict(table)
     out.setdefault("path", f"/{out['name']}")
-    out.setdefault("module_path", str(TESTS_DIR))
+    out.setdefault("module_path", str(ROOT))
     if "command" not in out:
-        out.setdefault("app_path", "apps.basic:app")
+        out.setdefault("app_path", "tests.apps.basic:app")
     return out
 
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import uvicorn
-from orch_support import Recorder
 
 from gateway.config.loader import validate_text
 from gateway.events import EventBus
@@ -24,6 +23,7 @@ from gateway.pipeline import GatewayApp, Pipeline
 from gateway.proxy.transport import PooledTransport
 from gateway.requestlog import RequestLog
 from gateway.services import Services
+from tests.support.orchestration import Recorder
 
 
 @dataclass
