@@ -1,4 +1,4 @@
-"""The shared test support (tests/harness.py) does what every test relies on it for."""
+"""The shared test support (tests/support/harness.py) does what every test relies on it for."""
 
 from __future__ import annotations
 
