@@ -13,11 +13,11 @@ import psutil
 import pytest
 
 from gateway.orchestrator import AppState
-from tests.support.harness import ROOT, TESTS_DIR, wait_until
+from tests.support.harness import ROOT, TESTS_DIR, group_members, wait_until
 from tests.support.orchestration import app
 
 
-def group_members(pgid: int) -> list[psutil.Process]:
+def group_of(pgid: int) -> list[psutil.Process]:
     return group_members({pgid})
 
 
@@ -29,14 +29,14 @@ async def test_multi_worker_app_leaves_no_process(make_orchestrator, backend: st
     assert await sup.wait_ready(20)
     pgid = sup.pid
     # guard + server + 2 workers, all in the app's own process group (not ours).
-    members = await wait_until(lambda: len(group_members(pgid)) >= 4 and group_members(pgid),
+    members = await wait_until(lambda: len(group_of(pgid)) >= 4 and group_of(pgid),
                                10, what="workers to start")
     assert os.getpgid(pgid) != os.getpgrp()
     status = orch.snapshot()[0]
     assert status["rss_bytes"] > 0
     await orch.stop()
     assert sup.state is AppState.STOPPED
-    assert not group_members(pgid), [p.pid for p in members]
+    assert not group_of(pgid), [p.pid for p in members]
 
 
 async def test_sigterm_ignored_means_sigkill_after_shutdown_timeout(make_orchestrator) -> None:
@@ -52,7 +52,7 @@ async def test_sigterm_ignored_means_sigkill_after_shutdown_timeout(make_orchest
     await orch.stop_app("stubborn")
     took = time.monotonic() - started
     assert 0.5 <= took < 3.0
-    assert not group_members(pgid)
+    assert not group_of(pgid)
 
 
 PARENT_SCRIPT = """
@@ -96,16 +96,16 @@ async def test_killed_workbench_takes_its_apps_down(tmp_path: Path, backend: str
         assert parent.stdout is not None
         line = await asyncio.wait_for(parent.stdout.readline(), 30)
         pgid = int(line)
-        await wait_until(lambda: len(group_members(pgid)) >= 4, 10, what="app workers")
+        await wait_until(lambda: len(group_of(pgid)) >= 4, 10, what="app workers")
         parent.send_signal(signal.SIGKILL)
         await parent.wait()
-        await wait_until(lambda: not group_members(pgid), 10, what="the app group to die")
+        await wait_until(lambda: not group_of(pgid), 10, what="the app group to die")
     finally:
         if parent.returncode is None:
             parent.kill()
             await parent.wait()
         if pgid is not None:  # never leave anything, even when the test fails
-            for proc in group_members(pgid):
+            for proc in group_of(pgid):
                 proc.kill()
 
 
@@ -123,15 +123,15 @@ async def test_killing_any_process_of_the_group_heals(make_orchestrator, backend
     def serving_without(victim: int) -> bool:
         if sup.state is not AppState.HEALTHY or sup.pid is None:
             return False
-        members = {p.pid for p in group_members(sup.pid)}
+        members = {p.pid for p in group_of(sup.pid)}
         return len(members) >= 4 and victim not in members
 
     for round_ in range(4):
         leader = sup.pid
         assert leader is not None
         leaders.add(leader)
-        members = await wait_until(lambda: len(group_members(sup.pid or 0)) >= 4
-                                   and group_members(sup.pid or 0), 10, what="workers")
+        members = await wait_until(lambda: len(group_of(sup.pid or 0)) >= 4
+                                   and group_of(sup.pid or 0), 10, what="workers")
         victim = members[round_ % len(members)] if round_ else psutil.Process(leader)
         victim.kill()
         await wait_until(lambda v=victim.pid: serving_without(v), 30,
