@@ -130,10 +130,10 @@ async def exchange(port: int, data: bytes, *, timeout: float = 10.0, half_close:
             except BrokenResponse as exc:
                 out.error = str(exc)
         settled = out.response is None or bool(out.error) or out.response.closes
-        wait_until = deadline if settled else min(deadline, loop.time() + linger)
+        watch_until = deadline if settled else min(deadline, loop.time() + linger)
         rest = bytearray()
         try:
-            async with asyncio.timeout_at(wait_until):
+            async with asyncio.timeout_at(watch_until):
                 while chunk := await reader.read(65536):
                     rest += chunk
             out.closed = True
