@@ -6,7 +6,8 @@
 
 Sections (each also runs alone: python bench/NAME.py [--quick]):
 
-    throughput  bench/run.py       direct granian vs nginx vs gateway per backend vs TUI open
+    throughput  bench/run.py       direct granian vs nginx and Caddy vs gateway per backend,
+                                   bundled pipeline, TUI open
     looplag     bench/looplag.py   loop lag of the TUI process at ~5k req/s
     recovery    bench/recovery.py  crash to healthy (SIGKILL) vs restart delay + app start
     rollover    bench/rollover.py  failed requests and durations of backend switches and reload
@@ -85,7 +86,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="smoke test, about 2 minutes")
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
-    ap.add_argument("--backends", help="throughput: backends (default all; --quick: granian)")
+    ap.add_argument("--backends", help="throughput: backends (default all; --quick: builtin)")
     ap.add_argument("--rounds", type=int, help="throughput: rounds (default 3; --quick: 2)")
     ap.add_argument("--seconds", type=float, help="throughput: seconds per wrk run")
     ap.add_argument("--rate", type=float, default=5000.0, help="looplag: req/s (default 5000)")

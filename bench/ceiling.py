@@ -16,15 +16,24 @@ follows the CPU all of them spend per request, not one thread's.
   upstream client: copy the head, one pooled connection, wait for the whole response, two
   sends. No request id, no context, no routing, no metrics, no request log, no error pages,
   no bodies: the ceiling of any gateway served this way;
-- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location: the real thing;
+- `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location, `backend = "auto"` (the
+  built-in front): the real thing;
+- `gateway-granian`: the same on granian's embedded server (`backend = "granian"`);
 - `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
 - `lean-front`: the `lean` proxy behind that front: the ceiling without granian;
+- `builtin-lean`: the `lean` proxy on the gateway's built-in front (`gateway.servers.front`):
+  the floor of the shipped serving path;
+- `steps` (with `--steps`): the real pipeline (`GatewayApp`, one `proxy_pass` location) on the
+  built-in front in this process, whole (`step-all`) and with one per-request step taken out
+  (`step-no-log`: the request log; `step-no-metrics`: the metrics; `step-no-id`: request-id
+  generation, a fixed id instead): what each step costs in place;
 - `nginx`: nginx `proxy_pass` with upstream keep-alive (`worker_processes auto`);
-- `before` (with `--before PATH`): the gateway again, its code imported from PATH (a checkout
-  of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to measure a change in
-  the same run.
+- `caddy`: Caddy `reverse_proxy` (admin off, plain HTTP, its own temporary storage);
+- `before` (with `--before PATH`): the gateway again (`backend = "auto"`), its code imported
+  from PATH (a checkout of another commit, e.g. `git worktree add /tmp/before HEAD~1`), to
+  measure a change in the same run.
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ from bench.harness import (  # noqa: E402
     free_port,
     proxy_gateway_app,
     spawn,
+    start_caddy,
     start_gateway,
     start_nginx,
     start_upstream,
@@ -187,6 +197,23 @@ class _FrontConnection(asyncio.Protocol):
         await self.app(scope, receive, send)
 
 
+STEPS = ["step-all", "step-no-log", "step-no-metrics", "step-no-id"]
+
+
+def _step_app(kind: str, upstream: int) -> Any:
+    """The real gateway app with one per-request step taken out (see the docstring)."""
+    import gateway.pipeline
+
+    gw = proxy_gateway_app(upstream)
+    if kind == "step-no-log":
+        gw.services.request_log.add = lambda raw: None
+    elif kind == "step-no-metrics":
+        gw.services.metrics.record = lambda app, status, ms: None
+    elif kind == "step-no-id":
+        gateway.pipeline.new_request_id = lambda: "00000000-0000-4000-8000-000000000000"
+    return gw
+
+
 async def serve(kind: str, port: int, upstream: int) -> None:
     from gateway.engine import settle_heap
 
@@ -196,6 +223,14 @@ async def serve(kind: str, port: int, upstream: int) -> None:
         handle = await _granian(_trivial_app(), port)
     elif kind == "lean":
         handle = await _granian(_lean_app(upstream), port)
+    elif kind == "builtin-lean" or kind.startswith("step-"):
+        from gateway.config.schema import ServerConfig
+        from gateway.servers.listener import create_listener
+        from gateway.servers.registry import BackendRegistry
+
+        app = _lean_app(upstream) if kind == "builtin-lean" else _step_app(kind, upstream)
+        handle = await BackendRegistry.get("builtin").serve_gateway(
+            app, create_listener(HOST, port), ServerConfig())
     else:
         from gateway.servers.listener import create_listener
 
@@ -219,8 +254,12 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--caddy", action=argparse.BooleanOptionalAction, default=True,
+                    help="run Caddy beside nginx (default: yes)")
     ap.add_argument("--configs", metavar="LIST",
                     help="comma-separated subset to run (nginx is always run: the baseline)")
+    ap.add_argument("--steps", action="store_true",
+                    help="also run the pipeline with one step taken out at a time")
     ap.add_argument("--before", metavar="PATH",
                     help="also run the gateway from this checkout (PYTHONPATH=PATH)")
     ap.add_argument("--serve", nargs=3, metavar=("KIND", "PORT", "UPSTREAM"),
@@ -234,11 +273,17 @@ def main() -> int:
 
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
-        kinds = ["trivial", "lean", "gateway", "front", "lean-front", "nginx"]
+        kinds = ["trivial", "lean", "gateway", "gateway-granian", "front", "lean-front",
+                 "builtin-lean", "nginx", "caddy"]
+        if args.steps:
+            kinds[-2:-2] = STEPS
+        if not args.caddy:
+            kinds.remove("caddy")
         if args.before:
             kinds.insert(2, "before")
         if args.configs:
-            wanted = set(args.configs.split(",")) | {"nginx"}
+            wanted = set(args.configs.split(",")) | {"nginx"} | (
+                {"caddy"} if args.caddy else set())
             if args.before:
                 wanted.add("before")
             unknown = wanted - set(kinds)
@@ -247,13 +292,18 @@ def main() -> int:
             kinds = [kind for kind in kinds if kind in wanted]
         for kind in kinds:
             upstream, up = start_upstream() if kind != "trivial" else (None, 0)
-            if kind in ("gateway", "before"):
+            if kind in ("gateway", "gateway-granian", "before"):
                 env = {"PYTHONPATH": str(Path(args.before).resolve())} if kind == "before" \
                     else None
-                gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env)
+                backend = "granian" if kind == "gateway-granian" else "auto"
+                gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env,
+                                   backend=backend)
                 servers[kind] = (gw.proc, gw.port, upstream)
             elif kind == "nginx":
                 proc, port = start_nginx(up)
+                servers[kind] = (proc, port, upstream)
+            elif kind == "caddy":
+                proc, port = start_caddy(up)
                 servers[kind] = (proc, port, upstream)
             else:
                 port = free_port()
@@ -263,6 +313,7 @@ def main() -> int:
         for _, port, _ in servers.values():
             wrk(port, args.connections, 1)  # warm-up: pools filled, code paths hot
         rps: dict[str, list[float]] = {kind: [] for kind in servers}
+        p99: dict[str, list[float]] = {kind: [] for kind in servers}
         cpu: dict[str, list[tuple[float, float]]] = {kind: [] for kind in servers}
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
@@ -278,22 +329,27 @@ def main() -> int:
                 mine = sum(cpu_seconds(pid) for pid in pids) - before
                 theirs = sum(cpu_seconds(pid) for pid in up_pids) - up_before
                 rps[kind].append(result["rps"])
+                p99[kind].append(result["p99_ms"])
                 cpu[kind].append((mine / served * 1e6, theirs / served * 1e6))
 
     def median(values: list[float]) -> float:
         return sorted(values)[len(values) // 2]
 
     nginx = median(rps["nginx"])
+    caddy = median(rps["caddy"]) if "caddy" in rps else None
     print(f"wrk -c {args.connections}, {args.seconds:g} s x {args.rounds} rounds, medians; "
           f"CPU per request in microseconds (user + system, all threads)\n")
-    print("| config | req/s | vs nginx | CPU/request, server | CPU/request, upstream |")
-    print("|---|---|---|---|---|")
+    caddy_head = " vs Caddy |" if caddy else ""
+    print(f"| config | req/s | p99 ms | vs nginx |{caddy_head} CPU/request, server | "
+          f"CPU/request, upstream |")
+    print("|---|---|---|---|" + ("---|" if caddy else "") + "---|---|")
     for kind in kinds:
         own = median([c[0] for c in cpu[kind]])
         ups = median([c[1] for c in cpu[kind]])
         upstream_cell = f"{ups:.0f}" if kind != "trivial" else "-"
-        print(f"| {kind} | {median(rps[kind]):.0f} | {median(rps[kind]) / nginx:.2f}x | "
-              f"{own:.0f} | {upstream_cell} |")
+        caddy_cell = f" {median(rps[kind]) / caddy:.2f}x |" if caddy else ""
+        print(f"| {kind} | {median(rps[kind]):.0f} | {median(p99[kind]):.2f} | "
+              f"{median(rps[kind]) / nginx:.2f}x |{caddy_cell} {own:.0f} | {upstream_cell} |")
     return 0
 
 

@@ -308,8 +308,37 @@ def start_nginx(upstream: int, workers: str = "auto") -> tuple[Proc, int]:
     return proc, port
 
 
+CADDYFILE = """
+{{
+  admin off
+  auto_https off
+  storage file_system {tmp}/storage
+}}
+http://127.0.0.1:{port} {{
+  bind 127.0.0.1
+  reverse_proxy 127.0.0.1:{upstream}
+}}
+"""
+
+
+def start_caddy(upstream: int) -> tuple[Proc, int]:
+    """Caddy `reverse_proxy` (its own keep-alive pool upstream), admin API off, plain HTTP on
+    127.0.0.1, config and storage in a temporary folder of its own."""
+    caddy = shutil.which("caddy") or "/usr/bin/caddy"
+    tmp = subdir("caddy")
+    port = free_port()
+    conf = tmp / "Caddyfile"
+    conf.write_text(CADDYFILE.format(tmp=tmp, port=port, upstream=upstream))
+    env = {"HOME": str(tmp), "XDG_DATA_HOME": str(tmp / "data"),
+           "XDG_CONFIG_HOME": str(tmp / "config")}
+    proc = spawn("caddy", [caddy, "run", "--config", str(conf), "--adapter", "caddyfile"],
+                 env=env)
+    wait_http(port, proc=proc)
+    return proc, port
+
+
 def require_tools() -> str | None:
-    for tool in ("wrk", "nginx"):
+    for tool in ("wrk", "nginx", "caddy"):
         if not shutil.which(tool) and not Path(f"/usr/sbin/{tool}").exists():
             return f"{tool} is required: apt-get install -y {tool}"
     return None
@@ -321,15 +350,17 @@ def project_file(folder: Path, *, port: int, backend: str = "granian",
                  routes: Mapping[str, str] | None = None,
                  apps: Sequence[Mapping[str, Any]] = (),
                  orchestration: Mapping[str, Any] | None = None,
+                 extensions: Sequence[Mapping[str, Any]] = (),
                  level: str = "warning") -> Path:
-    """A workbench.toml: routing `routes` (location -> proxy_pass URL) and orchestrated `apps`.
+    """A workbench.toml: `extensions` first, then orchestrated `apps` and routing `routes`
+    (location -> proxy_pass URL).
 
     `level = "warning"` keeps the access log off: we measure the proxy, not stdout.
     """
     doc: dict[str, Any] = {
         "server": {"host": HOST, "port": port, "backend": backend, "graceful_timeout": 5.0},
         "logging": {"level": level},
-        "extensions": [],
+        "extensions": [dict(e) for e in extensions],
     }
     if apps:
         doc["extensions"].append({"type": "process_orchestration", "config": {

@@ -38,7 +38,7 @@ CONNECTIONS = 64
 
 def measure(name: str, upstream_port: int, ui: bool, rate: float, seconds: float
             ) -> dict[str, Any]:
-    gw = start_gateway(name, ui=ui, probe=not ui, backend="granian",
+    gw = start_gateway(name, ui=ui, probe=not ui, backend="auto",
                        routes={"/": f"http://127.0.0.1:{upstream_port}"})
     try:
         load = Paced(gw.port, "/", rate, seconds + 1, connections=CONNECTIONS).result()

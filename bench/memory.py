@@ -2,7 +2,7 @@
 
     python bench/memory.py [--quick] [--requests N]
 
-A headless gateway (granian) runs `bench.apps:bodies` as an orchestrated app on `/app`.
+A headless gateway (`backend = "auto"`) runs `bench.apps:bodies` as an orchestrated app on `/app`.
 
 * Requests: the paced client (bench/load.py, 64 connections, unpaced, stops at a count) sends
   10k `GET /app/` (the request log ring buffer of 10000 is then full: the baseline); then wrk
@@ -109,7 +109,7 @@ def bodies_rss(gw: Gateway) -> dict[str, Any]:
 
 def memory(quick: bool = False, total: int | None = None) -> Section:
     total = total or (100_000 if quick else 1_000_000)
-    gw = start_gateway("memory", backend="granian",
+    gw = start_gateway("memory", backend="auto",
                        apps=[bench_app("app", "/app", "bench.apps:bodies")])
     try:
         reqs = requests_rss(gw, total)

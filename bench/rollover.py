@@ -2,14 +2,15 @@
 
     python bench/rollover.py [--quick]
 
-A headless gateway (granian) runs one orchestrated app that inherits the backend and has
-`reload = true` (its module lives in the run's work folder). The paced client
+A headless gateway (`backend = "auto"`: the built-in front, the app on granian) runs one
+orchestrated app that inherits the backend and has `reload = true` (its module lives in the
+run's work folder). The paced client
 (bench/load.py) sends `GET /app/` at a steady rate over 16 keep-alive connections, through
 the gateway to the app, for the whole run. Meanwhile, two seconds apart:
 
 * `pyserve-tui backend NAME -c PROJECT` switches the serving backend (the gateway is
-  re-served and the app rolled over to the new backend): granian -> uvicorn -> granian
-  (full mode: granian -> uvicorn -> hypercorn -> granian). Duration: the command's wall time
+  re-served and the app rolled over to the new backend): auto -> uvicorn -> auto
+  (full mode: auto -> granian -> uvicorn -> hypercorn -> auto). Duration: the command's wall time
   (it returns once the switch is done); the CLI's own start-up is measured with `status` and
   reported too.
 * the app's module is edited (written to a temporary name, then renamed, as editors do), so
@@ -64,11 +65,11 @@ def write_app(folder: Path, version: str) -> None:
 
 
 def rollover(quick: bool = False) -> Section:
-    switches = ["uvicorn", "granian"] if quick else ["uvicorn", "hypercorn", "granian"]
+    switches = ["uvicorn", "auto"] if quick else ["granian", "uvicorn", "hypercorn", "auto"]
     rate = 500.0 if quick else 1000.0
     source = subdir("reload-src")
     write_app(source, "v1")
-    gw = start_gateway("rollover", backend="granian", apps=[{
+    gw = start_gateway("rollover", backend="auto", apps=[{
         "name": "app", "path": "/app", "app_path": "reloadapp:app",
         "module_path": str(source), "reload": True}])
     events: list[dict[str, Any]] = []

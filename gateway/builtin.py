@@ -41,6 +41,7 @@ def metrics_snapshot(gateway: GatewayApp) -> MetricsSnapshot:
         gateway=GatewayMetrics(
             uptime_s=round(reg.uptime(), 3), requests=reg.gateway.requests,
             errors=reg.gateway.errors, backend=services.backend(),
+            apps_backend=services.app_backend(),
             requests_per_s=reg.gateway_rate.rate(),
             latency_ms=Latency.of(reg.gateway.latency.summary()),
             by_status=dict(reg.gateway.by_status)),
@@ -55,6 +56,10 @@ def prometheus_text(gateway: GatewayApp, snap: MetricsSnapshot) -> str:
         "# HELP pyserve_uptime_seconds Seconds since the gateway started.",
         "# TYPE pyserve_uptime_seconds gauge",
         f"pyserve_uptime_seconds {snap.gateway.uptime_s}",
+        "# HELP pyserve_backend_info What serves the gateway and the apps that inherit it.",
+        "# TYPE pyserve_backend_info gauge",
+        f'pyserve_backend_info{{gateway="{snap.gateway.backend}",'
+        f'apps="{snap.gateway.apps_backend}"}} 1',
         "# HELP pyserve_requests_total Requests answered, by app and status class.",
         "# TYPE pyserve_requests_total counter",
     ]

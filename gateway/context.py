@@ -53,16 +53,16 @@ class RequestContext:
         stream), which would otherwise count for as long as the client stays."""
         return self.head_ms if self.head_ms is not None else self.elapsed_ms()
 
+    def __repr__(self) -> str:
+        return (f"<RequestContext {self.request_id} status={self.status} route={self.route!r}"
+                f" app={self.app!r} upstream={self.upstream!r}>")
+
 
 def is_event_stream(headers: Sequence[tuple[bytes, bytes]]) -> bool:
     for name, value in headers:
         if name == b"content-type":
             return value[:17].lower() == b"text/event-stream"
     return False
-
-    def __repr__(self) -> str:
-        return (f"<RequestContext {self.request_id} status={self.status} route={self.route!r}"
-                f" app={self.app!r} upstream={self.upstream!r}>")
 
 
 def get_context(scope: Scope) -> RequestContext | None:

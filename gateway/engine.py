@@ -73,6 +73,7 @@ class Engine:
         self._lock = asyncio.Lock()
         self._stopped = asyncio.Event()
         self._stopping = False
+        self._app_backend: Backend | None = None  # what apps that inherit the backend run on
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -89,16 +90,18 @@ class Engine:
         from gateway.servers.switch import GatewayServer
 
         project = self.project = self.load()
-        backend = BackendRegistry.resolve(project.server.backend)
+        backend = BackendRegistry.resolve_gateway(project.server.backend, project.server)
+        app_backend = self._app_backend = BackendRegistry.resolve(project.server.backend)
         self.request_log.resize(project.logging.request_log_size)
         forwarding = Forwarding(project.trusted_proxies)
         self.services = Services(
             project=project, events=self.events, metrics=self.metrics_registry,
             request_log=self.request_log, transport=PooledTransport(forwarding=forwarding),
-            backend=lambda: self.backend, forwarding=forwarding,
+            backend=lambda: self.backend, app_backend=lambda: self.app_backend,
+            forwarding=forwarding,
         )
         if project.orchestration is not None:
-            self._make_orchestrator(project, backend)
+            self._make_orchestrator(project, app_backend)
         pipeline = Pipeline(project.extensions, self.services)
         self.gateway = GatewayApp(pipeline, self.services)
         await pipeline.startup()
@@ -120,7 +123,8 @@ class Engine:
         if self._watch_config:
             self._watch_task = asyncio.get_running_loop().create_task(self._watch())
         host, port = self.address
-        self.events.emit(EngineMessage("info", f"gateway on http://{host}:{port} ({backend})"))
+        self.events.emit(EngineMessage(
+            "info", f"gateway on http://{host}:{port} ({backend}; apps on {app_backend})"))
         from gateway.extensions.auth import order_warnings
 
         for warning in order_warnings(project):
@@ -157,13 +161,13 @@ class Engine:
 
     @property
     def backend(self) -> str:
+        """What serves the gateway (`builtin`, `granian`...)."""
         return self._server.backend if self._server is not None else "none"
 
-    def _serving_backend(self) -> Backend:
-        backend = self._server.backend if self._server is not None else None
-        if backend is None:
-            raise RuntimeError(f"{self!r} is not serving")
-        return backend
+    @property
+    def app_backend(self) -> str:
+        """What an app that inherits `server.backend` runs on."""
+        return str(self._app_backend) if self._app_backend is not None else "none"
 
     @property
     def address(self) -> tuple[str, int]:
@@ -173,7 +177,7 @@ class Engine:
         return (self.project.server.host, self.project.server.port)
 
     def installed_backends(self) -> list[str]:
-        return BackendRegistry.installed()
+        return BackendRegistry.gateway_choices()
 
     def metrics(self) -> MetricsSnapshot:
         assert self.gateway is not None
@@ -237,18 +241,22 @@ class Engine:
     async def switch_backend(self, name: str, *, persist: bool = True) -> None:
         """Re-serve the gateway and roll inheriting apps over to `name`; write it back."""
         async with self._lock:
-            old, new = await self._roll_backend(BackendRegistry.resolve(name))
+            old, new = await self._roll_backend(name)
             if persist:
                 await self._write_backend_back(name)
             self.events.emit(BackendChanged(old, new))
 
-    async def _roll_backend(self, new: Backend) -> tuple[str, str]:
-        """Re-serve the gateway on `new`, then roll the apps that inherit the backend."""
+    async def _roll_backend(self, name: str) -> tuple[str, str]:
+        """Re-serve the gateway on what `name` means for it, then roll the apps that inherit
+        the backend onto what it means for them; (old, new) gateway backends."""
         old = self.backend
+        new = BackendRegistry.resolve_gateway(name, self._server.settings)
+        app_backend = BackendRegistry.resolve(name)
         await self._server.switch(new)
+        self._app_backend = app_backend
         if self.orchestrator is not None:
-            await self.orchestrator.switch_backend(new)
-        return old, new
+            await self.orchestrator.switch_backend(app_backend)
+        return old, str(new)
 
     async def _write_backend_back(self, name: str) -> None:
         """Write `server.backend = name` into the project file, if it holds what runs.
@@ -328,7 +336,8 @@ class Engine:
             pending: tuple[str, ...] = ()
             restarted: tuple[str, ...] = ()
             if new.orchestration is not None and self.orchestrator is None:
-                await self._make_orchestrator(new, self._serving_backend()).start()
+                assert self._app_backend is not None
+                await self._make_orchestrator(new, self._app_backend).start()
                 added = tuple(a.name for a in new.apps)
             elif self.orchestrator is not None:
                 from gateway.config.schema import OrchestrationOptions
@@ -352,9 +361,11 @@ class Engine:
             if (old.server.host, old.server.port) != (new.server.host, new.server.port):
                 self.events.emit(EngineMessage(
                     "warning", "the gateway address changed: restart pyserve-tui to apply it"))
-            new_backend = BackendRegistry.resolve(new.server.backend)
-            if new_backend != self.backend and "backend" not in self.overrides:
-                self.events.emit(BackendChanged(*await self._roll_backend(new_backend)))
+            name = new.server.backend
+            if "backend" not in self.overrides and (
+                    BackendRegistry.resolve_gateway(name, self._server.settings) != self.backend
+                    or BackendRegistry.resolve(name) != self._app_backend):
+                self.events.emit(BackendChanged(*await self._roll_backend(name)))
             event = ConfigReloaded(added, removed, changed, pending, restarted)
             self.events.emit(event)
             settle_heap()

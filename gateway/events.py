@@ -46,8 +46,8 @@ class RequestsCompleted:
 
     __slots__ = ("_items", "_decode")
 
-    def __init__(self, records: Sequence[Any] = (), *, encoded: Sequence[bytes] = (),
-                 decode: Callable[[bytes], Any] | None = None) -> None:
+    def __init__(self, records: Sequence[Any] = (), *, encoded: Sequence[Any] = (),
+                 decode: Callable[[Any], Any] | None = None) -> None:
         self._items: Sequence[Any] = encoded if decode is not None else tuple(records)
         self._decode = decode
 

@@ -22,7 +22,7 @@ from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
 from gateway.responses import send_error
-from gateway.servers.base import CLOSING_KEY, DRAIN_KEY
+from gateway.routing.uri import REWRITTEN, InvalidURI, canonicalise
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -116,9 +116,6 @@ class Pipeline:
 class GatewayApp:
     """The ASGI app the serving backend runs."""
 
-    #: A draining server may ask, through the scope, for `connection: close` on responses.
-    honours_drain = True
-
     def __init__(self, pipeline: Pipeline, services: Services) -> None:
         self.pipeline = pipeline
         self.services = services
@@ -133,7 +130,6 @@ class GatewayApp:
             return
 
         rid = tp = None
-        framing = 0
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 if _REQUEST_ID_RE.fullmatch(value):
@@ -141,14 +137,6 @@ class GatewayApp:
             elif name == b"traceparent":
                 if _TRACEPARENT_RE.fullmatch(value):
                     tp = value.decode("ascii")
-            elif name == b"content-length":
-                framing |= 1
-            elif name == b"transfer-encoding":
-                framing |= 2
-        # RFC 9112 §6.1: a request framed both ways may be a smuggling attempt; whatever the
-        # server made of it, the connection MUST end after the response (h11, under
-        # hypercorn, keeps it open).
-        ambiguous = framing == 3
         ctx = RequestContext(rid or new_request_id(), tp)
         scope[SCOPE_KEY] = ctx
         rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
@@ -160,15 +148,9 @@ class GatewayApp:
             mtype = message["type"]
             if mtype == "http.response.start" or mtype == "websocket.accept":
                 started = True
-                headers = list(message.get("headers") or ())
-                headers.append(rid_header)
+                headers = [*(message.get("headers") or ()), rid_header]
                 if tp_header is not None:
                     headers.append(tp_header)
-                drain = scope.get(DRAIN_KEY)
-                if (ambiguous or (drain is not None and drain.draining)) \
-                        and mtype == "http.response.start" and not scope.get(CLOSING_KEY):
-                    headers.append((b"connection", b"close"))
-                    scope[CLOSING_KEY] = True
                 message["headers"] = headers
                 ctx.status = message.get("status", 101)
                 ctx.response_headers = headers
@@ -178,6 +160,16 @@ class GatewayApp:
                 ctx.status = 403
             await send(message)
 
+        try:
+            canonicalise(scope)
+        except InvalidURI as exc:
+            ctx.notes["refused"] = str(exc)
+            if kind == "websocket":
+                await send_wrapper({"type": "websocket.close", "code": 1008})
+            else:
+                await send_error(scope, send_wrapper, 400, str(exc))
+            self._finish(scope, ctx)
+            return
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
@@ -191,8 +183,6 @@ class GatewayApp:
             if started:
                 raise  # the response is under way: the server must cut the connection
             unread_body = isinstance(exc, RequestError)
-            if unread_body:
-                scope[CLOSING_KEY] = True
             await send_error(scope, send_wrapper, exc.status, str(exc) or type(exc).__name__,
                              app=ctx.app, close=unread_body)
         except Exception:
@@ -213,13 +203,17 @@ class GatewayApp:
             ctx.notes["open_ms"] = round(ctx.elapsed_ms(), 1)
         self.services.metrics.record(ctx.app, ctx.status, latency)
         client = scope.get("client")
+        path = scope.get("path", "")
+        as_sent = scope.get(REWRITTEN)
+        if as_sent is not None:  # the log shows what was asked; the trace, what it meant
+            ctx.notes["uri"], path = path, as_sent
         # A plain tuple of RequestRecord's fields: see RequestLog for why.
         raw = (
-            ctx.wall_time, ctx.request_id, scope.get("method", "WS"), scope.get("path", ""),
+            ctx.wall_time, ctx.request_id, scope.get("method", "WS"), path,
             scope.get("query_string", b"").decode("latin-1"), client[0] if client else "",
             ctx.status, latency, ctx.app, ctx.route, ctx.upstream, ctx.upstream_connect_ms,
             ctx.upstream_ttfb_ms, ctx.upstream_total_ms, ctx.cache, ctx.traceparent,
-            tuple(scope["headers"]), tuple(ctx.response_headers),
+            scope["headers"], ctx.response_headers,  # encoded at once, never kept live
             tuple(ctx.notes.items()) if ctx.notes else (),
         )
         self.services.request_log.add(raw)

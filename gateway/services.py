@@ -25,6 +25,8 @@ class Services:
     request_log: RequestLog
     transport: Transport
     orchestrator: Orchestrator | None = None
+    #: What serves the gateway, and what an app that inherits `server.backend` runs on.
     backend: Callable[[], str] = lambda: "none"
+    app_backend: Callable[[], str] = lambda: "none"
     #: Whose forwarding headers are believed; the engine shares it with the transport.
     forwarding: Forwarding = field(default_factory=Forwarding)

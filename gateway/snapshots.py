@@ -91,14 +91,16 @@ class GatewayMetrics:
     uptime_s: float
     requests: int
     errors: int
-    backend: str
+    backend: str  # what serves the gateway (`builtin`, `granian`...)
     requests_per_s: float
     latency_ms: Latency = field(default_factory=Latency)
     by_status: Mapping[str, int] = field(default_factory=dict)
+    apps_backend: str = ""  # what apps that inherit `server.backend` run on
 
     def to_json(self) -> dict[str, Any]:
         return {"uptime_s": self.uptime_s, "requests": self.requests, "errors": self.errors,
-                "backend": self.backend, "requests_per_s": self.requests_per_s,
+                "backend": self.backend, "apps_backend": self.apps_backend,
+                "requests_per_s": self.requests_per_s,
                 "latency_ms": self.latency_ms.to_json(), "by_status": dict(self.by_status)}
 
 

@@ -73,10 +73,13 @@ def test_serves_health_metrics_and_routes(gateway: tuple[subprocess.Popen[str], 
     assert r.status_code == 404 and r.headers["x-request-id"] in r.text
     metrics = httpx.get(f"{base}/metrics").json()
     assert metrics["gateway"]["requests"] >= 3
-    assert metrics["gateway"]["backend"] in ("granian", "uvicorn", "hypercorn")
+    # `auto`: the gateway on its own front, the apps on the first installed ASGI server.
+    assert (metrics["gateway"]["backend"], metrics["gateway"]["apps_backend"]) == \
+        ("builtin", "granian")
     prom = httpx.get(f"{base}/metrics?format=prometheus")
     assert prom.headers["content-type"].startswith("text/plain")
     assert "pyserve_requests_total" in prom.text
+    assert 'pyserve_backend_info{gateway="builtin",apps="granian"} 1' in prom.text
     assert "pyserve_requests_total" in httpx.get(f"{base}/metrics",
                                                  headers={"Accept": "text/plain"}).text
 

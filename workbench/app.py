@@ -139,6 +139,7 @@ class WorkbenchApp(App[None]):
             header.project = self.engine.config_path.parent.name or str(self.engine.config_path)
             header.address = f"http://{host}:{port}"
             header.backend = self.engine.backend
+            header.apps_backend = self.engine.app_backend
             header.status = "running"
         if project is not None:
             self.dashboard.apps_table.set_apps(
@@ -283,6 +284,7 @@ class WorkbenchApp(App[None]):
     def on_backend_switched(self, message: BackendSwitched) -> None:
         for header in self._headers():
             header.backend = message.new
+            header.apps_backend = self.engine.app_backend
         self.notify(f"Backend switched: {message.old} → {message.new}", title="Backend")
 
     def on_config_applied(self, message: ConfigApplied) -> None:

@@ -25,7 +25,8 @@ STARTER = '''\
 [server]
 host = "127.0.0.1"      # the gateway's address; loopback by default
 port = 8000
-backend = "auto"        # auto | granian | uvicorn | hypercorn
+backend = "auto"        # auto | builtin | granian | uvicorn | hypercorn
+                        # (auto: the gateway on its own front, apps on granian)
 event_loop = "auto"     # auto | uvloop | asyncio
 graceful_timeout = 30.0 # seconds to drain in-flight requests on shutdown or switch
 
@@ -83,7 +84,7 @@ def _main_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--host", help="gateway address (env PYSERVE_TUI_HOST)")
     p.add_argument("--port", type=int, help="gateway port (env PYSERVE_TUI_PORT)")
-    p.add_argument("--backend", choices=["auto", "granian", "uvicorn", "hypercorn"],
+    p.add_argument("--backend", choices=["auto", "builtin", "granian", "uvicorn", "hypercorn"],
                    help="serving backend (env PYSERVE_TUI_BACKEND)")
     p.add_argument("--no-ui", action="store_true", help="run headless, logging to stdout")
     p.add_argument("--log-format", choices=["text", "json"], help="headless log format")
@@ -107,7 +108,7 @@ def _sub_parser(cmd: str) -> argparse.ArgumentParser:
     if cmd in ("restart", "stop", "start"):
         p.add_argument("app", help="app name")
     elif cmd == "backend":
-        p.add_argument("name", choices=["auto", "granian", "uvicorn", "hypercorn"])
+        p.add_argument("name", choices=["auto", "builtin", "granian", "uvicorn", "hypercorn"])
     elif cmd == "export":
         from gateway.deploy import TARGETS
 
@@ -132,7 +133,8 @@ def cmd_check(path: str) -> int:
     project = load_config(path)
     warnings = []
     try:
-        backend = BackendRegistry.resolve(project.server.backend.value)
+        backend = BackendRegistry.resolve_gateway(project.server.backend.value,
+                                                  project.server)
         warnings = [f"{path}: [server] {key} is not supported by {backend}; it is ignored"
                     for key in unsupported_settings(backend, project.server)]
     except (ImportError, GatewayError) as exc:
@@ -205,7 +207,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def _format_status(answer: dict[str, Any]) -> str:
     host, port = answer["address"]
-    lines = [f"gateway http://{host}:{port}  backend {answer['backend']}"]
+    lines = [f"gateway http://{host}:{port}  backend {answer['backend']}"
+             f"  apps on {answer.get('apps_backend', answer['backend'])}"]
     header = ("APP", "STATE", "PID", "PORT", "BACKEND", "RESTARTS", "REQS", "P50 MS", "P99 MS",
               "HEALTH CHECK", "LAST ERROR")
     rows = [header]

@@ -23,6 +23,7 @@ from gateway.routing.locations import compile_regex, parse_pattern
 
 class BackendName(StrEnum):
     AUTO = "auto"
+    BUILTIN = "builtin"  # the gateway's own HTTP/1.1 front; it serves the gateway only
     GRANIAN = "granian"
     UVICORN = "uvicorn"
     HYPERCORN = "hypercorn"
@@ -47,9 +48,14 @@ class ServerConfig:
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
     max_concurrent_connections: int | None = None
+    #: The largest request body taken (bytes; 413 beyond it), as nginx's client_max_body_size;
+    #: None: no limit (bodies stream through). Honoured by the built-in front.
+    max_body_size: int | None = None
 
     def validate(self) -> list[tuple[str, str]]:
         errors = []
+        if self.max_body_size is not None and self.max_body_size < 0:
+            errors.append(("max_body_size", "must be 0 or more"))
         if not 0 <= self.port <= 65535:
             errors.append(("port", f"must be between 0 and 65535, not {self.port}"))
         if self.backlog < 1:
@@ -254,6 +260,9 @@ class AppConfig:
             errors.append(("health_check_path", "must start with /"))
         if self.name in self.depends_on:
             errors.append(("depends_on", "an app cannot depend on itself"))
+        if self.backend == BackendName.BUILTIN:
+            errors.append(("backend", "'builtin' serves the gateway only; an app runs on "
+                                      "granian, uvicorn or hypercorn"))
         return errors
 
 

@@ -89,8 +89,10 @@ def slug(text: str) -> str:
 
 
 def backend_for(wanted: str, *, local: bool) -> str:
-    """`auto` -> what the workbench would pick here (local) or its first choice (images)."""
-    if wanted != "auto":
+    """`auto` -> what the workbench would pick here (local) or its first choice (images);
+    `builtin` (the gateway's own front) means the same for apps, which run on an ASGI
+    server."""
+    if wanted not in ("auto", "builtin"):
         return wanted
     if local:
         return BackendRegistry.resolve("auto")

@@ -16,10 +16,18 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 from gateway.config.schema import ServerConfig
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
+
+
+class Drainable(Protocol):
+    """What `ServingHandle.stop` drains: setting `draining` makes every later response say
+    `connection: close`; idle keep-alive clients get `idle_grace` seconds to leave."""
+
+    draining: bool
+    idle_grace: float
 
 
 class ServingHandle(ABC):
@@ -32,7 +40,7 @@ class ServingHandle(ABC):
     how to stop accepting, how many connections it still has, and how to shut down.
     """
 
-    def __init__(self, app: DrainingApp) -> None:
+    def __init__(self, app: Drainable) -> None:
         self._app = app
         self._stopped = False
 
@@ -184,28 +192,24 @@ async def stop_accepting(servers: list[asyncio.Server]) -> None:
         server.close()
 
 
-# Scope keys of the drain protocol between `DrainingApp` and an app that sets
-# `honours_drain = True` (the gateway): the app reads `scope[DRAIN_KEY].draining` when it
-# starts a response, adds `connection: close` if set, and reports that in CLOSING_KEY.
-DRAIN_KEY = "pyserve.drain"
-CLOSING_KEY = "pyserve.closing"
-
-
 class DrainingApp:
-    """Wraps the gateway's app so a stopping server lets keep-alive clients go cleanly.
+    """Wraps the gateway's app on an embedded backend (granian, uvicorn, hypercorn), whose
+    connections the gateway does not own, so a stopping server lets keep-alive clients go.
 
-    Once `draining` is set every HTTP/1 response carries `connection: close`: a client's
-    next request on this server is answered, and then the connection ends, instead of being
-    cut while the request is in flight. It also tracks, by client address, the connections
-    that are busy or were used within `active_window` seconds, for a backend (granian) that
-    does not expose its own connection count: those are the ones about to send another request.
+    This is where an embedded backend's HTTP/1 response gets `connection: close` (the built-in
+    front decides it in `h1.RequestCycle._head`): once `draining` is set, so a client's next
+    request on this server is answered and then the connection ends instead of being cut in
+    flight; and for a request framed both by Content-Length and Transfer-Encoding (RFC 9112
+    §6.1: possibly a smuggling attempt; h11, under hypercorn, would keep the connection).
+    It also tracks, by client address, the connections that are busy or were used within
+    `active_window` seconds, for a backend (granian) that does not expose its own connection
+    count: those are the ones about to send another request.
     """
 
     def __init__(self, app: ASGIApp, *, idle_grace: float, active_window: float = 0.5) -> None:
         self.app = app
         self.idle_grace = idle_grace
         self.active_window = active_window
-        self._app_honours_drain = bool(getattr(app, "honours_drain", False))
         self.draining = False
         self.in_flight = 0
         self._tasks: set[asyncio.Task[object]] = set()
@@ -229,12 +233,15 @@ class DrainingApp:
         client = scope.get("client")
         key = (client[0], client[1]) if client else None
         closing = False
-        if self._app_honours_drain:
-            # The app adds `connection: close` itself while we drain (see DRAIN_KEY), which
-            # saves a send wrapper on every request of the hot path.
-            scope[DRAIN_KEY] = self
-        elif scope.get("http_version", "1.1") in ("1.0", "1.1"):
+        if scope.get("http_version", "1.1") in ("1.0", "1.1"):
             raw_send = send
+            framing = 0
+            for name, _ in scope["headers"]:
+                if name == b"content-length":
+                    framing |= 1
+                elif name == b"transfer-encoding":
+                    framing |= 2
+            ambiguous = framing == 3
 
             async def send_wrapper(message: Message) -> None:
                 nonlocal closing
@@ -242,7 +249,7 @@ class DrainingApp:
                     headers = list(message.get("headers", []))
                     closing = any(k.lower() == b"connection" and v.lower() == b"close"
                                   for k, v in headers)
-                    if self.draining and not closing:
+                    if (self.draining or ambiguous) and not closing:
                         headers.append((b"connection", b"close"))
                         message = {**message, "headers": headers}
                         closing = True
@@ -265,7 +272,7 @@ class DrainingApp:
             if task is not None:
                 self._tasks.discard(task)
             if key is not None:
-                if closing or scope.get(CLOSING_KEY):
+                if closing:
                     self._seen.pop(key, None)
                 else:
                     self._seen[key] = time.monotonic()

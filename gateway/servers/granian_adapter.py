@@ -183,6 +183,7 @@ def _file_id(fd: int) -> tuple[int, int]:
 class GranianHandle(ServingHandle):
     def __init__(self, server: _SharedSocketServer, app: DrainingApp, fd: int) -> None:
         super().__init__(app)
+        self._app: DrainingApp = app
         self._server = server
         self._fd = fd
         self._listener = _file_id(fd)
@@ -285,7 +286,8 @@ class GranianHandle(ServingHandle):
 class GranianAdapter(ServerAdapter):
     name: ClassVar[str] = "granian"
     package: ClassVar[str] = "granian"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections"})
+    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections",
+                                                       "max_body_size"})
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:

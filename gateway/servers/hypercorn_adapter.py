@@ -117,7 +117,8 @@ class HypercornHandle(ServingHandle):
 class HypercornAdapter(ServerAdapter):
     name: ClassVar[str] = "hypercorn"
     package: ClassVar[str] = "hypercorn"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections"})
+    unsupported: ClassVar[frozenset[str]] = frozenset({"max_concurrent_connections",
+                                                       "max_body_size"})
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:

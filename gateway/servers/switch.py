@@ -50,7 +50,8 @@ class GatewayServer:
 
     @property
     def backend(self) -> Backend | None:
-        """The backend serving now, resolved (`granian`, never `auto`); None when stopped."""
+        """What serves now, resolved (`builtin`, `granian`..., never `auto`); None when
+        stopped."""
         return self._backend
 
     @property
@@ -87,7 +88,7 @@ class GatewayServer:
         async with self._lock:
             if self._handle is not None:
                 raise RuntimeError(f"{self!r} is already started")
-            name = BackendRegistry.resolve(backend)
+            name = BackendRegistry.resolve_gateway(backend, settings)
             BackendRegistry.get(name)  # a missing backend fails before the port is taken
             sock = create_listener(settings.host, settings.port, backlog=settings.backlog)
             try:
@@ -117,7 +118,7 @@ class GatewayServer:
                 new_at = display_address(new_settings.host, new_settings.port)
                 raise StartupError(
                     f"cannot move the gateway from {old_at} to {new_at} without a restart")
-            name = BackendRegistry.resolve(backend)
+            name = BackendRegistry.resolve_gateway(backend, new_settings)
             if name == self._backend and settings is None:
                 return name
             handle = await _serve(name, self._app, self._sock, new_settings)

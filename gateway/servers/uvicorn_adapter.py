@@ -169,13 +169,14 @@ class UvicornHandle(ServingHandle):
 class UvicornAdapter(ServerAdapter):
     name: ClassVar[str] = "uvicorn"
     package: ClassVar[str] = "uvicorn"
-    unsupported: ClassVar[frozenset[str]] = frozenset({"http"})
+    unsupported: ClassVar[frozenset[str]] = frozenset({"http", "max_body_size"})
 
     @classmethod
     def unsupported_in(cls, settings: ServerConfig) -> list[str]:
         # uvicorn speaks HTTP/1.1 only (its HTTP/2 needs the separate zttp protocol), so
         # only `http = "2"` is out of reach; "1" and "auto" are what it does anyway.
-        return ["http"] if str(settings.http) == "2" else []
+        keys = ["http"] if str(settings.http) == "2" else []
+        return keys + (["max_body_size"] if settings.max_body_size is not None else [])
 
     def run_app(self, import_string: str, *, host: str, port: int, workers: int,
                 settings: ServerConfig) -> None:

@@ -39,7 +39,7 @@ from tests.support.chaos import (
     report,
 )
 
-BACKENDS = ["granian", "uvicorn", "hypercorn"]
+BACKENDS = ["builtin", "granian", "uvicorn", "hypercorn"]
 pytestmark = [pytest.mark.chaos, pytest.mark.asyncio(loop_scope="module")]
 
 #: Short, so the slow-client tests see the cut-off within the CI budget.

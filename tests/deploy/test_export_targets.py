@@ -220,3 +220,13 @@ def test_health_check_commands_work_with_a_bare_python(tmp_path: Path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_apps_of_a_builtin_project_run_on_an_asgi_server() -> None:
+    """`builtin` serves only the gateway: exported apps get what `auto` gives them."""
+    from gateway.deploy.plan import backend_for
+    from gateway.servers.registry import BackendRegistry
+
+    assert backend_for("builtin", local=False) == "granian"
+    assert backend_for("builtin", local=True) == BackendRegistry.resolve("auto")
+    assert backend_for("uvicorn", local=True) == "uvicorn"

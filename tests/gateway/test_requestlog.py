@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 
 from gateway.events import EventBus, RequestsCompleted
-from gateway.requestlog import RequestLog, RequestRecord
+from gateway.requestlog import BATCH, RequestLog, RequestRecord
 
 
 def raw(i: int) -> tuple:
@@ -24,12 +24,31 @@ def published(events: EventBus) -> list[RequestsCompleted]:
 
 def test_kept_requests_are_not_tracked_by_the_garbage_collector() -> None:
     # A tracked record is walked by every collection; ten thousand of them made every full
-    # collection of a busy gateway walk the whole log.
-    log = RequestLog(EventBus(), size=100)
-    for i in range(100):
+    # collection of a busy gateway walk the whole log. Only the batch being filled is not
+    # encoded yet.
+    log = RequestLog(EventBus(), size=1000)
+    for i in range(1000):
         log.add(raw(i))
     gc.collect()
-    assert not any(gc.is_tracked(item) for item in log._ring)
+    assert not any(gc.is_tracked(blob) for _, _, blob in log._chunks)
+    assert len(log._pending) < BATCH
+    assert sum(count for _, count, _ in log._chunks) + len(log._pending) >= 1000
+
+
+def test_batches_keep_exactly_the_newest_size_requests() -> None:
+    events = EventBus()
+    seen = published(events)
+    log = RequestLog(events, size=100)
+    for i in range(1000):
+        log.add(raw(i))
+        if i % 50 == 49:  # a flush a batch and a bit apart, never more than the size
+            log.flush()
+    ids = [r.request_id for r in log.snapshot()]
+    assert ids == [f"rid-{i}" for i in range(900, 1000)]
+    assert log.find("rid-899") is None and log.find("rid-900").path == "/p/900"
+    assert log.find("rid-999").path == "/p/999"
+    # Every request published once, in order.
+    assert [r.request_id for ev in seen for r in ev.records] == [f"rid-{i}" for i in range(1000)]
 
 
 def test_find_and_snapshot_give_records_with_their_fields() -> None:

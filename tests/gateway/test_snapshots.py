@@ -18,9 +18,9 @@ from tests.support.harness import free_port
 
 def test_metrics_json_keeps_the_documented_shape() -> None:
     snap = MetricsSnapshot(
-        gateway=GatewayMetrics(uptime_s=12.3, requests=1042, errors=3, backend="granian",
+        gateway=GatewayMetrics(uptime_s=12.3, requests=1042, errors=3, backend="builtin",
                                requests_per_s=5.0, latency_ms=Latency(1.0, 2.0, 3.0),
-                               by_status={"2xx": 1039, "5xx": 3}),
+                               by_status={"2xx": 1039, "5xx": 3}, apps_backend="granian"),
         apps={"api": AppMetrics(name="api", state=AppState.HEALTHY, path="/api", pid=4242,
                                 port=9001, backend="granian", restarts=1, uptime_s=60.0,
                                 cpu_percent=3.5, rss_bytes=41943040, health="ok",
@@ -32,8 +32,9 @@ def test_metrics_json_keeps_the_documented_shape() -> None:
         extensions={"caching": {"hits": 10, "misses": 4}})
     doc = json.loads(json.dumps(snap.to_json()))
     assert doc == {
-        "gateway": {"uptime_s": 12.3, "requests": 1042, "errors": 3, "backend": "granian",
-                    "requests_per_s": 5.0, "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0},
+        "gateway": {"uptime_s": 12.3, "requests": 1042, "errors": 3, "backend": "builtin",
+                    "apps_backend": "granian", "requests_per_s": 5.0,
+                    "latency_ms": {"p50": 1.0, "p90": 2.0, "p99": 3.0},
                     "by_status": {"2xx": 1039, "5xx": 3}},
         "apps": {
             "api": {"path": "/api", "state": "healthy", "pid": 4242, "port": 9001,

@@ -56,7 +56,9 @@ def test_status_prints_the_table_of_apps(wb: Workbench) -> None:
     result = wb.control("status")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == f"gateway {wb.url}  backend {wb.metrics()['gateway']['backend']}"
+    gateway = wb.metrics()["gateway"]
+    assert lines[0] == (f"gateway {wb.url}  backend {gateway['backend']}"
+                        f"  apps on {gateway['apps_backend']}")
     header = lines[1].split()
     assert header[:4] == ["APP", "STATE", "PID", "PORT"] and "RESTARTS" in header
     rows = {line.split()[0]: line.split() for line in lines[2:]}
@@ -161,6 +163,16 @@ def test_backend_switch_rolls_the_apps_and_is_written_back(wb: Workbench) -> Non
     after = config.read_text()
     assert after == before.replace('backend = "granian"', 'backend = "uvicorn"', 1)
     assert comments(after) == comments(before)
+
+    # `builtin` re-serves the gateway on its own front; the apps go to what `auto` gives
+    # them (granian), and /metrics says which serves what.
+    result = wb.control("backend", "builtin")
+    assert result.returncode == 0, result.stderr
+    poll(lambda: all(e["backend"] == "granian" and e["state"] == "healthy"
+                     for e in wb.metrics()["apps"].values()), what="apps on granian")
+    gateway = wb.metrics()["gateway"]
+    assert (gateway["backend"], gateway["apps_backend"]) == ("builtin", "granian")
+    assert wb.http.get("/asgi/echo").status_code == 200
 
     result = wb.control("backend", "granian")  # leave the instance as it was
     assert result.returncode == 0, result.stderr

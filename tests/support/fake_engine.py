@@ -196,6 +196,10 @@ class FakeEngine:
         return self._backend
 
     @property
+    def app_backend(self) -> str:
+        return "granian" if self._backend == "builtin" else self._backend
+
+    @property
     def address(self) -> tuple[str, int]:
         return ("127.0.0.1", 8000)
 
@@ -212,7 +216,8 @@ class FakeEngine:
             apps[name] = AppMetrics(name=name, **entry)
         return MetricsSnapshot(
             gateway=GatewayMetrics(uptime_s=1325.0, requests=2651, errors=21,
-                                   backend=self._backend, requests_per_s=50.5),
+                                   backend=self._backend, requests_per_s=50.5,
+                                   apps_backend=self.app_backend),
             apps=apps, extensions={"caching": {"hits": 10, "misses": 4}})
 
     def app_logs(self, name: str | None = None) -> list[FakeLogLine]:
@@ -266,7 +271,7 @@ class FakeEngine:
         self.calls.append(("backend", name))
         old, self._backend = self._backend, name
         for app in self._apps.values():
-            app["backend"] = name
+            app["backend"] = self.app_backend
         self.events.emit(BackendChanged(old, name))
 
     def validate_text(self, text: str) -> ProjectConfig:

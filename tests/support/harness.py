@@ -29,14 +29,16 @@ from typing import Any, TypeVar
 
 import psutil
 import tomlkit
-import uvicorn
 
 from gateway.config.loader import validate_text
+from gateway.config.schema import ServerConfig
 from gateway.events import EventBus
 from gateway.metrics import MetricsRegistry
 from gateway.orchestrator.ports import port_is_free
 from gateway.pipeline import GatewayApp, Pipeline
 from gateway.requestlog import RequestLog
+from gateway.servers.base import ServingHandle
+from gateway.servers.registry import BackendRegistry
 from gateway.services import Services
 
 T = TypeVar("T")
@@ -337,7 +339,7 @@ async def serve_config(text: str, folder: Path) -> AsyncIterator[ServedGateway]:
     events = EventBus()
     services = Services(project=project, events=events, metrics=MetricsRegistry(),
                         request_log=RequestLog(events, project.logging.request_log_size),
-                        transport=_transport(), backend=lambda: "uvicorn")
+                        transport=_transport(), backend=lambda: "builtin")
     pipeline = Pipeline(project.extensions, services)
     app = GatewayApp(pipeline, services)
     await pipeline.startup()
@@ -345,20 +347,20 @@ async def serve_config(text: str, folder: Path) -> AsyncIterator[ServedGateway]:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
+    sock.setblocking(False)
     port = sock.getsockname()[1]
-    # proxy_headers off: the gateway alone decides whom to trust with X-Forwarded-For.
-    config = uvicorn.Config(app, lifespan="off", log_level="error", access_log=False,
-                            proxy_headers=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+    handle = await serve_front(app, sock)
     try:
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await asyncio.sleep(0.01)
         yield ServedGateway("127.0.0.1", port, app, services)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 15)
+        await handle.stop(5)
         await pipeline.shutdown()
         await services.transport.aclose()
         sock.close()
+
+
+async def serve_front(app: Any, sock: socket.socket, **settings: Any) -> ServingHandle:
+    """Serve `app` on the listening `sock` with the gateway's built-in front (its default
+    server), in the running loop; `settings` are `[server]` keys."""
+    config = ServerConfig(host="127.0.0.1", port=0, graceful_timeout=5, **settings)
+    return await BackendRegistry.get("builtin").serve_gateway(app, sock, config)

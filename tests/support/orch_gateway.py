@@ -1,19 +1,17 @@
 """Serve a real gateway whose process_orchestration extension drives real app processes.
 
 Built the way the engine builds it: the Orchestrator is made first and handed to the
-pipeline through `services.orchestrator`; uvicorn serves the gateway on a free port.
+pipeline through `services.orchestrator`; the built-in front serves the gateway on a free
+port.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import uvicorn
 
 from gateway.config.loader import validate_text
 from gateway.events import EventBus
@@ -23,6 +21,7 @@ from gateway.pipeline import GatewayApp, Pipeline
 from gateway.proxy.transport import PooledTransport
 from gateway.requestlog import RequestLog
 from gateway.services import Services
+from tests.support.harness import serve_front
 from tests.support.orchestration import Recorder
 
 
@@ -53,7 +52,6 @@ async def serve_gateway(folder: Path, text: str, recorder: Recorder,
     app = GatewayApp(pipeline, services)
     sock = socket.socket()
     server = None
-    task = None
     try:
         if start:
             await orch.start()
@@ -61,22 +59,15 @@ async def serve_gateway(folder: Path, text: str, recorder: Recorder,
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         port = sock.getsockname()[1]
-        config = uvicorn.Config(app, lifespan="off", log_level="error", access_log=False,
-                                proxy_headers=False, ws="websockets-sansio",
-                                server_header=False, date_header=False)
-        server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        async with asyncio.timeout(10):
-            while not server.started:  # noqa: ASYNC110 - uvicorn exposes a flag, not an event
-                await asyncio.sleep(0.01)
+        sock.setblocking(False)
+        server = await serve_front(app, sock)
         yield ServedGateway(f"http://127.0.0.1:{port}", orch, services, app)
     finally:
         for status in orch.snapshot():
             if status["pid"]:
                 recorder.pids.add(status["pid"])
-        if server is not None and task is not None:
-            server.should_exit = True
-            await asyncio.wait_for(task, 15)
+        if server is not None:
+            await server.stop(5)
         await pipeline.shutdown()
         await orch.stop()
         await services.transport.aclose()

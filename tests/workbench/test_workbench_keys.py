@@ -95,11 +95,11 @@ async def test_a_killed_app_is_restarted_and_the_user_told(real_project: Path) -
 
 async def test_b_switches_the_backend(real_project: Path) -> None:
     async with real_workbench(real_project) as (app, pilot):
-        current = app.engine.backend
-        others = [b for b in app.engine.installed_backends() if b != current]
-        if not others:
-            pytest.skip("only one serving backend is installed")
-        target = others[0]
+        # From uvicorn to the built-in front: the gateway moves to it, and the apps, which
+        # run on an ASGI server, to what `auto` gives them (granian).
+        assert app.engine.backend == "uvicorn"
+        target, app_target = "builtin", "granian"
+        assert target in app.engine.installed_backends()
 
         await pilot.press("b")
         picker = app.screen
@@ -114,7 +114,7 @@ async def test_b_switches_the_backend(real_project: Path) -> None:
         await wait_until(lambda: app.engine.backend == target, 90, what=f"backend {target}",
                          interval=0.1, pause=pilot.pause)
         await wait_until(lambda: all_healthy(app)
-                         and all(a["backend"] == target for a in apps(app).values()), 90,
+                         and all(a["backend"] == app_target for a in apps(app).values()), 90,
                          what="apps rolled over to the new backend", interval=0.1,
                          pause=pilot.pause)
         # Written back once the old app processes are drained and stopped, which can come
@@ -122,8 +122,12 @@ async def test_b_switches_the_backend(real_project: Path) -> None:
         await wait_until(lambda: f'backend = "{target}"' in read(real_project), 60,
                          what="the choice written back to the project file", interval=0.1,
                          pause=pilot.pause)
-        await wait_until(lambda: any(h.backend == target for h in app._headers()), 30.0,
-                         what="the header to show the backend", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: any(
+            h.backend == target and h.apps_backend == app_target for h in app._headers()),
+            30.0, what="the header to show what serves the gateway and the apps", interval=0.1,
+            pause=pilot.pause)
+        header = next(iter(app._headers()))
+        assert "gateway builtin apps granian" in header.render().plain
 
 
 async def test_requests_trace_copy_filter_and_export(real_project: Path,

@@ -28,7 +28,9 @@ class HeaderBar(Widget):
     address: reactive[str] = reactive("")
     """The gateway's URL, e.g. ``http://127.0.0.1:8000``."""
     backend: reactive[str] = reactive("")
-    """The serving backend now in use."""
+    """What serves the gateway now (`builtin`, `granian`...)."""
+    apps_backend: reactive[str] = reactive("")
+    """What apps that inherit `server.backend` run on; shown when it differs."""
     uptime_s: reactive[float | None] = reactive(None)
     """Seconds since the gateway started; None before the first metrics poll."""
     requests_per_s: reactive[float] = reactive(0.0)
@@ -42,14 +44,22 @@ class HeaderBar(Widget):
         self.requests_per_s = float(gw.requests_per_s or 0.0)
         if gw.backend:
             self.backend = str(gw.backend)
+        if gw.apps_backend:
+            self.apps_backend = str(gw.apps_backend)
 
     def render(self) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append(f" {self.project} ", style="bold reverse")
         if self.address:
             text.append(f" {self.address}", style="underline")
-        text.append("   backend ", style="dim")
-        text.append(self.backend or "-", style="bold")
+        if self.apps_backend and self.apps_backend != self.backend:
+            text.append("   gateway ", style="dim")
+            text.append(self.backend or "-", style="bold")
+            text.append(" apps ", style="dim")
+            text.append(self.apps_backend, style="bold")
+        else:
+            text.append("   backend ", style="dim")
+            text.append(self.backend or "-", style="bold")
         text.append("   up ", style="dim")
         text.append(fmt.duration(self.uptime_s))
         text.append("   ")

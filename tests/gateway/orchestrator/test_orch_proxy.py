@@ -15,7 +15,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.orchestrator import AppState
-from tests.support.harness import TESTS_DIR, free_port, wait_until
+from tests.support.harness import TESTS_DIR, RawResponse, free_port, read_response, wait_until
 from tests.support.orch_gateway import serve_gateway
 from tests.support.orchestration import Recorder, project_toml
 
@@ -253,3 +253,47 @@ async def test_a_request_refused_by_a_dying_app_is_held_for_its_restart(
         r = await http.delete("/cmd/item")
         assert r.status_code == 501, r.text
         assert orchestration.metrics()["retried"] == retried + 1  # type: ignore[index]
+
+
+async def test_apps_see_the_normalised_path_as_nginx_locations_do(tmp_path: Path,
+                                                                  recorder: Recorder) -> None:
+    # App prefixes are matched on the path nginx would match (`$uri`): `//api/x` and
+    # `/api/./x` are the app's `/x`, `/api/../x` is not the app's at all, and what cannot be
+    # normalised is 400 before any app sees it. Raw request lines: a client library would
+    # clean the path up before sending it.
+    text = project_toml([{"name": "api"}, {"name": "keep", "strip_path": False}])
+    async with serve_gateway(tmp_path, text, recorder) as gw:
+        for sup in gw.orchestrator.supervisors.values():
+            assert await sup.wait_ready(15), sup
+        host, port = gw.url.removeprefix("http://").split(":")
+
+        async def get(target: str) -> RawResponse:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                writer.write(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                             .encode())
+                response = await read_response(reader)
+                assert response is not None, target
+                return response
+            finally:
+                writer.close()
+
+        for target in ("//api/echo/x", "/api/./echo/x", "/api/z/../echo/x", "/%61pi/echo/x"):
+            r = await get(target)
+            assert r.status == 200, target
+            body = json.loads(r.body)
+            assert (body["path"], body["root_path"]) == ("/echo/x", "/api"), target
+        r = await get("/api/../echo/x")  # normalised to /echo/x: no app has that prefix
+        assert r.status == 404
+        for target in ("/api/%00", "/api/x%zz", "/../api/echo"):
+            r = await get(target)
+            assert r.status == 400, target
+            assert b"the request" in r.body.lower() or b"path" in r.body, r.body
+        # Without strip_path the app gets the target as sent, as proxy_pass without a URI.
+        r = await get("//keep/echo")
+        assert r.status == 200 and json.loads(r.body)["path"] == "//keep/echo"
+        # The gateway's own endpoints are found by the normalised path too.
+        assert (await get("//health")).status == 200
+        # The request log keeps what the client asked for; the trace, what it meant.
+        record = next(r for r in gw.services.request_log.snapshot() if r.path == "//api/echo/x")
+        assert dict(record.notes)["uri"] == "/api/echo/x" and record.app == "api"

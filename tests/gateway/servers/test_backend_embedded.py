@@ -21,7 +21,8 @@ from gateway.servers.registry import BackendRegistry
 from gateway.servers.switch import GatewayServer
 from tests.apps.backends import app
 
-BACKENDS = ["granian", "uvicorn", "hypercorn"]
+BACKENDS = ["builtin", "granian", "uvicorn", "hypercorn"]
+EMBEDDED = ["granian", "uvicorn", "hypercorn"]  # the ASGI servers, which can also do TLS
 
 
 @pytest.fixture
@@ -149,7 +150,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     return str(cert), str(key)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize("name", EMBEDDED)
 async def test_serves_tls(name: str, listener: socket.socket,
                           certificate: tuple[str, str]) -> None:
     port = listener.getsockname()[1]
@@ -178,7 +179,22 @@ async def test_serves_http2_when_asked(name: str, listener: socket.socket) -> No
         await handle.stop(5)
 
 
-@pytest.mark.parametrize("name", BACKENDS)
+@pytest.mark.parametrize(("config", "key"), [
+    (ServerConfig(ssl_certfile="cert.pem", ssl_keyfile="key.pem"), "ssl_certfile"),
+    (ServerConfig(http="2"), "http"),
+])
+def test_the_builtin_front_refuses_tls_and_http2_and_auto_falls_back(
+        config: ServerConfig, key: str) -> None:
+    """The front serves plain HTTP/1.1: named explicitly with TLS or HTTP/2 it is a clear
+    error; `auto` then serves the gateway on granian instead."""
+    with pytest.raises(StartupError, match=rf"built-in front .* cannot honour {key}"):
+        BackendRegistry.resolve_gateway("builtin", config)
+    assert BackendRegistry.resolve_gateway("auto", config) == "granian"
+    assert BackendRegistry.resolve_gateway("auto", ServerConfig()) == "builtin"
+    assert BackendRegistry.resolve("auto") == BackendRegistry.resolve("builtin") == "granian"
+
+
+@pytest.mark.parametrize("name", EMBEDDED)
 async def test_a_backend_that_cannot_start_is_a_startup_error(name: str) -> None:
     server = GatewayServer()
     settings = ServerConfig(host="127.0.0.1", port=0, ssl_certfile="/nonexistent/cert.pem",

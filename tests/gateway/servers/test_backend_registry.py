@@ -120,6 +120,12 @@ def test_unsupported_settings_only_reports_what_is_set() -> None:
     assert unsupported_settings("granian", capped) == ["max_concurrent_connections"]
     assert unsupported_settings("hypercorn", capped) == ["max_concurrent_connections"]
     assert unsupported_settings("uvicorn", capped) == ["http"]
+    assert unsupported_settings("builtin", ServerConfig()) == []
+    assert unsupported_settings("builtin", capped) == ["http"]
+    bounded = ServerConfig(max_body_size=1024)
+    assert unsupported_settings("builtin", bounded) == []
+    for name in ("granian", "uvicorn", "hypercorn"):
+        assert unsupported_settings(name, bounded) == ["max_body_size"]
     assert unsupported_settings("uvicorn", ServerConfig(http="1")) == []
     # granian applies it as hyper's header read timeout, to the gateway and app processes
     assert unsupported_settings("granian", ServerConfig(keep_alive_timeout=30)) == []

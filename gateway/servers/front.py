@@ -1,0 +1,161 @@
+"""The built-in front: the gateway's own HTTP/1.1 server, on the workbench's event loop.
+
+It serves the gateway (never an app process) where the `[server]` settings allow it: plain
+HTTP/1.1, so no TLS and not `http = "2"`; for those a backend that offers them (granian,
+hypercorn) serves instead (see `gateway.servers.registry.gateway_backend`). Its connections
+are `gateway.servers.h1.H1Connection`, WebSocket sessions
+`gateway.servers.front_ws.WebSocketSession`.
+
+Compared with an embedded backend, it saves the hand-over of every request between a
+server's own threads and the loop (granian) and a generic ASGI layer (uvicorn), and it drains
+natively: the server knows it is draining, so a response says `connection: close` without a
+send wrapper, and idle connections are closed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any, ClassVar
+
+from gateway.config.schema import ServerConfig
+from gateway.errors import StartupError
+from gateway.servers.base import ServerAdapter, ServingHandle, stop_accepting, wait_until
+from gateway.servers.front_ws import WebSocketSession
+from gateway.servers.h1 import DateHeader, H1Connection
+from gateway.types import ASGIApp
+
+
+class FrontServer:
+    """The state the front's connections share: the app, the limits, the drain."""
+
+    def __init__(self, app: ASGIApp, settings: ServerConfig,
+                 loop: asyncio.AbstractEventLoop) -> None:
+        self.app = app
+        self.loop = loop
+        self.keep_alive_timeout = max(0.1, float(settings.keep_alive_timeout))
+        self.max_connections = settings.max_concurrent_connections
+        self.max_body_size = settings.max_body_size
+        self.idle_grace = self.keep_alive_timeout
+        self.asgi = {"version": "3.0", "spec_version": "2.4"}
+        self.date = DateHeader()
+        self.connections: set[Any] = set()  # H1Connection and WebSocketSession
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._draining = False
+        self._sweep_every = min(1.0, self.keep_alive_timeout / 4)
+        self._sweeper: asyncio.TimerHandle | None = None
+
+    def start_sweeping(self) -> None:
+        self._sweeper = self.loop.call_later(self._sweep_every, self.sweep)
+
+    def stop_sweeping(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+
+    def sweep(self) -> None:
+        """Close what is past its deadline: heads not whole in time, idle keep-alive
+        connections, lingering closes. One pass a fraction of `keep_alive_timeout` apart
+        instead of a timer armed and cancelled on every request."""
+        now = self.loop.time()
+        for conn in [c for c in self.connections if c.deadline and c.deadline <= now]:
+            conn.timed_out()
+        self.start_sweeping()
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        """Set by `ServingHandle.stop`: from now on every response says `connection:
+        close` (see `H1Connection.drain`); websocket sessions are closed (1001)."""
+        self._draining = value
+        if value:
+            for conn in list(self.connections):
+                conn.drain()
+
+    def protocol(self) -> H1Connection:
+        return H1Connection(self)
+
+    def websocket(self, transport: asyncio.Transport, scope: dict[str, Any]) -> WebSocketSession:
+        """The session an accepted WebSocket upgrade of `transport` continues as."""
+        return WebSocketSession(self, transport, scope)
+
+    def __repr__(self) -> str:
+        state = "draining" if self._draining else "serving"
+        return (f"<FrontServer {state} connections={len(self.connections)} "
+                f"tasks={len(self.tasks)}>")
+
+
+class FrontHandle(ServingHandle):
+    def __init__(self, front: FrontServer, sock: socket.socket, backlog: int) -> None:
+        super().__init__(front)
+        self._front = front
+        self._sock = sock
+        self._backlog = backlog
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await self._front.loop.create_server(
+            self._front.protocol, sock=self._sock, backlog=self._backlog)
+        self._front.start_sweeping()
+
+    @property
+    def serving(self) -> bool:
+        return not self._stopped and self._server is not None and self._server.is_serving()
+
+    async def _stop_accepting(self) -> None:
+        if self._server is not None:
+            await stop_accepting([self._server])  # closes our dup, not the engine's socket
+
+    def _open_connections(self) -> int:
+        return len(self._front.connections)
+
+    async def _shut_down(self, deadline: float) -> None:
+        front = self._front
+        await wait_until(lambda: not front.connections and not front.tasks, deadline=deadline)
+        for task in list(front.tasks):
+            task.cancel("the server is stopping and its graceful timeout ran out")
+        for conn in list(front.connections):
+            conn.transport.abort()
+        if front.tasks:
+            await asyncio.gather(*front.tasks, return_exceptions=True)
+        front.stop_sweeping()
+
+    def __repr__(self) -> str:
+        return f"<FrontHandle {'stopped' if self._stopped else 'serving'} {self._front!r}>"
+
+
+class FrontAdapter(ServerAdapter):
+    """The built-in front as a backend choice. It serves the gateway only: apps run on an
+    ASGI server of their own (`registry.app_backend`)."""
+
+    name: ClassVar[str] = "builtin"
+    package: ClassVar[str] = "pyserve-tui"
+    unsupported: ClassVar[frozenset[str]] = frozenset({"ssl_certfile", "ssl_keyfile", "http"})
+
+    @classmethod
+    def unsupported_in(cls, settings: ServerConfig) -> list[str]:
+        return cannot_serve(settings)
+
+    def run_app(self, import_string: str, *, host: str, port: int, workers: int,
+                settings: ServerConfig) -> None:
+        raise StartupError("the built-in front serves the gateway only; apps run on "
+                           "granian, uvicorn or hypercorn")
+
+    async def serve_gateway(self, app: ASGIApp, sock: socket.socket,
+                            settings: ServerConfig) -> ServingHandle:
+        front = FrontServer(app, settings, asyncio.get_running_loop())
+        own = sock.dup()  # closing the asyncio server closes it; the engine's socket stays
+        return await FrontHandle(front, own, settings.backlog).start_on(own)
+
+
+def cannot_serve(settings: ServerConfig) -> list[str]:
+    """The `[server]` keys set to something the built-in front cannot do."""
+    keys = []
+    if settings.ssl_certfile or settings.ssl_keyfile:
+        keys.append("ssl_certfile")
+    if str(settings.http) == "2":
+        keys.append("http")
+    return keys
