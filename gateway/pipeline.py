@@ -22,6 +22,7 @@ from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
 from gateway.requestlog import RequestRecord
 from gateway.responses import send_error
+from gateway.routing.uri import REWRITTEN, InvalidURI, canonicalise
 from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -160,6 +161,16 @@ class GatewayApp:
             await send(message)
 
         try:
+            canonicalise(scope)
+        except InvalidURI as exc:
+            ctx.notes["refused"] = str(exc)
+            if kind == "websocket":
+                await send_wrapper({"type": "websocket.close", "code": 1008})
+            else:
+                await send_error(scope, send_wrapper, 400, str(exc))
+            self._finish(scope, ctx)
+            return
+        try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
                 ctx.route = "builtin"
                 if scope["path"] == "/metrics" and self.pipeline.guards:
@@ -192,9 +203,13 @@ class GatewayApp:
             ctx.notes["open_ms"] = round(ctx.elapsed_ms(), 1)
         self.services.metrics.record(ctx.app, ctx.status, latency)
         client = scope.get("client")
+        path = scope.get("path", "")
+        as_sent = scope.get(REWRITTEN)
+        if as_sent is not None:  # the log shows what was asked; the trace, what it meant
+            ctx.notes["uri"], path = path, as_sent
         # A plain tuple of RequestRecord's fields: see RequestLog for why.
         raw = (
-            ctx.wall_time, ctx.request_id, scope.get("method", "WS"), scope.get("path", ""),
+            ctx.wall_time, ctx.request_id, scope.get("method", "WS"), path,
             scope.get("query_string", b"").decode("latin-1"), client[0] if client else "",
             ctx.status, latency, ctx.app, ctx.route, ctx.upstream, ctx.upstream_connect_ms,
             ctx.upstream_ttfb_ms, ctx.upstream_total_ms, ctx.cache, ctx.traceparent,

@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "workbench")]
+sys.path[:0] = [str(ROOT)]
 
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import TextArea  # noqa: E402
@@ -111,7 +111,7 @@ async def capture(app: WorkbenchApp, out: Path, real: bool) -> None:
             await traffic(app, 120)
             await pilot.pause(2.5)  # a few metrics ticks for the sparklines
         else:
-            from fake_engine import LATENCY, RATE
+            from tests.support.fake_engine import LATENCY, RATE
 
             app.history.seed("api", LATENCY, RATE)
             assert app.metrics is not None
@@ -176,7 +176,7 @@ def main() -> int:
         os.chdir(folder)  # config errors then name workbench.toml, not a temporary path
         engine: EngineAPI
         if args.fake:
-            from fake_engine import FakeEngine
+            from tests.support.fake_engine import FakeEngine
 
             engine = FakeEngine(folder / "workbench.toml")
         else:

@@ -1,4 +1,4 @@
-"""The shared test support (tests/harness.py) does what every test relies on it for."""
+"""The shared test support (tests/support/harness.py) does what every test relies on it for."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import sys
 import tomllib
 
 import pytest
-from harness import (
-    TESTS_DIR,
+
+from tests.support.harness import (
+    ROOT,
     TruncatedBody,
     assert_nothing_left,
     left_running,
@@ -48,8 +49,8 @@ def test_project_file_fills_in_the_tests_app_defaults() -> None:
     assert orchestration["type"] == "process_orchestration"
     assert orchestration["config"]["restart_delay"] == 0.0
     api, cmd = orchestration["config"]["apps"]
-    assert api == {"name": "api", "path": "/api", "module_path": str(TESTS_DIR),
-                   "app_path": "apps.basic:app"}
+    assert api == {"name": "api", "path": "/api", "module_path": str(ROOT),
+                   "app_path": "tests.apps.basic:app"}
     assert "app_path" not in cmd
     assert "process_orchestration" not in project_file(server={})
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import free_port, poll
+
+from tests.support.harness import free_port, poll
 
 ROOT = Path(__file__).resolve().parent.parent
 

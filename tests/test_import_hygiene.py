@@ -26,13 +26,72 @@ def test_gateway_never_imports_textual_or_workbench() -> None:
     assert out.stdout.strip() == ""
 
 
-def test_no_test_module_imports_a_conftest() -> None:
-    # Several folders have a conftest.py; `from conftest import ...` gets whichever was
-    # imported first, so a folder's tests then fail when run together with another folder.
-    offenders = [str(path.relative_to(ROOT)) for path in (ROOT / "tests").rglob("*.py")
-                 if any(line.startswith(("from conftest import", "import conftest"))
-                        for line in path.read_text(encoding="utf-8").splitlines())]
-    assert offenders == []
+#: What a module under tests/ may import from tests/: the support package and the fixture apps.
+TESTS_IMPORTABLE = ("tests.support", "tests.apps")
+
+
+def _test_imports(tree: ast.AST, local: set[str]) -> list[str]:
+    """The imports in `tree` that reach into tests/ other than through `TESTS_IMPORTABLE`:
+    relative ones, `tests.<anything else>` (a test module or a folder's conftest), and bare
+    names of modules that live under tests/ (`import harness`, `from conftest import ...`),
+    which only resolve when some folder of tests/ is on sys.path."""
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            bad.append("." * node.level + (node.module or ""))
+            continue
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        for name in names:
+            top = name.split(".")[0]
+            if top == "tests":
+                if not any(name == ok or name.startswith(ok + ".") for ok in TESTS_IMPORTABLE):
+                    bad.append(name)
+            elif top in local:
+                bad.append(name)
+    return bad
+
+
+def _tests_modules() -> tuple[list[Path], set[str]]:
+    paths = sorted((ROOT / "tests").rglob("*.py"))
+    real = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists()}  # gateway, workbench
+    local = {p.stem for p in paths if p.stem != "__init__"} - real
+    return paths, local
+
+
+def test_tests_import_helpers_only_from_tests_support() -> None:
+    # tests/ is one package tree: a test module gets its helpers from tests.support and its
+    # fixture apps from tests.apps, never from another test module or a conftest.py (pytest
+    # loads those itself; importing one runs it twice, under two names).
+    paths, local = _tests_modules()
+    offenders = {str(p.relative_to(ROOT)): bad for p in paths
+                 if (bad := _test_imports(ast.parse(p.read_text(encoding="utf-8")), local))}
+    assert offenders == {}
+
+
+def test_every_test_folder_is_a_package() -> None:
+    # A folder without __init__.py is imported by its basename with the folder put on
+    # sys.path: the flat namespace again, where two test files may not share a name.
+    folders = {p.parent for p in (ROOT / "tests").rglob("*.py")}
+    assert sorted(str(f.relative_to(ROOT)) for f in folders
+                  if not (f / "__init__.py").exists()) == []
+
+
+def test_the_import_rule_catches_what_it_forbids() -> None:
+    local = {"harness", "conftest", "test_proxy_http"}
+    code = """
+import harness
+from conftest import thing
+from . import sibling
+from tests.gateway.proxy.test_proxy_http import helper
+from tests.gateway.proxy import conftest
+from tests.support.harness import wait_until
+from tests.apps import basic
+import tests.support.chaos
+from gateway.engine import Engine
+"""
+    assert _test_imports(ast.parse(code), local) == [
+        "harness", "conftest", ".", "tests.gateway.proxy.test_proxy_http", "tests.gateway.proxy"]
 
 
 def _module_name(path: Path) -> str:

@@ -5,10 +5,11 @@ A pattern with glob characters (``*?[``) matches the whole path (``*`` crosses `
 segment boundary: ``/public`` covers ``/public`` and ``/public/x`` but not ``/publicity``
 (PyFrame's ``startswith`` would let ``/publicity-admin`` through an exclusion).
 
-A path that is not in its one canonical spelling (``//``, ``.`` or ``..`` segments, a
-backslash or a control character) is always covered, whatever the patterns say: a later
-step may normalise ``/public/../admin`` into ``/admin``, so such a spelling must never be
-how a request walks past authentication.
+The gateway hands every extension the normalised path (`gateway.routing.uri.canonicalise`:
+no ``//``, ``.`` or ``..`` left), so patterns see what nginx's locations see. A path that is
+still not in one canonical spelling (a backslash or a control character, which nginx keeps
+too; or a caller that skipped the gateway's entry) is always covered, whatever the patterns
+say: such a spelling must never be how a request walks past authentication.
 """
 
 from __future__ import annotations

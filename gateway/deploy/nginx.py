@@ -56,8 +56,9 @@ _GZIP_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} 
 #: Types nginx's charset module labels utf-8 on static files, as the gateway does.
 _CHARSET_TYPES = sorted(({t for t in _WEB_TYPES.values() if t.startswith("text/")} | _TEXTUAL)
                         - {"text/html"})
-#: A request path (raw, as sent) not in its one canonical spelling.
-_NONCANONICAL = r"~^[^?]*(//|/\.\.?(/|\?|$)|\\|%(2[eEfF]|5[cC]|[01][0-9a-fA-F]|7[fF]))"
+#: A request path (raw, as sent) that still holds a backslash or a control character once
+#: normalised (slashes and dot segments are gone from $uri, as from the gateway's path).
+_NONCANONICAL = r"~^[^?]*(\\|%(5[cC]|[01][0-9a-fA-F]|7[fF]))"
 _HIDDEN = r"/\.(?!well-known(/|$))"
 #: Errors nginx answers with the gateway's kind of page (not 401, 405, 416: their own
 #: headers, WWW-Authenticate, Allow, Content-Range, would be lost on the way).
@@ -531,12 +532,11 @@ class NginxBuilder:
 
     def _auth_cover(self, var: str, paths: list[str], excludes: list[str]) -> None:
         """`var` is 1 where an auth entry does not apply: outside `paths` (when given) or in
-        `exclude_paths`, on nginx's normalised $uri. As in the gateway, a request spelled
-        in a non-canonical way (``//``, dot segments, a backslash, an encoded one of those
-        or a control character) is always covered."""
+        `exclude_paths`, on nginx's normalised $uri. As in the gateway, a path holding a
+        backslash or a control character (written or encoded) is always covered."""
         if not any("noncanonical" in m for m in self.maps):
             self.maps += [
-                "# A path not in its one canonical spelling: auth always applies to it.",
+                "# A path with a backslash or a control character: auth always applies to it.",
                 "map $request_uri $pyserve_noncanonical {",
                 "    default 0;",
                 f"    {q_regex(_NONCANONICAL)} 1;",

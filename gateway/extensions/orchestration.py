@@ -24,6 +24,7 @@ from gateway.orchestrator.supervisor import AppSupervisor, Lease
 from gateway.proxy.headers import may_resend, reads_no_body
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
+from gateway.routing.uri import REWRITTEN, escape_uri, to_bytes
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -172,6 +173,13 @@ def _upstream_path(scope: Scope, path: str) -> str:
     full: str = scope["path"]
     if not raw:
         return path
+    if scope.get(REWRITTEN):
+        # The client's target needed normalising (`//api/x`, `/api/./x`): as nginx's
+        # proxy_pass with a URI part, the normalised path goes, escaped again; without
+        # one (no strip), the target as sent.
+        if path == full:
+            return raw.decode("latin-1").split("?", 1)[0]
+        return escape_uri(to_bytes(path))
     raw_text = raw.decode("latin-1").split("?", 1)[0]
     if path == full:
         return raw_text

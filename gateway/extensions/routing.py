@@ -22,7 +22,7 @@ from gateway.routing.actions import HeaderRules, ReturnAction
 from gateway.routing.locations import LocationMatch, LocationTable
 from gateway.routing.staticfiles import StaticFiles
 from gateway.routing.upstream import ProxyPass
-from gateway.routing.uri import InvalidURI, escape_uri, request_uri, to_text
+from gateway.routing.uri import InvalidURI, escape_uri, request_uri
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -87,9 +87,6 @@ class RoutingExtension(Extension):
         ctx = get_context(scope)
         if ctx is not None:
             ctx.route = match.pattern
-            path = scope["path"]
-            if len(uri) != len(path) and to_text(uri) != path:  # shown in the trace view
-                ctx.notes["uri"] = to_text(uri)
         counts = self._counts
         counts[match.pattern] = counts.get(match.pattern, 0) + 1
         if match.redirect:

@@ -61,6 +61,25 @@ def request_uri(scope: Scope) -> bytes:
     return normalise(raw)
 
 
+#: Scope key holding the path as the server decoded it, set only when `canonicalise` changed
+#: it: `raw_path` then no longer matches `path` (a prefix cannot be cut from it), and the
+#: request log shows what the client asked for.
+REWRITTEN = "pyserve.path_as_sent"
+
+
+def canonicalise(scope: Scope) -> None:
+    """Make ``scope["path"]`` the normalised path every extension sees, as nginx's modules
+    all see ``$uri``; ``raw_path`` stays as sent (``proxy_pass`` without a URI part sends
+    it). Raises `InvalidURI` where nginx answers 400. Costs one search for a plain path."""
+    raw: bytes | None = scope.get("raw_path")
+    if raw is not None and raw[:1] == b"/" and _COMPLEX.search(raw) is None:
+        return
+    path = request_uri(scope).decode("utf-8", "replace")  # as servers decode a path
+    if path != scope["path"]:
+        scope[REWRITTEN] = scope["path"]
+        scope["path"] = path
+
+
 def origin_form(raw: bytes) -> bytes:
     """The path of a request target: `raw` itself when it starts with ``/``, the part after
     the authority for an absolute-form target (``http://host/p`` is ``/p``; nothing after the

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qs
 
-from apps.common import lifespan, send_text
+from tests.apps.common import lifespan, send_text
 
 
 async def app(scope: dict, receive, send) -> None:  # type: ignore[no-untyped-def]

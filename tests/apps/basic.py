@@ -20,9 +20,9 @@ import logging
 import os
 from urllib.parse import parse_qs
 
-from apps.common import lifespan, read_body, route_path, send_json, send_text
+from tests.apps.common import lifespan, read_body, route_path, send_json, send_text
 
-log = logging.getLogger("apps.basic")
+log = logging.getLogger("tests.apps.basic")
 
 
 def _query(scope: dict) -> dict[str, str]:

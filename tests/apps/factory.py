@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from apps.common import lifespan, route_path, send_json, send_text
+from tests.apps.common import lifespan, route_path, send_json, send_text
 
 
 def create_app(greeting: str = "hello", times: int = 1):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from apps.common import route_path, send_json
+from tests.apps.common import route_path, send_json
 
 EVENTS: list[str] = []
 

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from chaos_support import HeadlessGateway, StartGateway
+
+from tests.support.chaos import HeadlessGateway, StartGateway
 
 
 @pytest.fixture

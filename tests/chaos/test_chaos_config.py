@@ -22,17 +22,6 @@ from typing import Any
 
 import psutil
 import pytest
-from chaos_support import (
-    CHAOS_SECONDS,
-    LoadClient,
-    LoadStats,
-    answer_problem,
-    exchange,
-    project_text,
-    report,
-    request_bytes,
-    wait_for,
-)
 
 from gateway.engine import Engine
 from gateway.events import (
@@ -42,6 +31,17 @@ from gateway.events import (
     ConfigReloaded,
     EngineMessage,
 )
+from tests.support.chaos import (
+    CHAOS_SECONDS,
+    LoadClient,
+    LoadStats,
+    answer_problem,
+    exchange,
+    project_text,
+    report,
+    request_bytes,
+)
+from tests.support.harness import wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -86,7 +86,7 @@ class LiveProject:
             return next((e for e in self.events[since:] if isinstance(e, kind) and match(e)),
                         None)
 
-        return await wait_for(found, APPLY_TIMEOUT, what=f"{kind} from the engine")
+        return await wait_until(found, APPLY_TIMEOUT, what=f"{kind} from the engine")
 
     @property
     def port(self) -> int:
@@ -176,7 +176,7 @@ async def test_broken_live_edits_are_refused_and_never_lost(live: LiveProject) -
             out = await exchange(live.port, request_bytes("GET", "/ping", close=True))
             return out.response is not None and out.response.body == f"v{version}".encode()
 
-        await wait_for(served, APPLY_TIMEOUT, what=f"/ping to answer v{version}")
+        await wait_until(served, APPLY_TIMEOUT, what=f"/ping to answer v{version}")
 
     async def refused(data: bytes, since: int) -> None:
         await live.next_event(ConfigRejected, since)
@@ -241,8 +241,8 @@ async def test_broken_live_edits_are_refused_and_never_lost(live: LiveProject) -
         assert any(isinstance(e, EngineMessage) and "left as it is" in e.text
                    for e in live.events[mark:])
         assert live.path.read_bytes() == broken
-        await wait_for(lambda: live.engine.orchestrator.get("api").backend == "uvicorn",
-                       APPLY_TIMEOUT, what="the app to roll over to uvicorn")
+        await wait_until(lambda: live.engine.orchestrator.get("api").backend == "uvicorn",
+                         APPLY_TIMEOUT, what="the app to roll over to uvicorn")
 
         # The user finishes the edit (naming the new backend): it applies as saved.
         live.version += 1

@@ -14,7 +14,8 @@ import os
 import signal
 
 import pytest
-from chaos_support import (
+
+from tests.support.chaos import (
     CHAOS_SECONDS,
     Bystander,
     HeadlessGateway,

@@ -20,19 +20,18 @@ from typing import Any
 
 import psutil
 import pytest
-from chaos_support import (
+
+from tests.support.chaos import (
     CHAOS_SECONDS,
-    BrokenResponse,
     HeadlessGateway,
     LoadClient,
     LoadStats,
     StartGateway,
-    TruncatedBody,
     answer_problem,
     project_text,
     report,
-    wait_for,
 )
+from tests.support.harness import BrokenResponse, TruncatedBody, wait_until
 
 pytestmark = pytest.mark.chaos
 
@@ -206,7 +205,7 @@ async def test_random_sigkills_under_load(start_gateway: StartGateway) -> None:
                 if _group(p) not in current]
 
     with contextlib.suppress(AssertionError):
-        await wait_for(lambda: _none(orphans()), 5.0, what="orphans to go")
+        await wait_until(lambda: _none(orphans()), 5.0, what="orphans to go")
     left_over = await orphans()
 
     recovery = [k.recovered_after for k in kills if k.recovered_after is not None]

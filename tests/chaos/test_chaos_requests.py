@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from chaos_support import (
+
+from tests.support.chaos import (
     CHAOS_SECONDS,
     HOST,
     UUID_RE,

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_support import NGINX, Nginx, need
-from harness import free_port
-from integration_support import ROOT
 
 from gateway.config.loader import validate_text
 from gateway.deploy import export_files, write_export
+from tests.support.deploy import NGINX, Nginx, need
+from tests.support.harness import ROOT, free_port
 
 
 class _ForwardAuth(BaseHTTPRequestHandler):

@@ -14,9 +14,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from integration_support import ROOT, Project, WorkbenchFactory, clean_env, cli_argv
 
 from gateway.config import load_config
+from tests.support.harness import ROOT
+from tests.support.integration import Project, WorkbenchFactory, clean_env, cli_argv
 
 SEEDS = Path(__file__).parent / "seeds"
 FULL = Path(__file__).parent / "projects" / "full" / "workbench.toml"
@@ -186,7 +187,7 @@ def test_the_imported_orchestration_guide_runs(tmp_path: Path) -> None:
     (folder / "myapp" / "admin.py").write_text(MYAPP_ADMIN)
     text = (SEEDS / "orchestration_guide.yaml").read_text()
     # The guide's gateway port and port range, made free for this run.
-    from harness import free_port, free_port_range
+    from tests.support.harness import free_port, free_port_range
 
     port, (lo, hi) = free_port(), free_port_range()
     text = text.replace("port: 8000", f"port: {port}").replace("[9000, 9999]", f"[{lo}, {hi}]")
@@ -215,7 +216,7 @@ def test_the_imported_extensions_reference_runs(tmp_path: Path) -> None:
     (folder / "myapp" / "admin.py").write_text(MYAPP_ADMIN)
     (folder / "static").mkdir()
     (folder / "static" / "index.html").write_text("home\n")
-    from harness import free_port
+    from tests.support.harness import free_port
 
     port = free_port()
     text = (SEEDS / "extensions_reference.yaml").read_text().replace("port: 8000",
@@ -235,7 +236,7 @@ def test_the_imported_extensions_reference_runs(tmp_path: Path) -> None:
 
 
 def test_a_procfile_import_runs(tmp_path: Path) -> None:
-    from harness import free_port, free_port_range
+    from tests.support.harness import free_port, free_port_range
 
     (tmp_path / "Procfile").write_text(
         f"web: {sys.executable} -m http.server $PORT --bind 127.0.0.1\n")

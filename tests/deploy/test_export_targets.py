@@ -18,7 +18,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from deploy_support import (
+
+from gateway.config import load_config
+from gateway.deploy import MANIFEST, TARGETS, export_files
+from gateway.deploy.plan import build_plan
+from gateway.deploy.probes import probe_code, wait_code
+from gateway.deploy.report import Report
+from tests.support.deploy import (
     compose_validate,
     export,
     kubernetes_validate,
@@ -26,13 +32,7 @@ from deploy_support import (
     systemd_verify,
     with_local_upstreams,
 )
-from integration_support import ROOT
-
-from gateway.config import load_config
-from gateway.deploy import MANIFEST, TARGETS, export_files
-from gateway.deploy.plan import build_plan
-from gateway.deploy.probes import probe_code, wait_code
-from gateway.deploy.report import Report
+from tests.support.harness import ROOT
 
 FULL = Path(__file__).parent / "projects" / "full" / "workbench.toml"
 PROJECTS = {

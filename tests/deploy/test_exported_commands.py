@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from deploy_support import NGINX, Nginx, need
-from harness import free_port, free_port_range
-from integration_support import ROOT, Project, WorkbenchFactory
 
 from gateway.config.loader import validate_text
 from gateway.deploy import export_files, write_export
+from tests.support.deploy import NGINX, Nginx, need
+from tests.support.harness import ROOT, free_port, free_port_range
+from tests.support.integration import Project, WorkbenchFactory
 
 pytestmark = pytest.mark.slow
 

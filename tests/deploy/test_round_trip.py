@@ -24,9 +24,10 @@ from pathlib import Path
 import httpx
 import pytest
 import websockets
-from deploy_support import NGINX, Nginx, export, need
-from harness import free_port, free_port_range
-from integration_support import TESTS_DIR, Project, WorkbenchFactory, project_text
+
+from tests.support.deploy import NGINX, Nginx, export, need
+from tests.support.harness import ROOT, free_port, free_port_range
+from tests.support.integration import Project, WorkbenchFactory, project_text
 
 pytestmark = pytest.mark.slow
 
@@ -184,8 +185,8 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     _static(folder)
     gateway_port, nginx_port, app_port = free_port(), free_port(), free_port()
     # uvicorn: nginx strips the prefix for it, as the gateway does for every app process.
-    app = {"name": "echo", "path": "/app", "app_path": "apps.basic:app",
-           "module_path": str(TESTS_DIR), "port": app_port, "backend": "uvicorn"}
+    app = {"name": "echo", "path": "/app", "app_path": "tests.apps.basic:app",
+           "module_path": str(ROOT), "port": app_port, "backend": "uvicorn"}
     project = Project(folder, gateway_port, free_port_range())
     text = project_text(port=gateway_port, port_range=project.port_range, apps=[app],
                         routes=ROUTES)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import harness
 import httpx
 import pytest
 import tomlkit
@@ -17,13 +16,12 @@ from gateway.metrics import MetricsRegistry
 from gateway.pipeline import Pipeline
 from gateway.requestlog import RequestLog
 from gateway.services import Services
-
-TESTS_DIR = Path(__file__).resolve().parents[1]
+from tests.support import harness
 
 
 def mounts_toml(mounts: list[dict]) -> str:
     for mount in mounts:
-        mount.setdefault("module_path", str(TESTS_DIR))
+        mount.setdefault("module_path", str(harness.ROOT))
     return tomlkit.dumps({"extensions": [{"type": "asgi", "config": {"mounts": mounts}}]})
 
 
@@ -33,15 +31,15 @@ def _clean_django_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def test_mounts_route_by_longest_prefix_and_strip(tmp_path: Path) -> None:
-    from apps import mounted
+    from tests.apps import mounted
 
     text = mounts_toml([
-        {"path": "/api", "app_path": "apps.basic:app", "name": "api"},
-        {"path": "/api/fac", "app_path": "apps.factory:create_app", "factory": True,
+        {"path": "/api", "app_path": "tests.apps.basic:app", "name": "api"},
+        {"path": "/api/fac", "app_path": "tests.apps.factory:create_app", "factory": True,
          "factory_args": {"greeting": "yo", "times": 3}},
-        {"path": "/keep", "app_path": "apps.basic:app", "strip_path": False},
-        {"path": "/wsgi", "app_path": "apps.wsgi_app:app", "app_type": "wsgi"},
-        {"path": "/life", "app_path": "apps.mounted:app", "name": "life",
+        {"path": "/keep", "app_path": "tests.apps.basic:app", "strip_path": False},
+        {"path": "/wsgi", "app_path": "tests.apps.wsgi_app:app", "app_type": "wsgi"},
+        {"path": "/life", "app_path": "tests.apps.mounted:app", "name": "life",
          "django_settings": "mysite.settings"},
     ])
     mounted.EVENTS.clear()
@@ -106,8 +104,8 @@ async def test_module_path_resolves_against_the_project_folder(tmp_path: Path) -
 
 
 @pytest.mark.parametrize(("app_path", "message"), [
-    ("apps.broken:app", "cannot import 'apps.broken'"),
-    ("apps.basic:nothing_here", "has no attribute 'nothing_here'"),
+    ("tests.apps.broken:app", "cannot import 'tests.apps.broken'"),
+    ("tests.apps.basic:nothing_here", "has no attribute 'nothing_here'"),
 ])
 def test_a_mount_that_cannot_load_is_refused(tmp_path: Path, app_path: str,
                                              message: str) -> None:

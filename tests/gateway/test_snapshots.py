@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import free_port
 
 from gateway.engine import Engine
 from gateway.orchestrator.states import AppState
 from gateway.snapshots import MOUNTED, AppMetrics, GatewayMetrics, Latency, MetricsSnapshot
+from tests.support.harness import free_port
 
 
 def test_metrics_json_keeps_the_documented_shape() -> None:

@@ -6,8 +6,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from harness import free_port, free_port_range
-from integration_support import Project, WorkbenchFactory
+
+from tests.support.harness import free_port, free_port_range
+from tests.support.integration import Project, WorkbenchFactory
 
 
 @pytest.fixture

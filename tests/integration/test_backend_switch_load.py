@@ -11,10 +11,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from integration_support import ASGI_APP, ClientLoop, ProcessTracker, Project, comments
 
 from gateway.engine import Engine
 from gateway.events import AppStateChanged
+from tests.support.integration import ASGI_APP, ClientLoop, ProcessTracker, Project, comments
 
 API_APP = {**ASGI_APP, "name": "api", "path": "/api"}
 

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 import httpx
 import psutil
 import pytest
-from integration_support import Project, Workbench, WorkbenchFactory
+
+from tests.support.integration import Project, Workbench, WorkbenchFactory
 
 MiB = 1024 * 1024
 SIZE = 200 * MiB

@@ -7,7 +7,9 @@ import shutil
 import time
 
 import tomlkit
-from integration_support import ROOT, Project, WorkbenchFactory
+
+from tests.support.harness import ROOT
+from tests.support.integration import Project, WorkbenchFactory
 
 APPS = ("api", "guestbook", "clock")
 

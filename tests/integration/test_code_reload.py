@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from integration_support import ClientLoop, Project, WorkbenchFactory, assert_gone
+
+from tests.support.integration import ClientLoop, Project, WorkbenchFactory, assert_gone
 
 HOT_APP = '''\
 import os

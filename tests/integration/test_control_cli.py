@@ -14,19 +14,19 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import free_port, free_port_range
-from integration_support import (
+
+from gateway.control import control_socket_path
+from tests.support.harness import free_port, free_port_range, poll
+from tests.support.integration import (
     ASGI_APP,
+    COMING_UP,
     WSGI_APP,
     Project,
     Workbench,
     WorkbenchFactory,
     assert_gone,
     comments,
-    poll,
 )
-
-from gateway.control import control_socket_path
 
 ROUTES = {"=/ping": {"return": "200 pong"}}
 
@@ -178,4 +178,5 @@ def test_backend_switch_rolls_the_apps_and_is_written_back(wb: Workbench) -> Non
     assert result.returncode == 0, result.stderr
     assert config.read_text() == before
     poll(lambda: all(e["backend"] == "granian" and e["state"] == "healthy"
-                     for e in wb.metrics()["apps"].values()), what="apps back on granian")
+                     for e in wb.metrics()["apps"].values()),
+                     what="apps back on granian", ignore=COMING_UP)

@@ -19,23 +19,23 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from harness import free_port, free_port_range
-from integration_support import ROOT, Project, Workbench, WorkbenchFactory, toml_value
 from websockets.asyncio.client import connect
+
+from tests.support.harness import ROOT, free_port, free_port_range
+from tests.support.integration import Project, Workbench, WorkbenchFactory, toml_value
 
 pytestmark = pytest.mark.slow
 
 EXAMPLES = ROOT / "examples" / "frameworks"
-TESTS = ROOT / "tests"
 
 #: Process apps by name: their keys in the project file.
 PROCESS_APPS: dict[str, dict[str, object]] = {
     "fastapi": {"path": "/api", "app_path": "fastapi_app:app", "module_path": str(EXAMPLES)},
-    "starlette": {"path": "/star", "app_path": "apps.starlette_app:app",
-                  "module_path": str(TESTS)},
+    "starlette": {"path": "/star", "app_path": "tests.apps.starlette_app:app",
+                  "module_path": str(ROOT)},
     "flask": {"path": "/flask", "app_path": "flask_site:app", "module_path": str(EXAMPLES)},
-    "proxyfix": {"path": "/pf", "app_path": "apps.flask_proxyfix:app",
-                 "module_path": str(TESTS)},
+    "proxyfix": {"path": "/pf", "app_path": "tests.apps.flask_proxyfix:app",
+                 "module_path": str(ROOT)},
     "django": {"path": "/django", "app_path": "djangosite.wsgi:application",
                "module_path": str(EXAMPLES / "djangosite")},
     # httpbin has no health route; /get is its cheapest page.

@@ -7,14 +7,15 @@ import signal
 import sys
 
 import psutil
-from integration_support import (
+
+from tests.support.harness import TESTS_DIR, poll
+from tests.support.integration import (
     ASGI_APP,
-    TESTS_DIR,
+    COMING_UP,
     WSGI_APP,
     Project,
     WorkbenchFactory,
     assert_gone,
-    poll,
 )
 
 
@@ -78,7 +79,7 @@ def test_sigkill_of_the_workbench_takes_every_app_down(
     wsgi_pid = wb.app_pids()["wsgi"]
     # The multi-worker server forks its workers once it runs: wait for them to be seen.
     poll(lambda: len(psutil.Process(wsgi_pid).children(recursive=True)) >= 3, 20,
-         what="the wsgi server and its two workers")
+         what="the wsgi server and its two workers", ignore=COMING_UP)
     apps = wb.tracker.get(wb.tree() - {wb.pid})
 
     wb.kill()

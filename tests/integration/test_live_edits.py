@@ -8,14 +8,16 @@ from __future__ import annotations
 import re
 
 import pytest
-from integration_support import (
+
+from tests.support.harness import poll
+from tests.support.integration import (
     ASGI_APP,
+    COMING_UP,
     WSGI_APP,
     Project,
     Workbench,
     WorkbenchFactory,
     assert_gone,
-    poll,
 )
 
 EXTRA_APP = {**ASGI_APP, "name": "extra", "path": "/extra"}
@@ -40,7 +42,8 @@ def test_added_app_starts_and_removed_app_stops(wb: Workbench) -> None:
 
     mark = len(wb.lines)
     project.write(apps=[ASGI_APP, WSGI_APP], atomic=True)  # saved by rename, as vim does
-    poll(lambda: "extra" not in wb.metrics()["apps"], what="app 'extra' to be removed")
+    poll(lambda: "extra" not in wb.metrics()["apps"], what="app 'extra' to be removed",
+         ignore=COMING_UP)
     wb.wait_output("config applied: added=[] removed=['extra'] changed=[]", start=mark)
     assert_gone(extra_processes, what="the removed app's processes")
     assert wb.http.get("/extra/echo").status_code == 404
@@ -68,7 +71,7 @@ def test_routing_change_is_served_without_restarting_anything(wb: Workbench) -> 
     project.write(apps=[ASGI_APP, WSGI_APP],
                   routes={"=/ping": {"return": "200 pong v2"},
                           "^~/gone": {"return": "410 moved away"}})
-    poll(lambda: wb.http.get("/ping").text == "pong v2", what="the edited route")
+    poll(lambda: wb.http.get("/ping").text == "pong v2", what="the edited route", ignore=COMING_UP)
     r = wb.http.get("/gone/for/good")
     assert (r.status_code, r.text) == (410, "moved away")
     assert wb.http.get("/asgi/echo").status_code == 200
@@ -81,7 +84,7 @@ def test_invalid_file_is_refused_and_left_as_written(wb: Workbench) -> None:
     pids = wb.app_pids()
     good = project.config.read_text()
     mark = len(wb.lines)
-    invalid = good.replace('app_path = "apps.wsgi_app:app"', 'app_path = 42')
+    invalid = good.replace('app_path = "tests.apps.wsgi_app:app"', 'app_path = 42')
     project.write(invalid)
     line = wb.wait_output("config refused, running config kept", start=mark)
     assert re.search(r"workbench\.toml:\d+:\d+: .*app_path", line), line
@@ -96,7 +99,8 @@ def test_invalid_file_is_refused_and_left_as_written(wb: Workbench) -> None:
     assert project.config.read_text() == broken  # never rewritten or lost
 
     project.write(good.replace('"200 pong"', '"200 fixed"'))
-    poll(lambda: wb.http.get("/ping").text == "fixed", what="the corrected file to apply")
+    poll(lambda: wb.http.get("/ping").text == "fixed", what="the corrected file to apply",
+         ignore=COMING_UP)
     assert wb.app_pids() == pids
 
 
@@ -132,7 +136,8 @@ def test_emptied_file_is_waited_for_not_applied(wb: Workbench) -> None:
         wb.wait_output("workbench.toml is empty", start=mark)
         assert wb.http.get("/ping").text == "pong"
         fh.write(good.replace('"200 pong"', '"200 rewritten"'))
-    poll(lambda: wb.http.get("/ping").text == "rewritten", what="the rewritten file to apply")
+    poll(lambda: wb.http.get("/ping").text == "rewritten", what="the rewritten file to apply",
+         ignore=COMING_UP)
     assert wb.app_pids() == pids
     assert not [ln for ln in wb.lines[mark:] if "removed=['" in ln]
 

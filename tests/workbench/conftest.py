@@ -1,20 +1,17 @@
 """Fixtures of the workbench tests: a deterministic fake project for snapshots and a real
-project with real app processes for behaviour (helpers live in wbsupport.py)."""
+project with real app processes for behaviour (helpers live in tests/support/wb.py)."""
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from harness import free_port, free_port_range
-from wbsupport import real_project_text
+from tests.support.harness import free_port, free_port_range
+from tests.support.wb import real_project_text
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from harness import free_port, free_port_range, left_running, poll
-from wbsupport import real_project_text
+
+from tests.support.harness import free_port, free_port_range, left_running, poll
+from tests.support.wb import real_project_text
 
 pytestmark = pytest.mark.slow
 

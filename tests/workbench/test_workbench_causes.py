@@ -8,8 +8,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from realengine import apps, real_workbench
-from wbsupport import wait_until
+
+from tests.support.harness import wait_until
+from tests.support.realengine import apps, real_workbench
 
 pytestmark = pytest.mark.slow
 
@@ -21,10 +22,12 @@ async def test_the_row_shows_the_cause_of_a_crash(real_project: Path) -> None:
         before = apps(app)["shop"]
         server = psutil.Process(before["pid"]).children()[0]  # the server under its guard
         os.kill(server.pid, signal.SIGKILL)
-        await wait_until(pilot, lambda: apps(app)["shop"]["state"] == "healthy"
-                         and apps(app)["shop"]["pid"] != before["pid"], "shop restarted")
-        await wait_until(pilot, lambda: str(table.get_cell("shop", "cause"))
-                         == "killed by SIGKILL", "the row to name the signal")
+        await wait_until(lambda: apps(app)["shop"]["state"] == "healthy"
+                         and apps(app)["shop"]["pid"] != before["pid"], 30.0,
+                         what="shop restarted", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: str(table.get_cell("shop", "cause"))
+                         == "killed by SIGKILL", 30.0,
+                         what="the row to name the signal", interval=0.1, pause=pilot.pause)
         assert str(table.get_cell("api", "cause")) == "-"
         assert "last error: killed by SIGKILL" in app.dashboard.app_summary("shop")
 

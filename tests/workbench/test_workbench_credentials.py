@@ -9,12 +9,12 @@ import io
 import json
 from pathlib import Path
 
-from fake_engine import FakeEngine, make_record
 from rich.console import Console
 from textual.widgets import Checkbox, Input, Static
-from wbsupport import wait_until
 
 from gateway.events import RequestsCompleted
+from tests.support.fake_engine import FakeEngine, make_record
+from tests.support.harness import wait_until
 from workbench.app import create_app
 from workbench.messages import RequestChosen
 from workbench.screens.export_dialog import ExportDialog
@@ -40,15 +40,18 @@ async def test_trace_masks_until_v_and_copy_and_export_honour_it(shop_dir: Path)
     engine = FakeEngine(shop_dir / "workbench.toml")
     app = create_app(engine, poll_interval=3600)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         rec = secret_record(10_000)
         engine.request_log.records.append(rec)
         engine.events.emit(RequestsCompleted((rec,)))
         log = app.dashboard.request_log
-        await wait_until(pilot, lambda: any(log.record_at(i).request_id == rec.request_id
-                                            for i in range(log.row_count)), "the request")
+        await wait_until(lambda: any(log.record_at(i).request_id == rec.request_id
+                                            for i in range(log.row_count)), 30.0,
+                                            what="the request", interval=0.1, pause=pilot.pause)
         app.post_message(RequestChosen(rec.request_id))
-        await wait_until(pilot, lambda: isinstance(app.screen, TraceScreen), "the trace")
+        await wait_until(lambda: isinstance(app.screen, TraceScreen), 30.0, what="the trace",
+                         interval=0.1, pause=pilot.pause)
         trace = app.screen
         assert isinstance(trace, TraceScreen)
 
@@ -90,7 +93,8 @@ async def test_trace_masks_until_v_and_copy_and_export_honour_it(shop_dir: Path)
             dialog.query_one("#export-path", Input).value = str(target)
             dialog.query_one("#export-path", Input).focus()
             await pilot.press("enter")
-            await wait_until(pilot, target.exists, "the export")
+            await wait_until(target.exists, 30.0, what="the export", interval=0.1,
+                             pause=pilot.pause)
             written = target.read_text()
             assert all(s in written for s in SECRETS) is include
             assert any(s in written for s in SECRETS) is include

@@ -7,11 +7,11 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from fake_engine import FakeEngine
 from textual.message import Message
 from textual.widgets import OptionList, TextArea
-from wbsupport import ROOT, wait_until
 
+from tests.support.fake_engine import FakeEngine
+from tests.support.harness import ROOT, wait_until
 from workbench.app import WorkbenchApp, create_app
 from workbench.messages import (
     ChooseExport,
@@ -50,15 +50,19 @@ async def test_keys_on_the_dashboard_post_intents_the_app_carries_out(shop_dir: 
     app, engine = started(shop_dir)
     seen, hook = recorded()
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         await pilot.press("r")
-        await wait_until(pilot, lambda: ("restart", "api") in engine.calls, "the restart")
+        await wait_until(lambda: ("restart", "api") in engine.calls, 30.0, what="the restart",
+                         interval=0.1, pause=pilot.pause)
         await pilot.press("s")
-        await wait_until(pilot, lambda: ("stop", "api") in engine.calls, "the stop")
-        await wait_until(pilot, lambda: app.dashboard.apps_table.app_state("api") == "stopped",
-                         "the stopped state to show")
+        await wait_until(lambda: ("stop", "api") in engine.calls, 30.0, what="the stop",
+                         interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: app.dashboard.apps_table.app_state("api") == "stopped", 30.0,
+                         what="the stopped state to show", interval=0.1, pause=pilot.pause)
         await pilot.press("s")
-        await wait_until(pilot, lambda: ("start", "api") in engine.calls, "the start")
+        await wait_until(lambda: ("start", "api") in engine.calls, 30.0, what="the start",
+                         interval=0.1, pause=pilot.pause)
     assert of(seen, RestartApp) == [RestartApp("api")]
     assert of(seen, StopApp) == [StopApp("api")]
     assert of(seen, StartApp) == [StartApp("api")]
@@ -69,13 +73,16 @@ async def test_the_backend_picker_posts_a_switch(shop_dir: Path) -> None:
     app, engine = started(shop_dir)
     seen, hook = recorded()
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         await pilot.press("b")
-        await wait_until(pilot, lambda: isinstance(app.screen, BackendPicker), "the picker")
+        await wait_until(lambda: isinstance(app.screen, BackendPicker), 30.0, what="the picker",
+                         interval=0.1, pause=pilot.pause)
         options = app.screen.query_one(OptionList)
         options.highlighted = ["granian", "uvicorn", "hypercorn"].index("uvicorn")
         await pilot.press("enter")
-        await wait_until(pilot, lambda: engine.backend == "uvicorn", "the switch")
+        await wait_until(lambda: engine.backend == "uvicorn", 30.0, what="the switch", interval=0.1,
+                         pause=pilot.pause)
     assert of(seen, PickBackend) == [PickBackend()]
     assert of(seen, SwitchBackend) == [SwitchBackend("uvicorn")]
     assert engine.calls == [("backend", "uvicorn")]
@@ -87,18 +94,22 @@ async def test_saving_in_the_editor_posts_the_text_and_the_app_applies_it(
     seen, hook = recorded()
     config = shop_dir / "workbench.toml"
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, ConfigEditorScreen), "editor")
+        await wait_until(lambda: isinstance(app.screen, ConfigEditorScreen), 30.0, what="editor",
+                         interval=0.1, pause=pilot.pause)
         editor = app.screen.query_one(TextArea)
         edited = editor.text.replace("port = 8000", "port = 8000\nbacklog = 512")
         editor.text = edited
         await pilot.press("ctrl+s")
-        await wait_until(pilot, lambda: isinstance(app.screen, ApplyPreview), "the preview")
+        await wait_until(lambda: isinstance(app.screen, ApplyPreview), 30.0, what="the preview",
+                         interval=0.1, pause=pilot.pause)
         await pilot.press("y")
-        await wait_until(pilot, lambda: config.read_text() == edited, "the file written")
-        await wait_until(pilot, lambda: not isinstance(app.screen, ConfigEditorScreen),
-                         "the editor to close")
+        await wait_until(lambda: config.read_text() == edited, 30.0, what="the file written",
+                         interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: not isinstance(app.screen, ConfigEditorScreen), 30.0,
+                         what="the editor to close", interval=0.1, pause=pilot.pause)
     assert of(seen, EditProject) == [EditProject()]
     saves = of(seen, SaveProject)
     assert len(saves) == 1 and isinstance(saves[0], SaveProject)
@@ -110,12 +121,15 @@ async def test_the_export_dialog_posts_the_export(shop_dir: Path, tmp_path: Path
     seen, hook = recorded()
     target = tmp_path / "out.jsonl"
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         await pilot.press("x")
-        await wait_until(pilot, lambda: isinstance(app.screen, ExportDialog), "the dialog")
+        await wait_until(lambda: isinstance(app.screen, ExportDialog), 30.0, what="the dialog",
+                         interval=0.1, pause=pilot.pause)
         app.screen.query_one("#export-path").value = str(target)  # type: ignore[attr-defined]
         await pilot.press("enter")
-        await wait_until(pilot, target.exists, "the export file")
+        await wait_until(target.exists, 30.0, what="the export file", interval=0.1,
+                         pause=pilot.pause)
     assert of(seen, ChooseExport) == [ChooseExport()]
     assert of(seen, ExportRequests) == [ExportRequests(target, "jsonl")]
     assert len(target.read_text().splitlines()) == len(engine.request_log)
@@ -125,11 +139,13 @@ async def test_palette_entries_post_the_same_intents_as_the_keys(shop_dir: Path)
     app, engine = started(shop_dir)
     seen, hook = recorded()
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         commands = {cmd.title: cmd for cmd in app.palette_commands()}
         commands["Restart web"].run()
         commands["Switch backend to hypercorn"].run()
-        await wait_until(pilot, lambda: len(engine.calls) == 2, "both commands")
+        await wait_until(lambda: len(engine.calls) == 2, 30.0, what="both commands", interval=0.1,
+                         pause=pilot.pause)
     assert of(seen, RestartApp) == [RestartApp("web")]
     assert of(seen, SwitchBackend) == [SwitchBackend("hypercorn")]
     assert sorted(engine.calls) == [("backend", "hypercorn"), ("restart", "web")]

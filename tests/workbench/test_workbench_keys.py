@@ -10,13 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from realengine import all_healthy, app_pids, apps, real_workbench
 from textual.command import CommandPalette
 from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Input, RadioButton, Static, TextArea
-from wbsupport import ROOT, wait_until
 
+from tests.support.harness import ROOT, wait_until
+from tests.support.realengine import all_healthy, app_pids, apps, real_workbench
 from workbench.screens.apply_preview import ApplyPreview
 from workbench.screens.backend_picker import BackendPicker
 from workbench.screens.config_editor import ConfigEditorScreen
@@ -49,24 +49,29 @@ async def test_r_restarts_and_s_stops_and_starts_the_selected_app(real_project: 
         before = apps(app)["api"]
 
         await pilot.press("r")
-        await wait_until(pilot, lambda: apps(app)["api"]["restarts"] > before["restarts"]
+        await wait_until(lambda: apps(app)["api"]["restarts"] > before["restarts"]
                          and apps(app)["api"]["state"] == "healthy"
-                         and apps(app)["api"]["pid"] != before["pid"], "api restarted")
-        await wait_until(pilot, lambda: app.dashboard.apps_table.get_cell("api", "restarts")
-                         == str(apps(app)["api"]["restarts"]), "the table to show the restart")
+                         and apps(app)["api"]["pid"] != before["pid"], 30.0,
+                         what="api restarted", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: app.dashboard.apps_table.get_cell("api", "restarts")
+                         == str(apps(app)["api"]["restarts"]), 30.0,
+                         what="the table to show the restart", interval=0.1, pause=pilot.pause)
         assert apps(app)["shop"]["pid"] is not None  # the other app kept running
 
         await pilot.press("s")
-        await wait_until(pilot, lambda: apps(app)["api"]["state"] == "stopped", "api stopped")
-        await wait_until(pilot, lambda: state_cell(app, "api") == "stopped", "stopped badge")
+        await wait_until(lambda: apps(app)["api"]["state"] == "stopped", 30.0, what="api stopped",
+                         interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: state_cell(app, "api") == "stopped", 30.0, what="stopped badge",
+                         interval=0.1, pause=pilot.pause)
 
         await pilot.press("s")
-        await wait_until(pilot, lambda: apps(app)["api"]["state"] == "healthy", "api started")
+        await wait_until(lambda: apps(app)["api"]["state"] == "healthy", 30.0, what="api started",
+                         interval=0.1, pause=pilot.pause)
 
         shop_restarts = apps(app)["shop"]["restarts"]
         await pilot.press("down", "r")
-        await wait_until(pilot, lambda: apps(app)["shop"]["restarts"] > shop_restarts,
-                         "the newly selected app restarted")
+        await wait_until(lambda: apps(app)["shop"]["restarts"] > shop_restarts, 30.0,
+                         what="the newly selected app restarted", interval=0.1, pause=pilot.pause)
 
 
 async def test_a_killed_app_is_restarted_and_the_user_told(real_project: Path) -> None:
@@ -79,12 +84,13 @@ async def test_a_killed_app_is_restarted_and_the_user_told(real_project: Path) -
     async with real_workbench(real_project, message_hook=hook) as (app, pilot):
         before = apps(app)["shop"]
         os.kill(before["pid"], signal.SIGKILL)
-        await wait_until(pilot, lambda: apps(app)["shop"]["restarts"] > before["restarts"]
-                         and apps(app)["shop"]["state"] == "healthy", "shop restarted")
-        await wait_until(pilot, lambda: any(n.startswith("shop is restarting") for n in notes),
-                         "a restart notification")
-        await wait_until(pilot, lambda: any(n.startswith("shop is healthy") for n in notes),
-                         "a back-to-health notification")
+        await wait_until(lambda: apps(app)["shop"]["restarts"] > before["restarts"]
+                         and apps(app)["shop"]["state"] == "healthy", 30.0,
+                         what="shop restarted", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: any(n.startswith("shop is restarting") for n in notes), 30.0,
+                         what="a restart notification", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: any(n.startswith("shop is healthy") for n in notes), 30.0,
+                         what="a back-to-health notification", interval=0.1, pause=pilot.pause)
 
 
 async def test_b_switches_the_backend(real_project: Path) -> None:
@@ -105,17 +111,21 @@ async def test_b_switches_the_backend(real_project: Path) -> None:
             await pilot.press("down")
         await pilot.press("enter")
 
-        await wait_until(pilot, lambda: app.engine.backend == target, f"backend {target}", 90)
-        await wait_until(pilot, lambda: all_healthy(app)
-                         and all(a["backend"] == app_target for a in apps(app).values()),
-                         "apps rolled over to the new backend", 90)
+        await wait_until(lambda: app.engine.backend == target, 90, what=f"backend {target}",
+                         interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: all_healthy(app)
+                         and all(a["backend"] == app_target for a in apps(app).values()), 90,
+                         what="apps rolled over to the new backend", interval=0.1,
+                         pause=pilot.pause)
         # Written back once the old app processes are drained and stopped, which can come
         # after the metrics already show every app on the new backend.
-        await wait_until(pilot, lambda: f'backend = "{target}"' in read(real_project),
-                         "the choice written back to the project file", 60)
-        await wait_until(pilot, lambda: any(
+        await wait_until(lambda: f'backend = "{target}"' in read(real_project), 60,
+                         what="the choice written back to the project file", interval=0.1,
+                         pause=pilot.pause)
+        await wait_until(lambda: any(
             h.backend == target and h.apps_backend == app_target for h in app._headers()),
-            "the header to show what serves the gateway and the apps")
+            30.0, what="the header to show what serves the gateway and the apps", interval=0.1,
+            pause=pilot.pause)
         header = next(iter(app._headers()))
         assert "gateway builtin apps granian" in header.render().plain
 
@@ -127,12 +137,13 @@ async def test_requests_trace_copy_filter_and_export(real_project: Path,
                               "/api/items")
         assert [r.status_code for r in responses] == [200, 200, 404, 200, 200]
         log = app.dashboard.request_log
-        await wait_until(pilot, lambda: log.row_count >= 5, "requests in the log")
+        await wait_until(lambda: log.row_count >= 5, 30.0, what="requests in the log", interval=0.1,
+                         pause=pilot.pause)
 
         # enter: the trace of the request under the cursor, with the app's own log line
         rid = responses[-1].headers["x-request-id"]
-        await wait_until(pilot, lambda: bool(getattr(app.engine.trace(rid), "app_lines", ())),
-                         "the app's log line for the request")
+        await wait_until(lambda: bool(getattr(app.engine.trace(rid), "app_lines", ())), 30.0,
+                         what="the app's log line for the request", interval=0.1, pause=pilot.pause)
         await pilot.press("tab")
         assert app.focused is log
         row = next(i for i in range(log.row_count) if log.record_at(i).request_id == rid)
@@ -158,7 +169,8 @@ async def test_requests_trace_copy_filter_and_export(real_project: Path,
 
         # /: filter by text
         await pilot.press("slash", *"items/99")
-        await wait_until(pilot, lambda: log.row_count == 1, "only the matching request")
+        await wait_until(lambda: log.row_count == 1, 30.0, what="only the matching request",
+                         interval=0.1, pause=pilot.pause)
         assert log.selected_record is not None and log.selected_record.status == 404
         await pilot.press("escape")
 
@@ -175,7 +187,8 @@ async def test_requests_trace_copy_filter_and_export(real_project: Path,
             dialog.query_one("#export-path", Input).value = str(target)
             dialog.query_one("#export-path", Input).focus()
             await pilot.press("enter")
-            await wait_until(pilot, target.exists, f"the {fmt} export")
+            await wait_until(target.exists, 30.0, what=f"the {fmt} export", interval=0.1,
+                             pause=pilot.pause)
             text = target.read_text()
             if fmt == "har":
                 entries = json.loads(text)["log"]["entries"]
@@ -193,12 +206,13 @@ async def test_l_shows_logs_with_search_and_merged_view(real_project: Path) -> N
         screen = app.screen
         assert isinstance(screen, LogsScreen) and screen.app_name == "api"
         view = screen.log_view
-        await wait_until(pilot, lambda: any("listing" in ln.line for ln in view._shown),
-                         "api's output in the log view")
+        await wait_until(lambda: any("listing" in ln.line for ln in view._shown), 30.0,
+                         what="api's output in the log view", interval=0.1, pause=pilot.pause)
         assert all(ln.app == "api" for ln in view._shown)
 
         await pilot.press("slash", *"listing")
-        await wait_until(pilot, lambda: view.search == "listing", "the search to apply")
+        await wait_until(lambda: view.search == "listing", 30.0, what="the search to apply",
+                         interval=0.1, pause=pilot.pause)
         assert view.line_count >= 1 and all("listing" in ln.line for ln in view._shown)
         await pilot.press("enter", "c")  # enter keeps the search and hides the field
         assert "listing" in app.clipboard
@@ -209,8 +223,8 @@ async def test_l_shows_logs_with_search_and_merged_view(real_project: Path) -> N
         await pilot.press("slash")
         screen.query_one("#log-search", Input).value = ""
         await pilot.press("enter")
-        await wait_until(pilot, lambda: {ln.app for ln in view._shown} >= {"api", "shop"},
-                         "both apps' lines merged")
+        await wait_until(lambda: {ln.app for ln in view._shown} >= {"api", "shop"}, 30.0,
+                         what="both apps' lines merged", interval=0.1, pause=pilot.pause)
 
         await pilot.press("f")
         assert view.follow is False
@@ -251,11 +265,11 @@ async def test_e_refuses_a_broken_edit_and_applies_a_valid_one(real_project: Pat
         assert isinstance(preview, ApplyPreview)
         assert preview.change.added == ("extra",) and not preview.change.removed
         await pilot.press("y")
-        await wait_until(pilot, lambda: apps(app).get("extra", {}).get("state") == "healthy",
-                         "the added app healthy", 60)
+        await wait_until(lambda: apps(app).get("extra", {}).get("state") == "healthy", 60,
+                         what="the added app healthy", interval=0.1, pause=pilot.pause)
         assert 'name = "extra"' in read(real_project)
-        await wait_until(pilot, lambda: "extra" in app.dashboard.apps_table.app_names,
-                         "the added app in the table")
+        await wait_until(lambda: "extra" in app.dashboard.apps_table.app_names, 30.0,
+                         what="the added app in the table", interval=0.1, pause=pilot.pause)
         assert isinstance(app.screen, DashboardScreen)
 
 
@@ -277,11 +291,13 @@ async def test_help_palette_and_q_stops_every_app(real_project: Path) -> None:
         await pilot.press(*"Restart shop")
         await pilot.pause(0.5)
         await pilot.press("enter")
-        await wait_until(pilot, lambda: apps(app)["shop"]["restarts"] > restarts,
-                         "shop restarted from the palette")
-        await wait_until(pilot, lambda: all_healthy(app), "healthy again")
+        await wait_until(lambda: apps(app)["shop"]["restarts"] > restarts, 30.0,
+                         what="shop restarted from the palette", interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: all_healthy(app), 30.0, what="healthy again", interval=0.1,
+                         pause=pilot.pause)
 
         assert app_pids(app)
         await pilot.press("q")
-        await wait_until(pilot, lambda: app.phase == "stopped", "the engine to stop", 60)
+        await wait_until(lambda: app.phase == "stopped", 60, what="the engine to stop",
+                         interval=0.1, pause=pilot.pause)
     assert app.return_code == 0  # real_workbench then checks that no process is left

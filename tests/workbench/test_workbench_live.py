@@ -7,14 +7,14 @@ import asyncio
 import time
 from pathlib import Path
 
-from fake_engine import FakeEngine, make_record
 from textual.message import Message
 from textual.notifications import Notify
 from textual.widgets import Static
-from wbsupport import wait_until
 
 from gateway.events import AppStateChanged, RequestsCompleted
 from gateway.orchestrator.states import AppState
+from tests.support.fake_engine import FakeEngine, make_record
+from tests.support.harness import wait_until
 from workbench.app import WorkbenchApp, create_app
 from workbench.messages import RequestsArrived
 from workbench.screens.config_editor import ConfigEditorScreen
@@ -41,7 +41,8 @@ async def test_a_flood_keeps_the_table_bounded_and_the_loop_responsive(shop_dir:
             arrived.append(message)
 
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         log = app.dashboard.request_log
         lags: list[float] = []
         stop = asyncio.Event()
@@ -70,13 +71,15 @@ async def test_a_flood_keeps_the_table_bounded_and_the_loop_responsive(shop_dir:
 async def test_f_pauses_and_resumes_following(shop_dir: Path) -> None:
     app, engine = started(shop_dir)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         log = app.dashboard.request_log
         before = log.row_count
         await pilot.press("f")
         assert log.follow is False
         flood(engine, 5000, 7)
-        await wait_until(pilot, lambda: log.held == 7, "held rows")
+        await wait_until(lambda: log.held == 7, 30.0, what="held rows", interval=0.1,
+                         pause=pilot.pause)
         assert log.row_count == before
         assert "paused, 7 new" in str(app.dashboard.query_one("#requests-pane").border_title)
         await pilot.press("f")
@@ -89,17 +92,21 @@ async def test_f_pauses_and_resumes_following(shop_dir: Path) -> None:
 async def test_filter_by_app_status_class_and_text(shop_dir: Path) -> None:
     app, _ = started(shop_dir)
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         log = app.dashboard.request_log
         app.dashboard.set_filter(app="api", status_class="5xx")
-        await wait_until(pilot, lambda: 0 < log.row_count < 60, "the filtered log")
+        await wait_until(lambda: 0 < log.row_count < 60, 30.0, what="the filtered log",
+                         interval=0.1, pause=pilot.pause)
         rows = [log.record_at(i) for i in range(log.row_count)]
         assert all(r.app == "api" and r.status >= 500 for r in rows)
         app.dashboard.set_filter(text="checkout")
-        await wait_until(pilot, lambda: all("checkout" in log.record_at(i).path
-                                            for i in range(log.row_count)), "text filter")
+        await wait_until(lambda: all("checkout" in log.record_at(i).path
+                                            for i in range(log.row_count)), 30.0,
+                                            what="text filter", interval=0.1, pause=pilot.pause)
         app.dashboard.set_filter()
-        await wait_until(pilot, lambda: log.row_count == 60, "the whole log back")
+        await wait_until(lambda: log.row_count == 60, 30.0, what="the whole log back", interval=0.1,
+                         pause=pilot.pause)
 
 
 async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> None:
@@ -111,7 +118,8 @@ async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> Non
             notes.append(message)
 
     async with app.run_test(size=(100, 30), message_hook=hook) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         assert not notes  # starting up is no news
         emit = engine.events.emit
         s = AppState
@@ -119,7 +127,8 @@ async def test_crashes_restarts_and_failures_are_notified(shop_dir: Path) -> Non
         emit(AppStateChanged("api", s.RESTARTING, s.HEALTHY, 41099, 9001, "", 2))
         emit(AppStateChanged("jobs", s.UNHEALTHY, s.FAILED, None, None,
                              "gave up after 5 restarts", 5))
-        await wait_until(pilot, lambda: len(notes) >= 3, "three notifications")
+        await wait_until(lambda: len(notes) >= 3, 30.0, what="three notifications", interval=0.1,
+                         pause=pilot.pause)
         by_text = {n.notification.message: n.notification.severity for n in notes}
         assert by_text["api is restarting (restart 2): exited with -9"] == "warning"
         assert by_text["api is healthy (pid 41099)"] == "information"
@@ -132,7 +141,8 @@ async def test_escape_in_the_editor_asks_before_discarding_an_edit(shop_dir: Pat
     app, engine = started(shop_dir, poll_interval=3600)
     original = engine.config_path.read_text()
     async with app.run_test(size=(100, 30)) as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the fake engine")
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine", interval=0.1,
+                         pause=pilot.pause)
         await pilot.press("e")
         assert isinstance(app.screen, ConfigEditorScreen)
         await pilot.press("escape")  # unmodified: closes at once

@@ -10,10 +10,10 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from fake_engine import LATENCY, RATE, FakeEngine
 from textual.pilot import Pilot
 from textual.widgets import TextArea
 
+from tests.support.fake_engine import LATENCY, RATE, FakeEngine
 from workbench.app import WorkbenchApp, create_app
 from workbench.screens.config_editor import ConfigEditorScreen
 

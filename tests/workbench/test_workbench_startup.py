@@ -8,11 +8,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from harness import free_port, free_port_range
-from realengine import assert_no_process_left
-from wbsupport import real_project_text, wait_until
 
 from gateway.engine import Engine
+from tests.support.harness import assert_nothing_left, free_port, free_port_range, wait_until
+from tests.support.wb import real_project_text
 from workbench.app import create_app
 from workbench.runner import run as run_workbench
 
@@ -27,10 +26,11 @@ async def _run_until_exit(config: Path) -> tuple[int | None, str | None]:
     app = create_app(engine)
     try:
         async with app.run_test() as pilot:
-            await wait_until(pilot, lambda: app.phase == "failed", "the start to fail", 30)
+            await wait_until(lambda: app.phase == "failed", 30, what="the start to fail",
+                             interval=0.1, pause=pilot.pause)
     finally:
         await engine.stop()
-    await assert_no_process_left(set())
+    await assert_nothing_left(set(), children=True, timeout=15.0)
     return app.return_code, app.startup_error
 
 
@@ -73,11 +73,14 @@ async def test_a_healthy_start_then_stop_leaves_nothing(real_project: Path) -> N
     engine = Engine(real_project)
     app = create_app(engine, poll_interval=0.2)
     async with app.run_test() as pilot:
-        await wait_until(pilot, lambda: app.phase == "running", "the engine to start", 60)
-        await wait_until(pilot, lambda: bool(app.metrics and app.metrics.apps), "metrics", 30)
+        await wait_until(lambda: app.phase == "running", 60, what="the engine to start",
+                         interval=0.1, pause=pilot.pause)
+        await wait_until(lambda: bool(app.metrics and app.metrics.apps), 30, what="metrics",
+                         interval=0.1, pause=pilot.pause)
         app.request_quit()
         app.request_quit()  # idempotent
-        await wait_until(pilot, lambda: app.phase == "stopped", "the engine to stop", 60)
+        await wait_until(lambda: app.phase == "stopped", 60, what="the engine to stop",
+                         interval=0.1, pause=pilot.pause)
     assert app.return_code == 0
     await asyncio.sleep(0)
-    await assert_no_process_left(set())
+    await assert_nothing_left(set(), children=True, timeout=15.0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import importlib.util
 
-import harness
 import pytest
+
+from tests.support import harness
 
 
 class _NoTransport:

@@ -23,8 +23,6 @@ import tomlkit
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from ext_upstream import gateway, member
-from harness import serve_config
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
@@ -33,8 +31,9 @@ from gateway.auth.paths import PathRules
 from gateway.config.loader import validate_text
 from gateway.errors import ConfigError
 from gateway.export import export_requests
+from tests.support.extensions import gateway, member
+from tests.support.harness import ROOT, serve_config
 
-TESTS_DIR = Path(__file__).resolve().parents[2]
 SECRET = "s3cr3t-key-for-the-tests-0123456789abcdef"
 
 
@@ -363,7 +362,7 @@ async def serve_asgi(app: Any) -> AsyncIterator[int]:
 
 
 async def test_forward_auth_to_an_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from apps import authsvc
+    from tests.apps import authsvc
 
     seen: list[dict[bytes, bytes]] = []
     async with serve_asgi(authsvc.app) as port:
@@ -422,7 +421,7 @@ async def test_forward_auth_unreachable_is_502(tmp_path: Path,
 
 async def test_mount_behind_three_entries_http_websocket_and_sanitized_har(
         tmp_path: Path) -> None:
-    from apps import authsvc
+    from tests.apps import authsvc
 
     async with serve_asgi(authsvc.app) as port:
         await _mount_behind_three_entries(tmp_path, port)
@@ -440,8 +439,8 @@ async def _mount_behind_three_entries(tmp_path: Path, port: int) -> None:
                                     "paths": ["/m/api/*"],
                                     "claims_to_headers": {"sub": "X-Sub"}}},
         {"type": "asgi", "config": {"mounts": [
-            {"path": "/m", "app_path": "apps.basic:app", "name": "m",
-             "module_path": str(TESTS_DIR)}]}},
+            {"path": "/m", "app_path": "tests.apps.basic:app", "name": "m",
+             "module_path": str(ROOT)}]}},
     ]})
     async with serve_config(text, tmp_path) as gw:
         token = bearer(hs256({"sub": "svc"}))

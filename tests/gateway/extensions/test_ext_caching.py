@@ -6,19 +6,19 @@ import asyncio
 import types
 
 import pytest
-from ext_upstream import (
+
+from gateway.config.schema import CachingOptions
+from gateway.extensions import caching
+from gateway.extensions.caching import CachingExtension
+from tests.support.extensions import (
     call_asgi,
     default_handler,
     gateway,
     http_scope,
     member,
     response_headers,
-    until,
 )
-
-from gateway.config.schema import CachingOptions
-from gateway.extensions import caching
-from gateway.extensions.caching import CachingExtension
+from tests.support.harness import wait_until
 
 CACHING = '[[extensions]]\ntype = "caching"\n[extensions.config]\ncache_ttl = 3600\n'
 
@@ -133,7 +133,8 @@ async def test_single_flight_sends_concurrent_misses_to_the_app_once(
         gate = hold_upstream(upstream)
         cache = member(served, "caching")
         tasks = [asyncio.create_task(client.get("/cold")) for _ in range(5)]
-        await until(lambda: len(upstream.calls) == 1 and cache.waiting == 4)
+        await wait_until(lambda: len(upstream.calls) == 1 and cache.waiting == 4, 5.0,
+                         interval=0.005)
         gate.set()
         responses = await asyncio.gather(*tasks)
         assert [r.status_code for r in responses] == [200] * 5
@@ -149,7 +150,8 @@ async def test_single_flight_followers_fall_back_when_the_leader_cannot_be_cache
         gate = hold_upstream(upstream)
         cache = member(served, "caching")
         tasks = [asyncio.create_task(client.get("/nc?cc=no-store")) for _ in range(4)]
-        await until(lambda: len(upstream.calls) == 1 and cache.waiting == 3)
+        await wait_until(lambda: len(upstream.calls) == 1 and cache.waiting == 3, 5.0,
+                         interval=0.005)
         gate.set()
         responses = await asyncio.gather(*tasks)
         assert [r.status_code for r in responses] == [200] * 4
@@ -169,7 +171,7 @@ async def test_single_flight_followers_stop_waiting_after_the_timeout(
 
         upstream.handler = first_is_stuck
         leader = asyncio.create_task(client.get("/stuck"))
-        await until(lambda: len(upstream.calls) == 1)
+        await wait_until(lambda: len(upstream.calls) == 1, 5.0, interval=0.005)
         follower = await client.get("/stuck")
         assert follower.status_code == 200 and len(upstream.calls) == 2
         gate.set()

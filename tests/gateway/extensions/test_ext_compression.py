@@ -6,10 +6,10 @@ import asyncio
 import zlib
 
 import pytest
-from ext_upstream import call_asgi, gateway, http_scope, member, response_headers
 
 from gateway.config.schema import CompressionOptions
 from gateway.extensions.compression import PREFERENCE, CompressionExtension, choose_encoding
+from tests.support.extensions import call_asgi, gateway, http_scope, member, response_headers
 
 COMPRESSION = '[[extensions]]\ntype = "compression"\n'
 GZIP = {"Accept-Encoding": "gzip"}

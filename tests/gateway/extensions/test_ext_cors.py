@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ext_upstream import gateway, member
+from tests.support.extensions import gateway, member
 
 CORS = ('[[extensions]]\ntype = "cors"\n[extensions.config]\n'
         'allow_origins = ["https://app.example.com", "https://*.example.org"]\n'

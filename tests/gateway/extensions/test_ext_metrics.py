@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ext_upstream import gateway
+from tests.support.extensions import gateway
 
 ALL = """
 [[extensions]]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from ext_upstream import call_asgi, default_handler, gateway, http_scope, member
-
 from gateway.config.schema import MonitoringOptions
 from gateway.context import RequestContext, get_context
 from gateway.extensions.monitoring import MonitoringExtension
+from tests.support.extensions import call_asgi, default_handler, gateway, http_scope, member
 
 MONITORING = '[[extensions]]\ntype = "monitoring"\n'
 

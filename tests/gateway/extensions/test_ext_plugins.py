@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ext_upstream import gateway
 
 from gateway.config.loader import validate_text
 from gateway.errors import ConfigError
 from gateway.extensions import registry
+from tests.support.extensions import gateway
 
 EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "plugin_example"
 DIST = "pyserve-hello"

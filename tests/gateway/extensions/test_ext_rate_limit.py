@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from ext_upstream import call_asgi, gateway, http_scope, member
-
 from gateway.config.schema import RateLimitOptions
 from gateway.extensions.rate_limit import RateLimitExtension, TokenBuckets
+from tests.support.extensions import call_asgi, gateway, http_scope, member
 
 RATE = ('[[extensions]]\ntype = "rate_limit"\n[extensions.config]\n'
         'requests_per_minute = 6\nburst_size = 3\n')

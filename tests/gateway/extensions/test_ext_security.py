@@ -5,11 +5,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from ext_upstream import call_asgi, gateway, http_scope, member, response_headers
 
 from gateway.config.schema import SecurityOptions
 from gateway.extensions._client import ClientResolver, NetworkSet, parse_address
 from gateway.extensions.security import SecurityExtension
+from tests.support.extensions import call_asgi, gateway, http_scope, member, response_headers
 
 
 def _security(**options: object) -> str:

@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_support import Recorder, leftover_processes, make_project
 
 from gateway.config.schema import AppConfig
 from gateway.events import EventBus
 from gateway.orchestrator import Orchestrator
+from tests.support.harness import group_members
+from tests.support.orchestration import Recorder, make_project
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def recorder() -> Iterator[Recorder]:
     """Records events and pids; afterwards, no process of those groups may be left."""
     rec = Recorder()
     yield rec
-    left = leftover_processes(rec.pids)
+    left = group_members(rec.pids)
     assert not left, f"processes left behind: {left}"
 
 

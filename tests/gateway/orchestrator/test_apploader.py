@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from orch_support import TESTS_DIR
 
 from gateway.orchestrator.apploader import (
     AppLoadError,
@@ -24,6 +23,7 @@ from gateway.orchestrator.protocol import (
     SPEC_ENV,
     ChildSpec,
 )
+from tests.support.harness import ROOT
 
 
 async def asgi3(scope: Any, receive: Any, send: Any) -> None: ...
@@ -84,35 +84,35 @@ async def test_an_asgi2_app_is_served_as_asgi3() -> None:
 
 
 def test_wsgi_is_detected_without_app_type() -> None:
-    assert is_wsgi(load_app("apps.wsgi_app:app", module_path=str(TESTS_DIR)))
-    assert not is_wsgi(load_app("apps.basic:app", module_path=str(TESTS_DIR)))
+    assert is_wsgi(load_app("tests.apps.wsgi_app:app", module_path=str(ROOT)))
+    assert not is_wsgi(load_app("tests.apps.basic:app", module_path=str(ROOT)))
 
 
 @pytest.mark.parametrize(("app_path", "app_type", "message"), [
-    ("apps.wsgi_app:app", "asgi",
-     "app_type = 'asgi' but apps.wsgi_app:app is a WSGI callable; "
+    ("tests.apps.wsgi_app:app", "asgi",
+     "app_type = 'asgi' but tests.apps.wsgi_app:app is a WSGI callable; "
      "set app_type = 'wsgi' or remove the key"),
-    ("apps.basic:app", "wsgi",
-     "app_type = 'wsgi' but apps.basic:app is an ASGI app; "
+    ("tests.apps.basic:app", "wsgi",
+     "app_type = 'wsgi' but tests.apps.basic:app is an ASGI app; "
      "set app_type = 'asgi' or remove the key"),
 ])
 def test_a_contradicting_app_type_is_one_error_naming_the_fix(app_path: str, app_type: str,
                                                              message: str) -> None:
     with pytest.raises(AppLoadError) as info:
-        load_app(app_path, app_type=app_type, module_path=str(TESTS_DIR))
+        load_app(app_path, app_type=app_type, module_path=str(ROOT))
     assert str(info.value) == message
 
 
 def test_the_app_process_fails_at_load_with_that_one_line() -> None:
     """Not a traceback per request: the runner exits before any server starts."""
-    spec = ChildSpec(app="site", app_path="apps.wsgi_app:app", app_type="asgi",
-                     module_path=str(TESTS_DIR), sys_path=(str(TESTS_DIR),),
-                     backend="uvicorn", host="127.0.0.1", port=9, cwd=str(TESTS_DIR),
+    spec = ChildSpec(app="site", app_path="tests.apps.wsgi_app:app", app_type="asgi",
+                     module_path=str(ROOT), sys_path=(str(ROOT),),
+                     backend="uvicorn", host="127.0.0.1", port=9, cwd=str(ROOT),
                      prefix="/site")
     env = dict(os.environ, **{SPEC_ENV: spec.to_json()})
     done = subprocess.run([sys.executable, "-m", "gateway.orchestrator.runner"], env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == EXIT_IMPORT_ERROR
     assert done.stderr.splitlines() == [
-        IMPORT_ERROR_PREFIX + "app_type = 'asgi' but apps.wsgi_app:app is a WSGI callable; "
+        IMPORT_ERROR_PREFIX + "app_type = 'asgi' but tests.apps.wsgi_app:app is a WSGI callable; "
         "set app_type = 'wsgi' or remove the key"]

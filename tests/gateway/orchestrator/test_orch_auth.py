@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import jwt
 import pytest
-from orch_gateway import serve_gateway
-from orch_support import Recorder, project_toml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+
+from tests.support.orch_gateway import serve_gateway
+from tests.support.orchestration import Recorder, project_toml
 
 SECRET = "a-secret-for-the-process-tests-0123456789"
 
@@ -33,7 +34,7 @@ async def test_forward_to_an_app_and_basic_must_both_pass(tmp_path: Path,
                                                           recorder: Recorder) -> None:
     users = {"alice": _sha_hash("wonder")}
     text = project_toml(
-        [{"name": "api"}, {"name": "authsvc", "app_path": "apps.authsvc:app"},
+        [{"name": "api"}, {"name": "authsvc", "app_path": "tests.apps.authsvc:app"},
          {"name": "tok"}],
         extensions=[
             {"type": "auth", "config": {"method": "forward", "url": "app:authsvc/verify",

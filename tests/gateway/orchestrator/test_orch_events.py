@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from orch_support import Recorder, app
-
 from gateway.events import AppStateChanged
 from gateway.orchestrator import Orchestrator
 from gateway.orchestrator.states import AppState
+from tests.support.orchestration import Recorder, app
 
 
 async def test_state_changes_carry_the_enum(make_orchestrator: Callable[..., Orchestrator],

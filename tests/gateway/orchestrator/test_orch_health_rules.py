@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import sys
 
-from harness import wait_until
-from orch_support import TESTS_DIR, Recorder, app
-
 from gateway.events import EngineMessage
 from gateway.orchestrator import AppState
+from tests.support.harness import TESTS_DIR, wait_until
+from tests.support.orchestration import Recorder, app
 
 #: A plain file server: it has no /health route and answers 404 there.
 FILE_SERVER = [sys.executable, "-m", "http.server", "$PORT", "--bind", "127.0.0.1"]

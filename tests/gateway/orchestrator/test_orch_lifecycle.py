@@ -11,12 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import wait_until
-from orch_support import Recorder, app
 
 from gateway.errors import AppError
 from gateway.events import AppOutput, EngineMessage
 from gateway.orchestrator import AppState
+from tests.support.harness import wait_until
+from tests.support.orchestration import Recorder, app
 
 
 async def get(sup, path: str) -> httpx.Response:
@@ -45,8 +45,8 @@ async def test_start_serves_and_reports(make_orchestrator, recorder: Recorder) -
 @pytest.mark.parametrize("backend", ["granian", "uvicorn", "hypercorn"])
 async def test_request_id_reaches_app_log_lines(make_orchestrator, recorder: Recorder,
                                                 backend: str) -> None:
-    orch = make_orchestrator([app("a"), app("w", app_path="apps.wsgi_app:app", app_type="wsgi")],
-                             backend=backend)
+    orch = make_orchestrator([app("a"), app("w", app_path="tests.apps.wsgi_app:app",
+                                            app_type="wsgi")], backend=backend)
     await orch.start()
     for name in ("a", "w"):
         sup = orch.get(name)
@@ -81,8 +81,8 @@ async def test_sigkill_is_noticed_and_restarted(make_orchestrator, recorder: Rec
     old_pid = sup.pid
     os.kill(old_pid, signal.SIGKILL)
     # The probe interval is 30 s: only the exit itself can make this quick.
-    await wait_until(lambda: sup.state is AppState.HEALTHY and sup.pid not in (None, old_pid),
-                     10, what="a new healthy process")
+    await wait_until(lambda: sup.state is AppState.HEALTHY and sup.pid not in (None, old_pid), 10,
+                     what="a new healthy process")
     assert sup.restarts == 1
     assert "killed by SIGKILL" in (recorder.of(type(recorder.events[0])) and [
         e.reason for e in recorder.events if getattr(e, "new", "") == "restarting"][0])
@@ -110,14 +110,14 @@ async def test_failing_health_checks_restart_the_app(make_orchestrator, tmp_path
 
 async def test_import_error_fails_after_max_restarts(make_orchestrator,
                                                      recorder: Recorder) -> None:
-    orch = make_orchestrator([app("broken", app_path="apps.broken:app", max_restart_count=2),
+    orch = make_orchestrator([app("broken", app_path="tests.apps.broken:app", max_restart_count=2),
                               app("good")])
     await orch.start()
     broken, good = orch.get("broken"), orch.get("good")
     await wait_until(lambda: broken.state is AppState.FAILED, 20, what="broken to fail")
     assert broken.restarts == 2
     assert "No module named 'this_module_does_not_exist_anywhere'" in broken.last_error
-    assert "cannot import 'apps.broken'" in broken.last_error
+    assert "cannot import 'tests.apps.broken'" in broken.last_error
     assert not await broken.wait_ready(0.1)
     messages = [e.text for e in recorder.of(EngineMessage) if e.app == "broken"]
     assert any("did not start" in m and "this_module_does_not_exist" in m for m in messages)
@@ -199,7 +199,7 @@ async def test_depends_on_order(make_orchestrator, recorder: Recorder) -> None:
 
 async def test_dependency_failure_fails_the_dependent(make_orchestrator,
                                                           recorder: Recorder) -> None:
-    orch = make_orchestrator([app("broken", app_path="apps.broken:app", max_restart_count=0),
+    orch = make_orchestrator([app("broken", app_path="tests.apps.broken:app", max_restart_count=0),
                               app("web", depends_on=["broken"])])
     await orch.start()
     web = orch.get("web")

@@ -11,13 +11,13 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from harness import free_port, wait_until
-from orch_gateway import serve_gateway
-from orch_support import TESTS_DIR, Recorder, project_toml
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
 from gateway.orchestrator import AppState
+from tests.support.harness import TESTS_DIR, RawResponse, free_port, read_response, wait_until
+from tests.support.orch_gateway import serve_gateway
+from tests.support.orchestration import Recorder, project_toml
 
 
 def client(base: str) -> httpx.AsyncClient:
@@ -29,8 +29,8 @@ async def test_strip_path_proxying_for_every_kind_of_app(tmp_path: Path,
     text = project_toml([
         {"name": "api"},
         {"name": "keep", "strip_path": False},
-        {"name": "wsgi", "app_path": "apps.wsgi_app:app"},  # detected as WSGI
-        {"name": "fac", "app_path": "apps.factory:create_app", "factory": True,
+        {"name": "wsgi", "app_path": "tests.apps.wsgi_app:app"},  # detected as WSGI
+        {"name": "fac", "app_path": "tests.apps.factory:create_app", "factory": True,
          "factory_args": {"greeting": "hey", "times": 2}},
         {"name": "env", "env": {"GREETING": "bonjour"}},
         {"name": "cmd", "command": [sys.executable, str(TESTS_DIR / "apps/command_server.py")]},
@@ -128,7 +128,7 @@ async def test_stopped_and_failed_apps_answer_503_at_once(tmp_path: Path,
                                                           recorder: Recorder) -> None:
     text = project_toml([
         {"name": "api"},
-        {"name": "broken", "app_path": "apps.broken:app", "max_restart_count": 0},
+        {"name": "broken", "app_path": "tests.apps.broken:app", "max_restart_count": 0},
     ])
     async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
         orch = gw.orchestrator
@@ -170,7 +170,7 @@ async def test_request_during_restart_is_held_then_served(tmp_path: Path,
 async def test_hold_gives_up_with_503_and_retry_after(tmp_path: Path,
                                                       recorder: Recorder) -> None:
     # A crash-looping app with a long backoff stays "restarting" for a while.
-    text = project_toml([{"name": "loop", "app_path": "apps.broken:app",
+    text = project_toml([{"name": "loop", "app_path": "tests.apps.broken:app",
                           "restart_delay": 20.0, "hold_requests": 0.4}])
     async with serve_gateway(tmp_path, text, recorder) as gw, client(gw.url) as http:
         sup = gw.orchestrator.get("loop")
@@ -208,7 +208,7 @@ async def test_slow_app_times_out_with_504(tmp_path: Path, recorder: Recorder) -
 
 async def test_extension_owns_an_orchestrator_when_the_engine_gave_none(
         tmp_path: Path, recorder: Recorder) -> None:
-    import harness
+    from tests.support import harness
 
     text = project_toml([{"name": "api"}], server={"backend": "uvicorn"})
     async with harness.serve_config(text, tmp_path) as gw, client(gw.url) as http:
@@ -253,3 +253,47 @@ async def test_a_request_refused_by_a_dying_app_is_held_for_its_restart(
         r = await http.delete("/cmd/item")
         assert r.status_code == 501, r.text
         assert orchestration.metrics()["retried"] == retried + 1  # type: ignore[index]
+
+
+async def test_apps_see_the_normalised_path_as_nginx_locations_do(tmp_path: Path,
+                                                                  recorder: Recorder) -> None:
+    # App prefixes are matched on the path nginx would match (`$uri`): `//api/x` and
+    # `/api/./x` are the app's `/x`, `/api/../x` is not the app's at all, and what cannot be
+    # normalised is 400 before any app sees it. Raw request lines: a client library would
+    # clean the path up before sending it.
+    text = project_toml([{"name": "api"}, {"name": "keep", "strip_path": False}])
+    async with serve_gateway(tmp_path, text, recorder) as gw:
+        for sup in gw.orchestrator.supervisors.values():
+            assert await sup.wait_ready(15), sup
+        host, port = gw.url.removeprefix("http://").split(":")
+
+        async def get(target: str) -> RawResponse:
+            reader, writer = await asyncio.open_connection(host, int(port))
+            try:
+                writer.write(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+                             .encode())
+                response = await read_response(reader)
+                assert response is not None, target
+                return response
+            finally:
+                writer.close()
+
+        for target in ("//api/echo/x", "/api/./echo/x", "/api/z/../echo/x", "/%61pi/echo/x"):
+            r = await get(target)
+            assert r.status == 200, target
+            body = json.loads(r.body)
+            assert (body["path"], body["root_path"]) == ("/echo/x", "/api"), target
+        r = await get("/api/../echo/x")  # normalised to /echo/x: no app has that prefix
+        assert r.status == 404
+        for target in ("/api/%00", "/api/x%zz", "/../api/echo"):
+            r = await get(target)
+            assert r.status == 400, target
+            assert b"the request" in r.body.lower() or b"path" in r.body, r.body
+        # Without strip_path the app gets the target as sent, as proxy_pass without a URI.
+        r = await get("//keep/echo")
+        assert r.status == 200 and json.loads(r.body)["path"] == "//keep/echo"
+        # The gateway's own endpoints are found by the normalised path too.
+        assert (await get("//health")).status == 200
+        # The request log keeps what the client asked for; the trace, what it meant.
+        record = next(r for r in gw.services.request_log.snapshot() if r.path == "//api/echo/x")
+        assert dict(record.notes)["uri"] == "/api/echo/x" and record.app == "api"

@@ -13,14 +13,14 @@ from pathlib import Path
 
 import httpx
 import psutil
-from harness import wait_until
-from orch_gateway import serve_gateway
-from orch_support import TESTS_DIR, Recorder, app, project_toml
 
 from gateway.orchestrator import AppState
 from gateway.orchestrator.orchestrator import Plan
+from tests.support.harness import ROOT, wait_until
+from tests.support.orch_gateway import serve_gateway
+from tests.support.orchestration import Recorder, app, project_toml
 
-GOOD = "from apps.basic import app  # noqa: F401\n"
+GOOD = "from tests.apps.basic import app  # noqa: F401\n"
 BROKEN = "import this_module_does_not_exist_anywhere  # noqa: F401\n" + GOOD
 CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 
@@ -37,7 +37,7 @@ async def test_failed_restarts_keep_the_old_process_and_the_change_pending(
     code.mkdir()
     module = code / "mod.py"
     module.write_text(GOOD)
-    env = {"PYTHONPATH": str(TESTS_DIR), "V": "1"}
+    env = {"PYTHONPATH": str(ROOT), "V": "1"}
     orch = make_orchestrator([app("api", app_path="mod:app", module_path=str(code), env=env)])
     await orch.start()
     sup = orch.get("api")
@@ -89,7 +89,7 @@ async def test_causes_reach_the_503_body_and_logs_without_control_characters(
              " sys.exit(3)"]
     text = project_toml([
         {"name": "noisy", "command": noisy, "max_restart_count": 0},
-        {"name": "broken", "app_path": "apps.broken:app", "max_restart_count": 0},
+        {"name": "broken", "app_path": "tests.apps.broken:app", "max_restart_count": 0},
     ])
     async with serve_gateway(tmp_path, text, recorder) as gw, \
             httpx.AsyncClient(base_url=gw.url, trust_env=False, timeout=10) as http:

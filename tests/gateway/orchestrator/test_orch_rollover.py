@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import wait_until
-from orch_gateway import ServedGateway, serve_gateway
-from orch_support import Recorder, project_toml
 
 from gateway.events import EngineMessage
 from gateway.orchestrator import AppState
+from tests.support.harness import group_members, wait_until
+from tests.support.orch_gateway import ServedGateway, serve_gateway
+from tests.support.orchestration import Recorder, project_toml
 
 
 class RequestLoop:
@@ -97,9 +97,8 @@ async def test_switch_backend_rolls_over_without_failing_a_request(
 
 
 def _alive(pid: int) -> bool:
-    from orch_support import leftover_processes
 
-    return bool(leftover_processes({pid}))
+    return bool(group_members({pid}))
 
 
 HOT_APP = '''
@@ -170,7 +169,7 @@ async def test_failed_rollover_keeps_the_old_process(tmp_path: Path,
         sup = orch.get("api")
         assert await sup.wait_ready(15)
         pid = sup.pid
-        broken = dataclasses.replace(orch.options.apps[0], app_path="apps.broken:app")
+        broken = dataclasses.replace(orch.options.apps[0], app_path="tests.apps.broken:app")
         options = dataclasses.replace(orch.options, apps=[broken])
         plan = await orch.apply(options, orch.project)
         assert (plan.added, plan.removed, plan.roll) == ((), (), ("api",))

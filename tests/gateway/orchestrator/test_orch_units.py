@@ -6,7 +6,6 @@ import socket
 from pathlib import Path
 
 import pytest
-from orch_support import app, make_project, port_range
 
 from gateway.errors import AppError
 from gateway.events import EventBus
@@ -26,6 +25,7 @@ from gateway.orchestrator.states import (
     InvalidTransition,
     check_transition,
 )
+from tests.support.orchestration import app, make_project, port_range
 
 
 def test_every_state_has_transitions_and_can_stop() -> None:

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
-from proxy_harness import Respond, Upstream
 
 from gateway.proxy import PooledTransport
+from tests.support.proxy import Respond, Upstream
 
 
 @pytest.fixture

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from proxy_harness import make_scope
-
 from gateway.proxy import UpstreamTarget
 from gateway.proxy.headers import (
     BODY_CHUNKED,
@@ -12,6 +10,7 @@ from gateway.proxy.headers import (
     BODY_UNKNOWN,
     build_request_head,
 )
+from tests.support.proxy import make_scope
 
 TARGET = UpstreamTarget("127.0.0.1", 8000, "/p", b"q=1")
 

@@ -7,7 +7,6 @@ import socket
 import time
 
 import pytest
-from proxy_harness import DEADLINE, AsgiClient, RawRequest, make_scope, ok, poll_until, response
 
 from gateway.context import RequestContext
 from gateway.errors import (
@@ -19,6 +18,8 @@ from gateway.errors import (
 from gateway.proxy import PooledTransport, UpstreamTarget
 from gateway.proxy.client import READ_HIGH_WATER
 from gateway.proxy.headers import Forwarding, may_resend
+from tests.support.harness import wait_until
+from tests.support.proxy import DEADLINE, AsgiClient, RawRequest, make_scope, ok, response
 
 W = asyncio.StreamWriter
 
@@ -145,7 +146,8 @@ async def test_idle_connection_closed_by_server_is_discarded(start_upstream, tra
     up = await start_upstream(once)
     await proxy(transport, up.target())
     pool = transport._pools[("127.0.0.1", up.port)]
-    await poll_until(lambda: pool.idle_count == 0)  # the EOF was noticed while idle
+    await wait_until(lambda: pool.idle_count == 0, DEADLINE,
+                     interval=0.002)  # the EOF was noticed while idle
     c = await proxy(transport, up.target())
     assert c.status == 200 and up.connections == 2
 
@@ -276,7 +278,8 @@ async def test_upload_waits_for_upstream_drain(start_upstream, transport):
                                               (b"content-length", b"%d" % size)]))
     stats = transport.stats
     key = f"127.0.0.1:{up.port}"
-    await poll_until(lambda: stats().get(key, {}).get("write_pauses", 0) > 0)
+    await wait_until(lambda: stats().get(key, {}).get("write_pauses", 0) > 0, DEADLINE,
+                     interval=0.002)
     assert client.received < len(parts)  # parked on the upstream socket, not reading ahead
     release.set()
     c = await task

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import asyncio
 
-from proxy_harness import DEADLINE, AsgiClient, make_scope, ok, poll_until
-
 from gateway.proxy import PooledTransport, UpstreamTarget
 from gateway.proxy.client import UpstreamPool
+from tests.support.harness import wait_until
+from tests.support.proxy import DEADLINE, AsgiClient, make_scope, ok
 
 
 async def proxy(transport: PooledTransport, target: UpstreamTarget) -> AsgiClient:
@@ -37,7 +37,7 @@ async def test_pools_of_gone_upstreams_are_dropped(start_upstream, transport):
             await previous.aclose()
             pool = transport._pools.get(("127.0.0.1", previous.port))
             if pool is not None:
-                await poll_until(lambda p=pool: p.open == 0)
+                await wait_until(lambda p=pool: p.open == 0, DEADLINE, interval=0.002)
         assert len(transport.stats()) <= 2, transport
         previous = up
     assert f"127.0.0.1:{previous.port}" in transport.stats()

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import uvicorn
-from proxy_harness import DEADLINE
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
@@ -20,6 +19,7 @@ from websockets.http11 import Request, Response
 
 from gateway.context import RequestContext
 from gateway.proxy import PooledTransport, UpstreamTarget
+from tests.support.proxy import DEADLINE
 
 
 @dataclass

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import serve_config
-from routing_helpers import eventually, get, raw_http
 
 from gateway.errors import ConfigError
+from tests.support.harness import serve_config, wait_until
+from tests.support.routing import DEADLINE, get, raw_http
 
 # Every location answers with its own name, so a response says which location won.
 PRIORITIES = r"""
@@ -58,7 +58,7 @@ async def test_route_is_recorded_and_counted(tmp_path: Path) -> None:
     async with serve_config(PRIORITIES, tmp_path) as gw, httpx.AsyncClient() as client:
         r = await client.get(gw.url + "/docs/x")
         rid = r.headers["x-request-id"]
-        rec = await eventually(lambda: gw.services.request_log.find(rid))
+        rec = await wait_until(lambda: gw.services.request_log.find(rid), DEADLINE, interval=0.01)
         assert rec.route == "/docs/"
         routing = gw.app.pipeline.members[0]
         assert routing.metrics() == {"locations": {"/docs/": 1}}

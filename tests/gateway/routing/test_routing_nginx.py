@@ -26,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from harness import serve_config
-from nginx_oracle import NGINX, SKIP_REASON, running_nginx
-from routing_helpers import RawResponse, raw_http
+
+from tests.support.harness import serve_config
+from tests.support.nginx import NGINX, SKIP_REASON, running_nginx
+from tests.support.routing import RawResponse, raw_http
 
 pytestmark = pytest.mark.skipif(NGINX is None, reason=SKIP_REASON)
 
@@ -438,7 +439,7 @@ PROXY_TARGETS = ["/api/users", "//api//users/./x", "/api/a%20b/%2e%2e/c", "/api/
 
 
 async def test_proxy_pass_sends_what_nginx_sends(tmp_path: Path) -> None:
-    from routing_helpers import echo_upstream
+    from tests.support.routing import echo_upstream
 
     async with echo_upstream() as up:
         def url(path: str | None) -> str:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ServedGateway, free_port, serve_config
-from routing_helpers import echo_upstream, eventually, get, raw_http
+
+from tests.support.harness import ServedGateway, free_port, serve_config, wait_until
+from tests.support.routing import DEADLINE, echo_upstream, get, raw_http
 
 CONFIG = r"""
 [[extensions]]
@@ -105,7 +106,7 @@ async def test_route_and_upstream_are_recorded(gw: ServedGateway,
                                                client: httpx.AsyncClient) -> None:
     r = await client.get("/api/x")
     rid = r.headers["x-request-id"]
-    rec = await eventually(lambda: gw.services.request_log.find(rid))
+    rec = await wait_until(lambda: gw.services.request_log.find(rid), DEADLINE, interval=0.01)
     assert rec.route == "/api/"
     assert rec.upstream is not None and rec.upstream.startswith("127.0.0.1:")
 

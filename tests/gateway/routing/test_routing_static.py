@@ -10,10 +10,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import ServedGateway, serve_config
-from routing_helpers import get, raw_http
 
 from gateway.routing.conditional import http_date
+from tests.support.harness import ServedGateway, serve_config
+from tests.support.routing import get, raw_http
 
 SECRET = b"TOP-SECRET-CONTENT"
 DIGITS = b"0123456789abcdefghij"  # 20 bytes, for ranges

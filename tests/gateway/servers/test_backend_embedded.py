@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from backend_test_apps import app
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
@@ -20,6 +19,7 @@ from gateway.servers.base import ServingHandle, wait_until
 from gateway.servers.listener import create_listener
 from gateway.servers.registry import BackendRegistry
 from gateway.servers.switch import GatewayServer
+from tests.apps.backends import app
 
 BACKENDS = ["builtin", "granian", "uvicorn", "hypercorn"]
 EMBEDDED = ["granian", "uvicorn", "hypercorn"]  # the ASGI servers, which can also do TLS

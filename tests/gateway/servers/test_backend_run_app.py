@@ -8,15 +8,12 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 import pytest
-from harness import free_port
 
-ROOT = Path(__file__).resolve().parents[3]
-HERE = Path(__file__).resolve().parent
+from tests.support.harness import ROOT, free_port
 
 CHILD = """
 import sys
@@ -24,7 +21,7 @@ from gateway.config.schema import ServerConfig
 from gateway.servers.registry import get_backend
 
 keep_alive = float(sys.argv[4]) if len(sys.argv) > 4 else 5.0
-get_backend(sys.argv[1]).run_app("backend_test_apps:app", host="127.0.0.1",
+get_backend(sys.argv[1]).run_app("tests.apps.backends:app", host="127.0.0.1",
                                  port=int(sys.argv[2]), workers=int(sys.argv[3]),
                                  settings=ServerConfig(keep_alive_timeout=keep_alive))
 """
@@ -51,7 +48,7 @@ def answering_pids(child: subprocess.Popen[bytes], url: str, want: int,
 def start_child(name: str, workers: int, *settings: str) -> tuple[subprocess.Popen[bytes], int]:
     """`run_app` of backend `name` in a child process on a free port (CHILD's argv)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(HERE)]),
+    env = {**os.environ, "PYTHONPATH": str(ROOT),
            "PYTHONUNBUFFERED": "1"}
     child = subprocess.Popen([sys.executable, "-c", CHILD, name, str(port), str(workers),
                               *settings],

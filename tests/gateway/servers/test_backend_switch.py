@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from backend_test_apps import app
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import BackendNotInstalled, StartupError
 from gateway.servers.base import wait_until
 from gateway.servers.loops import loop_factory
 from gateway.servers.switch import GatewayServer
+from tests.apps.backends import app
 
 SETTINGS = ServerConfig(host="127.0.0.1", port=0, graceful_timeout=5, keep_alive_timeout=2)
 

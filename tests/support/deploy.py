@@ -16,10 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from integration_support import poll
 
 from gateway.config import load_config
 from gateway.deploy import ExportResult, export_files, write_export
+from tests.support.harness import poll
+from tests.support.integration import COMING_UP
 
 NGINX = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx")
                                   else None)
@@ -123,7 +124,7 @@ class Nginx:
                 return client.get("/health").status_code == 200
             except httpx.TransportError:
                 return False
-        poll(up, timeout, what="nginx to answer")
+        poll(up, timeout, what="nginx to answer", ignore=COMING_UP)
 
     def error_log(self) -> str:
         log = self.prefix / "logs" / "error.log"

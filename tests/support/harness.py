@@ -1,7 +1,8 @@
 """What every kind of test shares: waiting for a condition, free ports, project files, raw
 HTTP responses, "nothing left running", and a real gateway served from project-file text.
 
-- `wait_until` (async) and `poll` (sync): the one "poll until true, with a deadline".
+- `wait_until` (async) and `poll` (sync): the one "poll until true, with a deadline" (a
+  Pilot test passes `pause=pilot.pause`; `poll(..., ignore=...)` for a thing coming up).
 - `project_file`: the one builder of project-file text from tables (apps from tests/apps).
 - `read_response`: the one raw HTTP/1.1 response reader (for what httpx would hide).
 - `left_running` / `assert_nothing_left`: the one "no process of ours is left" check.
@@ -9,7 +10,7 @@ HTTP responses, "nothing left running", and a real gateway served from project-f
   extension tests that go through real sockets and the real pipeline without the
   orchestrator (which has its own integration tests with real app processes).
 
-The support modules of the test folders keep their older names for these as thin aliases.
+Every other module of tests/support uses these under these names; there are no aliases.
 """
 
 from __future__ import annotations
@@ -43,7 +44,10 @@ from gateway.services import Services
 T = TypeVar("T")
 
 
-TESTS_DIR = Path(__file__).resolve().parent
+TESTS_DIR = Path(__file__).resolve().parents[1]
+#: The repository root: the `module_path` of the fixture apps, which are `tests.apps.*`
+#: (never the tests folder itself: its `gateway`/`workbench` packages would shadow the real ones).
+ROOT = TESTS_DIR.parent
 HOST = "127.0.0.1"
 
 
@@ -110,12 +114,12 @@ def free_port_range(size: int = 40) -> tuple[int, int]:
 
 def app_table(table: Mapping[str, Any]) -> dict[str, Any]:
     """An orchestrated app's table with the tests' defaults: `path` /name, `module_path` the
-    tests folder, `app_path` apps.basic:app (unless it runs a `command`)."""
+    repository root, `app_path` tests.apps.basic:app (unless it runs a `command`)."""
     out = dict(table)
     out.setdefault("path", f"/{out['name']}")
-    out.setdefault("module_path", str(TESTS_DIR))
+    out.setdefault("module_path", str(ROOT))
     if "command" not in out:
-        out.setdefault("app_path", "apps.basic:app")
+        out.setdefault("app_path", "tests.apps.basic:app")
     return out
 
 

@@ -12,8 +12,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness import wait_until
-
 from gateway.proxy import UpstreamTarget
 
 DEADLINE = 5.0
@@ -148,12 +146,6 @@ class Upstream:
             await asyncio.wait(self.tasks, timeout=DEADLINE)
         if self.server is not None:
             await self.server.wait_closed()
-
-
-async def poll_until(predicate: Callable[[], bool], timeout: float = DEADLINE) -> None:
-    """For state with no event to wait on (e.g. a pool noticing an EOF): poll, with a
-    deadline (`harness.wait_until`)."""
-    await wait_until(predicate, timeout, interval=0.002)
 
 
 def response(status: int = 200, body: bytes = b"", headers: list[tuple[str, str]] | None = None,

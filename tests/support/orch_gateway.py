@@ -13,9 +13,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import serve_front
-from orch_support import Recorder
-
 from gateway.config.loader import validate_text
 from gateway.events import EventBus
 from gateway.metrics import MetricsRegistry
@@ -24,6 +21,8 @@ from gateway.pipeline import GatewayApp, Pipeline
 from gateway.proxy.transport import PooledTransport
 from gateway.requestlog import RequestLog
 from gateway.services import Services
+from tests.support.harness import serve_front
+from tests.support.orchestration import Recorder
 
 
 @dataclass

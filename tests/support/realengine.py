@@ -7,22 +7,13 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import harness
 from textual.message import Message
 from textual.pilot import Pilot
-from wbsupport import wait_until
 
 from gateway.engine import Engine
 from gateway.events import AppStateChanged
+from tests.support.harness import assert_nothing_left, wait_until
 from workbench.app import WorkbenchApp, create_app
-
-children = harness.descendants
-
-
-async def assert_no_process_left(pids: set[int], timeout: float = 15.0) -> None:
-    """Every app process is gone, and no descendant of this test process is left (the
-    engine's stop has returned before this is called)."""
-    await harness.assert_nothing_left(pids, children=True, timeout=timeout)
 
 
 def apps(app: WorkbenchApp) -> dict[str, dict[str, Any]]:
@@ -55,11 +46,14 @@ async def real_workbench(config: Path, size: tuple[int, int] = (120, 40),
     engine.events.subscribe(remember)
     try:
         async with app.run_test(size=size, message_hook=message_hook) as pilot:
-            await wait_until(pilot, lambda: app.phase != "starting", "the engine to start", 60)
+            await wait_until(lambda: app.phase != "starting", 60, what="the engine to start",
+                             interval=0.1, pause=pilot.pause)
             assert app.phase == "running", app.startup_error
-            await wait_until(pilot, lambda: all_healthy(app), "every app healthy", 60)
+            await wait_until(lambda: all_healthy(app), 60, what="every app healthy", interval=0.1,
+                             pause=pilot.pause)
             seen |= app_pids(app)
             yield app, pilot
     finally:
         await engine.stop()
-        await assert_no_process_left(seen)
+        # Every app process is gone, and no descendant of this test process is left.
+        await assert_nothing_left(seen, children=True, timeout=15.0)

@@ -25,13 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import harness
 import httpx
 import psutil
 import tomlkit
 
-ROOT = Path(__file__).resolve().parents[2]
-TESTS_DIR = ROOT / "tests"
+from tests.support import harness
+from tests.support.harness import ROOT, live, poll
+
 T = TypeVar("T")
 
 #: Orchestrator timings short enough for a test's patience, long enough for a slow CI box.
@@ -41,20 +41,17 @@ FAST_ORCHESTRATION = {
 }
 
 #: The two fixture apps most tests run: raw ASGI and plain WSGI, from tests/apps.
-ASGI_APP = {"name": "asgi", "path": "/asgi", "app_path": "apps.basic:app",
-            "module_path": str(TESTS_DIR)}
-WSGI_APP = {"name": "wsgi", "path": "/wsgi", "app_path": "apps.wsgi_app:app",
-            "app_type": "wsgi", "module_path": str(TESTS_DIR)}
+ASGI_APP = {"name": "asgi", "path": "/asgi", "app_path": "tests.apps.basic:app",
+            "module_path": str(ROOT)}
+WSGI_APP = {"name": "wsgi", "path": "/wsgi", "app_path": "tests.apps.wsgi_app:app",
+            "app_type": "wsgi", "module_path": str(ROOT)}
 
 
 # --- waiting ----------------------------------------------------------------------------------
 
-def poll(predicate: Callable[[], T | None], timeout: float = 20.0, *, interval: float = 0.05,
-         what: str = "the condition") -> T:
-    """`harness.poll`, where connection errors and missing keys count as "not yet" (the
-    thing is still coming up)."""
-    return harness.poll(predicate, timeout, interval=interval, what=what,
-                        ignore=(httpx.HTTPError, OSError, KeyError, ValueError))
+#: For `harness.poll(..., ignore=COMING_UP)`: connection errors and missing keys count as
+#: "not yet" (the thing is still coming up).
+COMING_UP = (httpx.HTTPError, OSError, KeyError, ValueError)
 
 
 # --- ports ------------------------------------------------------------------------------------
@@ -165,10 +162,6 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-alive = harness.live
-group_members = harness.group_members
-
-
 @dataclass
 class ProcessTracker:
     """Every process a test started or was told about; `check` fails if one is left."""
@@ -270,7 +263,7 @@ class Workbench:
                 if line is None:
                     self._check_running()
             return line
-        return poll(found, timeout, what=f"an output line with {needles}")
+        return poll(found, timeout, what=f"an output line with {needles}", ignore=COMING_UP)
 
     def _check_running(self) -> None:
         code = self.proc.poll()
@@ -282,7 +275,7 @@ class Workbench:
         def ready() -> bool:
             self._check_running()
             return self.http.get("/health", timeout=2).status_code == 200
-        poll(ready, timeout, what=f"the gateway on {self.url}")
+        poll(ready, timeout, what=f"the gateway on {self.url}", ignore=COMING_UP)
 
     def metrics(self) -> dict[str, Any]:
         """/metrics as JSON; the app pids it names are recorded."""
@@ -322,7 +315,7 @@ class Workbench:
                 return entry
             return None
         try:
-            return poll(reached, timeout, what=f"app {name!r} to be {state}")
+            return poll(reached, timeout, what=f"app {name!r} to be {state}", ignore=COMING_UP)
         except AssertionError as exc:
             raise AssertionError(f"{exc}; it is {last.get(name)}") from None
 
@@ -430,8 +423,8 @@ def assert_gone(procs: Iterable[psutil.Process], timeout: float = 10.0,
     """Every one of `procs` (taken while they ran, so a reused pid is no false alarm) has
     ended within `timeout` seconds."""
     procs = list(procs)
-    poll(lambda: all(not alive(p) for p in procs), timeout,
-         what=f"{what} {sorted(p.pid for p in procs)} to end")
+    poll(lambda: all(not live(p) for p in procs), timeout,
+         what=f"{what} {sorted(p.pid for p in procs)} to end", ignore=COMING_UP)
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -510,7 +503,7 @@ class ClientLoop:
         poll(lambda: self.ok >= target or (self._thread is not None
                                            and not self._thread.is_alive()
                                            and "client loop ended"),
-             timeout, interval=0.01, what=f"{count} more answered requests")
+             timeout, interval=0.01, what=f"{count} more answered requests", ignore=COMING_UP)
         assert self.ok >= target, (self.outcomes, self.failures[:5])
 
     def __enter__(self) -> ClientLoop:

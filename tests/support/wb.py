@@ -1,18 +1,9 @@
-"""Helpers of the workbench tests (a module of its own: several conftest.py files exist, so
-`from conftest import ...` would depend on collection order)."""
+"""Helpers of the workbench tests: a real project of example apps. A Pilot test waits with
+`harness.wait_until(..., pause=pilot.pause)`, which lets the app run between polls."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
-import harness
-from textual.pilot import Pilot
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-
+from tests.support.harness import ROOT
 
 
 def real_project_text(gateway_port: int, port_range: tuple[int, int], *,
@@ -54,9 +45,3 @@ def real_project_text(gateway_port: int, port_range: tuple[int, int], *,
     ]
     return "\n".join(lines)
 
-
-async def wait_until(pilot: Pilot[object], predicate: Callable[[], object], what: str,
-                     timeout: float = 30.0) -> None:
-    """Let the app run until `predicate()` is true; fail naming `what` after `timeout`
-    (`harness.wait_until`, pausing the Pilot between polls)."""
-    await harness.wait_until(predicate, timeout, what=what, interval=0.1, pause=pilot.pause)

@@ -8,9 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-from harness import group_members, project_file
-
 from gateway.config.schema import (
     AppConfig,
     ExtensionConfig,
@@ -20,8 +17,7 @@ from gateway.config.schema import (
     ServerConfig,
 )
 from gateway.events import AppStateChanged
-
-TESTS_DIR = Path(__file__).resolve().parents[2]
+from tests.support.harness import ROOT, project_file
 
 #: Fast timings so restarts and health failures happen within a test's patience.
 FAST = {"health_check_interval": 0.2, "health_check_timeout": 1.0, "health_check_retries": 2,
@@ -31,9 +27,9 @@ FAST = {"health_check_interval": 0.2, "health_check_timeout": 1.0, "health_check
 
 def app(name: str, path: str | None = None, **kw: Any) -> AppConfig:
     """An AppConfig for one of the fixture apps in tests/apps."""
-    kw.setdefault("module_path", str(TESTS_DIR))
+    kw.setdefault("module_path", str(ROOT))
     if "command" not in kw:
-        kw.setdefault("app_path", "apps.basic:app")
+        kw.setdefault("app_path", "tests.apps.basic:app")
     return AppConfig(name=name, path=path or f"/{name}", **kw)
 
 
@@ -77,18 +73,13 @@ class Recorder:
         return [e for e in self.events if isinstance(e, kind)]
 
 
-def leftover_processes(pgids: set[int]) -> list[psutil.Process]:
-    """Live processes in any of the given process groups (`harness.group_members`)."""
-    return group_members(pgids)
-
-
 
 
 def project_toml(apps: list[dict[str, Any]], *, server: dict[str, Any] | None = None,
                  extensions: list[dict[str, Any]] | None = None, **options: Any) -> str:
     """Project-file text (`harness.project_file`) with one process_orchestration extension
     running `apps` (each a table; `module_path` defaults to the tests folder, `app_path` to
-    apps.basic), with fast timings."""
+    tests.apps.basic), with fast timings."""
     return project_file(server={"graceful_timeout": 5.0, **(server or {})},
                         extensions=extensions or [], apps=apps,
                         orchestration={**FAST, "port_range": list(port_range()), **options})

@@ -26,18 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from harness import (  # noqa: F401 - the raw reader is shared; its names stay here
+
+from tests.support.harness import (
+    ROOT,
     BrokenResponse,
     RawResponse,
     TruncatedBody,
     project_file,
     read_response,
+    wait_until,
 )
-from harness import wait_until as wait_for
-
-CHAOS_DIR = Path(__file__).resolve().parent
-TESTS_DIR = CHAOS_DIR.parent
-ROOT = TESTS_DIR.parent
 
 CHAOS_SECONDS = max(1.0, float(os.environ.get("PYSERVE_CHAOS_SECONDS", "5")))
 REPORT_PATH = os.environ.get("PYSERVE_CHAOS_REPORT")
@@ -132,10 +130,10 @@ async def exchange(port: int, data: bytes, *, timeout: float = 10.0, half_close:
             except BrokenResponse as exc:
                 out.error = str(exc)
         settled = out.response is None or bool(out.error) or out.response.closes
-        wait_until = deadline if settled else min(deadline, loop.time() + linger)
+        watch_until = deadline if settled else min(deadline, loop.time() + linger)
         rest = bytearray()
         try:
-            async with asyncio.timeout_at(wait_until):
+            async with asyncio.timeout_at(watch_until):
                 while chunk := await reader.read(65536):
                     rest += chunk
             out.closed = True
@@ -433,7 +431,7 @@ class HeadlessGateway:
         return self.proc.pid
 
     async def start(self, timeout: float = 30.0) -> None:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS_DIR)])}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
         for key in ("PYSERVE_TUI_HOST", "PYSERVE_TUI_PORT", "PYSERVE_TUI_BACKEND"):
             env.pop(key, None)
         self.proc = await asyncio.create_subprocess_exec(
@@ -514,8 +512,8 @@ class HeadlessGateway:
             ok = all(apps.get(n, {}).get("state") == state for n in names)
             return apps if ok else None
 
-        result: dict[str, Any] = await wait_for(ready, timeout,
-                                                what=f"apps {names} to be {state}", interval=0.1)
+        result: dict[str, Any] = await wait_until(ready, timeout,
+                                                  what=f"apps {names} to be {state}", interval=0.1)
         return result
 
     async def stop(self, timeout: float = 40.0) -> int:

@@ -11,21 +11,16 @@ import asyncio
 import contextlib
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import uvicorn
-from harness import read_response, wait_until
+
+from tests.support.harness import read_response, wait_until
 
 DEADLINE = 10.0
 T = TypeVar("T")
-
-
-async def eventually(probe: Callable[[], T | None], timeout: float = DEADLINE) -> T:
-    """Poll `probe` until it returns something truthy (`harness.wait_until`)."""
-    value: T = await wait_until(probe, timeout, interval=0.01)
-    return value
 
 
 @dataclass
@@ -107,7 +102,7 @@ async def echo_upstream() -> AsyncIterator[int]:
                                            access_log=False))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        await eventually(lambda: server.started)
+        await wait_until(lambda: server.started, DEADLINE, interval=0.01)
         yield port
     finally:
         server.should_exit = True

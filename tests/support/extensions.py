@@ -15,10 +15,10 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from harness import ServedGateway, serve_config, wait_until
 
 from gateway.extensions import registry
 from gateway.extensions.base import Extension
+from tests.support.harness import ServedGateway, serve_config
 
 Handler = Callable[[Any, Any, Any], Awaitable[None]]
 UPSTREAM = '[[extensions]]\ntype = "test_upstream"\n'
@@ -88,11 +88,6 @@ async def gateway(extensions: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatc
         async with httpx.AsyncClient(base_url=served.url, trust_env=False,
                                      timeout=10) as client:
             yield served, upstream, client
-
-
-async def until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Wait for another component's state to satisfy `condition` (`harness.wait_until`)."""
-    await wait_until(condition, timeout, interval=0.005)
 
 
 def member(served: ServedGateway, name: str) -> Any:
