@@ -5,18 +5,14 @@ from __future__ import annotations
 import os
 
 from gateway.types import Receive, Scope, Send
+from tests.apps.common import lifespan
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
     """Answers every request with its own PID (tells workers apart) and echoes a POST body."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await lifespan(receive, send)
+        return
     if scope["type"] != "http":
         return
     body = b""
