@@ -14,9 +14,12 @@ from functools import partial
 from random import getrandbits
 from typing import Any
 
+from gateway import direct
 from gateway.builtin import handle_builtin
 from gateway.config.schema import ExtensionConfig
 from gateway.context import SCOPE_KEY, RequestContext, is_event_stream
+from gateway.direct import ANSWER, ASGI, PLAN_KEY, DirectRequest, Plan
+from gateway.direct import METHODS as DIRECT_METHODS
 from gateway.errors import RequestError, UpstreamError
 from gateway.extensions.base import Extension
 from gateway.extensions.registry import extension_class
@@ -80,6 +83,32 @@ class Pipeline:
                 member.name = f"{member.name}#{n}"
         #: Members that also guard the gateway's own /metrics (authentication), in order.
         self.guards = [e for e in self.members if getattr(e, "guards_builtins", False)]
+        #: Whether every member can decide a request without ASGI (`gateway.direct`).
+        self.plans = bool(self.members) and all(getattr(e, "plans", False)
+                                                for e in self.members)
+
+    def plan(self, scope: Scope) -> Plan | None:
+        """The members' decision for a request the direct path may serve (`Extension.plan`),
+        or None when it must take the ASGI path (a member said so, or none answered)."""
+        plan = Plan()
+        for member in self.members:
+            verdict = member.plan(scope, plan)
+            if verdict == ANSWER:
+                plan.answerer = member
+                return plan
+            if verdict == ASGI:
+                plan.release()
+                return None
+        return None
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        """Tell the members that took part in `plan` (innermost first, as the response
+        passes them on the ASGI path) that its response, `status`, is going out."""
+        members = self.members
+        i = members.index(plan.answerer) if plan.answerer is not None else len(members) - 1
+        while i >= 0:
+            members[i].planned(scope, plan, status)
+            i -= 1
 
     async def guarded(self, scope: Scope, receive: Receive, send: Send,
                       endpoint: ASGIApp) -> None:
@@ -120,6 +149,63 @@ class GatewayApp:
         self.pipeline = pipeline
         self.services = services
         self.on_record: list[Any] = []  # callables(record) e.g. headless access log
+        #: Requests the direct path started (`serve_direct`), whether or not it finished them.
+        self.direct_started = 0
+
+    @staticmethod
+    def context(scope: Scope) -> RequestContext:
+        """The request's context: its id (the client's `X-Request-ID` when well-formed, or
+        a new one), its `traceparent`; made once (the direct path may have made it)."""
+        ctx: RequestContext | None = scope.get(SCOPE_KEY)
+        if ctx is not None:
+            return ctx
+        rid = tp = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _REQUEST_ID_RE.fullmatch(value):
+                    rid = value.decode("ascii")
+            elif name == b"traceparent":
+                if _TRACEPARENT_RE.fullmatch(value):
+                    tp = value.decode("ascii")
+        ctx = scope[SCOPE_KEY] = RequestContext(rid or new_request_id(), tp)
+        return ctx
+
+    @staticmethod
+    def stamp(ctx: RequestContext, status: int, headers: list[tuple[bytes, bytes]],
+              session: bool = False) -> list[tuple[bytes, bytes]]:
+        """The response head as it leaves the gateway: the request id and `traceparent`
+        added to `headers` (in place), the context told the status and headers; a session
+        (a WebSocket, an event stream) gets its latency now, at its head."""
+        headers.append((b"x-request-id", ctx.request_id.encode("ascii")))
+        if ctx.traceparent:
+            headers.append((b"traceparent", ctx.traceparent.encode("ascii")))
+        ctx.status = status
+        ctx.response_headers = headers
+        if session or is_event_stream(headers):
+            ctx.head_ms = ctx.elapsed_ms()
+        return headers
+
+    def serve_direct(self, request: DirectRequest) -> bool:
+        """Serve a request without a body on the direct path (`gateway.direct`) when the
+        pipeline can; False when the ASGI app must run instead (nothing was sent)."""
+        pipeline = self.pipeline
+        scope = request.scope
+        if not pipeline.plans or scope["method"] not in DIRECT_METHODS \
+                or scope["path"] in _BUILTIN_PATHS:
+            return False
+        ctx = self.context(scope)
+        try:
+            canonicalise(scope)
+        except InvalidURI:
+            return False  # the ASGI path answers 400
+        plan = pipeline.plan(scope)
+        if plan is None:
+            return False
+        if not direct.start(self, request, ctx, plan):
+            plan.release()
+            return False
+        self.direct_started += 1
+        return True
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -129,33 +215,18 @@ class GatewayApp:
         if kind not in ("http", "websocket"):
             return
 
-        rid = tp = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                if _REQUEST_ID_RE.fullmatch(value):
-                    rid = value.decode("ascii")
-            elif name == b"traceparent":
-                if _TRACEPARENT_RE.fullmatch(value):
-                    tp = value.decode("ascii")
-        ctx = RequestContext(rid or new_request_id(), tp)
-        scope[SCOPE_KEY] = ctx
-        rid_header = (b"x-request-id", ctx.request_id.encode("ascii"))
-        tp_header = (b"traceparent", tp.encode("ascii")) if tp else None
+        ctx = self.context(scope)
         started = False
+        stamp = self.stamp
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
             mtype = message["type"]
             if mtype == "http.response.start" or mtype == "websocket.accept":
                 started = True
-                headers = [*(message.get("headers") or ()), rid_header]
-                if tp_header is not None:
-                    headers.append(tp_header)
-                message["headers"] = headers
-                ctx.status = message.get("status", 101)
-                ctx.response_headers = headers
-                if mtype == "websocket.accept" or is_event_stream(headers):
-                    ctx.head_ms = ctx.elapsed_ms()
+                message["headers"] = stamp(ctx, message.get("status", 101),
+                                           [*(message.get("headers") or ())],
+                                           mtype == "websocket.accept")
             elif mtype == "websocket.close" and not started:
                 ctx.status = 403
             await send(message)
@@ -168,7 +239,7 @@ class GatewayApp:
                 await send_wrapper({"type": "websocket.close", "code": 1008})
             else:
                 await send_error(scope, send_wrapper, 400, str(exc))
-            self._finish(scope, ctx)
+            self.finish(scope, ctx)
             return
         try:
             if kind == "http" and scope["path"] in _BUILTIN_PATHS:
@@ -192,12 +263,15 @@ class GatewayApp:
             await send_error(scope, send_wrapper, 500, "internal error in the gateway",
                              app=ctx.app)
         finally:
-            self._finish(scope, ctx)
+            if PLAN_KEY in scope:  # the direct path handed this request over
+                direct.settle(scope)
+            self.finish(scope, ctx)
 
     async def _builtin(self, scope: Scope, receive: Receive, send: Send) -> None:
         await handle_builtin(scope, send, self)
 
-    def _finish(self, scope: Scope, ctx: RequestContext) -> None:
+    def finish(self, scope: Scope, ctx: RequestContext) -> None:
+        """The request is over: metrics and the request log (and `on_record` hooks)."""
         latency = ctx.latency_ms()
         if ctx.head_ms is not None:  # a session: its latency is its head; keep how long too
             ctx.notes["open_ms"] = round(ctx.elapsed_ms(), 1)

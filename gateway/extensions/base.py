@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, ClassVar
 
+from gateway.direct import ASGI, Plan
 from gateway.services import Services
 from gateway.types import ASGIApp, Receive, Scope, Send
 
@@ -31,6 +32,10 @@ class Extension:
     #: set this and implement `guard`.
     guards_builtins: ClassVar[bool] = False
 
+    #: Members that implement `plan` (and `planned`) set this; a pipeline whose members all
+    #: do serves bodyless requests on the direct path (`gateway.direct`). Plugins need not.
+    plans: ClassVar[bool] = False
+
     def __init__(self, app: ASGIApp, *, options: Any, services: Services) -> None:
         self.app = app
         self.options = options
@@ -44,6 +49,17 @@ class Extension:
         """This extension's request check, in front of `app` instead of the rest of the
         pipeline (used for /metrics when `guards_builtins` is set)."""
         return app(scope, receive, send)
+
+    def plan(self, scope: Scope, plan: Plan) -> int:
+        """This extension's decision for `scope` on the direct path, with the same code as
+        its ``__call__``: `PASS` (it lets the request through; it may add response headers
+        to `plan`), `ANSWER` (the request goes upstream to `plan.target`) or `ASGI` (only
+        ``__call__`` can serve it). Nothing is counted here: a plan may still be dropped."""
+        return ASGI
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        """The planned request's response, `status`, is going out: count it as ``__call__``
+        would have."""
 
     async def startup(self) -> None:
         """Called once when the pipeline goes live (after the previous one, on reload)."""

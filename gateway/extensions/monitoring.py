@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.config.schema import MonitoringOptions
 from gateway.context import get_context
+from gateway.direct import PASS, Plan
 from gateway.extensions.base import Extension
 from gateway.metrics import LatencyHistogram
 from gateway.services import Services
@@ -28,6 +29,7 @@ _STATUS_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 class MonitoringExtension(Extension):
     name = "monitoring"
     Options = MonitoringOptions
+    plans = True
 
     def __init__(self, app: ASGIApp, *, options: MonitoringOptions,
                  services: Services) -> None:
@@ -61,6 +63,15 @@ class MonitoringExtension(Extension):
             # An event stream counts to its head (see RequestContext.latency_ms).
             self.record(scope, status, ctx.latency_ms() if ctx is not None
                         else (time.perf_counter() - started) * 1000.0)
+
+    def plan(self, scope: Scope, plan: Plan) -> int:
+        return PASS
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        if self.enabled:
+            ctx = get_context(scope)
+            assert ctx is not None  # the direct path always makes one
+            self.record(scope, status, ctx.latency_ms())
 
     def record(self, scope: Scope, status: int, ms: float) -> None:
         ctx = get_context(scope)

@@ -16,7 +16,8 @@ import logging
 from typing import Any, ClassVar
 
 from gateway.config.schema import OrchestrationOptions
-from gateway.context import get_context
+from gateway.context import RequestContext, get_context
+from gateway.direct import ANSWER, ASGI, PASS, Plan
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
 from gateway.orchestrator.states import IDLE, AppState
@@ -34,6 +35,7 @@ log = logging.getLogger("pyserve.orchestrator.proxy")
 class OrchestrationExtension(Extension):
     name: ClassVar[str] = "process_orchestration"
     Options: ClassVar[type] = OrchestrationOptions
+    plans: ClassVar[bool] = True
 
     def __init__(self, app: ASGIApp, *, options: Any, services: Services) -> None:
         super().__init__(app, options=options, services=services)
@@ -70,17 +72,12 @@ class OrchestrationExtension(Extension):
             return
         sup, path = match
         ctx = get_context(scope)
-        if ctx is not None:
-            ctx.app = sup.name
-            ctx.route = f"app:{sup.name}"
+        _claim(ctx, sup)
         lease = await sup.admit(self._count_hold)
         if lease is None:
             await self._unavailable(scope, send, sup)
             return
-        target = UpstreamTarget(
-            "127.0.0.1", lease.port, _upstream_path(scope, path),
-            scope.get("query_string", b""), float(sup.opt("proxy_timeout")), sup.name,
-            prefix=sup.config.prefix)
+        target = _target(scope, sup, lease, path)
         self.proxied += 1
         try:
             if scope["type"] == "websocket":
@@ -89,9 +86,38 @@ class OrchestrationExtension(Extension):
                 await self._http(scope, receive, send, sup, lease, target)
         finally:
             lease.release()
-        if orch.options.logging.proxy_logs and log.isEnabledFor(logging.INFO) and ctx:
-            log.info("%s %s %s -> %s in %.1f ms [%s]", sup.name, scope.get("method", "WS"),
-                     scope["path"], ctx.status, ctx.elapsed_ms(), ctx.request_id)
+        if ctx is not None:
+            self._log(scope, ctx, ctx.status)
+
+    def plan(self, scope: Scope, plan: Plan) -> int:
+        orch = self.services.orchestrator
+        if orch is None:
+            return PASS
+        match = orch.resolve(scope["path"])
+        if match is None:
+            return PASS
+        sup, path = match
+        lease = sup.lease()  # what `admit` gives at once; waiting for one is __call__'s
+        if lease is None:
+            return ASGI
+        _claim(get_context(scope), sup)
+        plan.lease = lease
+        plan.target = _target(scope, sup, lease, path)
+        return ANSWER
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        if plan.answerer is self:
+            self.proxied += 1
+            ctx = get_context(scope)
+            if ctx is not None:
+                self._log(scope, ctx, status)
+
+    def _log(self, scope: Scope, ctx: RequestContext, status: int) -> None:
+        orch = self.services.orchestrator
+        if orch is not None and orch.options.logging.proxy_logs \
+                and log.isEnabledFor(logging.INFO):
+            log.info("%s %s %s -> %s in %.1f ms [%s]", ctx.app, scope.get("method", "WS"),
+                     scope["path"], status, ctx.elapsed_ms(), ctx.request_id)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send, sup: AppSupervisor,
                     lease: Lease, target: UpstreamTarget) -> None:
@@ -153,6 +179,21 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
                             (b"content-length", str(len(body)).encode()),
                             (b"x-request-id", rid.encode("latin-1"))]})
     await send({"type": "websocket.http.response.body", "body": body})
+
+
+def _claim(ctx: RequestContext | None, sup: AppSupervisor) -> None:
+    """Mark the request as `sup`'s in its context (the log, metrics and trace say so)."""
+    if ctx is not None:
+        ctx.app = sup.name
+        ctx.route = f"app:{sup.name}"
+
+
+def _target(scope: Scope, sup: AppSupervisor, lease: Lease, path: str) -> UpstreamTarget:
+    """Where a request for `sup` goes: its leased process, `path` (the prefix stripped
+    when `strip_path`)."""
+    return UpstreamTarget(
+        "127.0.0.1", lease.port, _upstream_path(scope, path), scope.get("query_string", b""),
+        float(sup.opt("proxy_timeout")), sup.name, prefix=sup.config.prefix)
 
 
 def _why_unavailable(sup: AppSupervisor, waited: float | None = None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway.config.schema import LocationAction, RoutingOptions
 from gateway.context import get_context
+from gateway.direct import ANSWER, ASGI, PASS, Plan
 from gateway.errors import ConfigError
 from gateway.extensions.base import Extension
 from gateway.responses import send_error, send_plain
@@ -41,6 +42,7 @@ class Route:
 class RoutingExtension(Extension):
     name = "routing"
     Options = RoutingOptions
+    plans = True
 
     def __init__(self, app: ASGIApp, *, options: RoutingOptions, services: Services) -> None:
         super().__init__(app, options=options, services=services)
@@ -106,6 +108,33 @@ class RoutingExtension(Extension):
         if route.static is not None:
             return route.static.serve(scope, receive, send, uri)
         return self.app(scope, receive, send)
+
+    def plan(self, scope: Scope, plan: Plan) -> int:
+        try:
+            uri = request_uri(scope)
+        except InvalidURI:
+            return ASGI  # the 400 is __call__'s
+        match = self.table.select(uri)
+        if match is None:
+            return PASS
+        route = match.value
+        if match.redirect or route.headers or route.proxy is None:
+            return ASGI  # only a plain proxy_pass is planned
+        try:
+            plan.target = route.proxy.target(scope, match, uri)
+        except ValueError:
+            return ASGI  # the 502 is __call__'s
+        ctx = get_context(scope)
+        if ctx is not None:
+            ctx.route = match.pattern
+        return ANSWER
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        if plan.answerer is self:
+            ctx = get_context(scope)
+            pattern = ctx.route if ctx is not None else None
+            if pattern is not None:
+                self._counts[pattern] = self._counts.get(pattern, 0) + 1
 
     @staticmethod
     def _add_slash(scope: Scope, send: Send, name: bytes) -> Awaitable[None]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from gateway.config.schema import SecurityOptions
 from gateway.context import get_context
+from gateway.direct import ASGI, PASS, Plan, add_missing
 from gateway.extensions._client import ClientResolver, NetworkSet
 from gateway.extensions._http import refuse
 from gateway.extensions.base import Extension
@@ -40,6 +41,7 @@ class SecurityExtension(Extension):
     name = "security"
     Options = SecurityOptions
     runs_first = True
+    plans = True
 
     def __init__(self, app: ASGIApp, *, options: SecurityOptions, services: Services) -> None:
         super().__init__(app, options=options, services=services)
@@ -85,14 +87,25 @@ class SecurityExtension(Extension):
             return
         await self.app(scope, receive, self._with_headers(scope, send))
 
+    def plan(self, scope: Scope, plan: Plan) -> int:
+        if self.filtering and self.client_refused(scope) is not None:
+            return ASGI  # the refusal (403, counted, noted) is __call__'s
+        plan.extra_headers.append(self._extra(scope))
+        return PASS
+
+    def planned(self, scope: Scope, plan: Plan, status: int) -> None:
+        self.allowed_count += 1
+
+    def _extra(self, scope: Scope) -> Headers:
+        return self.https_headers if scope.get("scheme") == "https" else self.headers
+
     def _with_headers(self, scope: Scope, send: Send) -> Send:
-        extra = self.https_headers if scope.get("scheme") == "https" else self.headers
+        extra = self._extra(scope)
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
-                present = {k.lower() for k, _ in headers}
-                headers.extend(h for h in extra if h[0] not in present)
+                add_missing(headers, extra)
                 message["headers"] = headers
             await send(message)
 

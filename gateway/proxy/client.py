@@ -48,7 +48,7 @@ class UpstreamConnection(asyncio.Protocol):
         "client_gone", "head_deadline",
         "loop", "_parser", "_chunks", "_buffered", "_head_only", "_interim", "_framed",
         "_close_delimited", "_extra_hop", "_read_paused", "_write_paused", "_waiter",
-        "_timer", "_timeout", "_wait_since", "_last_data", "_target",
+        "_timer", "_timeout", "_wait_since", "_last_data", "_target", "sink",
     )
     transport: asyncio.Transport  # set by connection_made, before anyone can use the object
 
@@ -66,6 +66,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._target: UpstreamTarget | None = None
         self._timeout = 60.0
+        #: Told of every event instead of a waiting coroutine, while one is set: the
+        #: gateway's direct path (`gateway.direct`) runs an exchange without a task.
+        self.sink: Any = None
         self._reset()
 
     def _reset(self) -> None:
@@ -140,8 +143,14 @@ class UpstreamConnection(asyncio.Protocol):
         """A future to await until the upstream makes progress (or fails, or times out).
         Callers re-check state after it resolves; a timeout is reported through ``error``.
         A plain future rather than a coroutine: one frame less on every wake-up."""
-        loop = self.loop
-        self._wait_since = loop.time()
+        self.watch()
+        fut = self._waiter = self.loop.create_future()
+        return fut
+
+    def watch(self) -> None:
+        """Make sure the timeout fires if the upstream stays silent from now on (`wait`
+        does this; the direct path calls it itself)."""
+        self._wait_since = self.loop.time()
         deadline = self._deadline()
         timer = self._timer
         # The timer outlives exchanges: it is only replaced when it would fire too late, so a
@@ -149,9 +158,7 @@ class UpstreamConnection(asyncio.Protocol):
         if timer is None or timer.when() > deadline:
             if timer is not None:
                 timer.cancel()
-            self._timer = loop.call_at(deadline, self._on_timer)
-        fut = self._waiter = loop.create_future()
-        return fut
+            self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def wake(self) -> None:
         fut = self._waiter
@@ -159,6 +166,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._waiter = None
             if not fut.done():
                 fut.set_result(None)
+        elif self.sink is not None:
+            self.sink.upstream_event(self)
 
     def finish(self) -> None:
         """End the exchange; the caller then releases or closes the connection."""
@@ -187,8 +196,8 @@ class UpstreamConnection(asyncio.Protocol):
         # One long-lived timer instead of a wait_for per wait: on firing it re-checks the
         # current deadline, which moves with every byte received.
         self._timer = None
-        if self._waiter is None or self.error is not None:
-            return  # not waiting on the upstream; the next wait() arms a new timer
+        if (self._waiter is None and self.sink is None) or self.error is not None:
+            return  # nobody waits on the upstream; the next wait() arms a new timer
         deadline = self._deadline()
         if self.loop.time() < deadline:
             self._timer = self.loop.call_at(deadline, self._on_timer)

@@ -48,6 +48,11 @@ from gateway.types import Message, Receive, Scope, Send
 if TYPE_CHECKING:
     from gateway.proxy.transport import UpstreamTarget
 
+#: Scope key of an upstream exchange already under way for this request: the request head
+#: was written on that connection (by the gateway's direct path, `gateway.direct`), and
+#: `forward_http` continues it instead of sending the request again.
+STARTED = "pyserve.upstream_started"
+
 _START = "http.response.start"
 _BODY = "http.response.body"
 
@@ -99,16 +104,21 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
     if ctx is not None:
         ctx.upstream = pool.label  # set early so a failure is logged against its upstream
     acquire_at = perf_counter()
-    conn = pool.pop_idle() or await pool.connect(target)
+    conn = _adopt(scope, pool)
+    written = conn is not None
+    if conn is None:
+        conn = pool.pop_idle() or await pool.connect(target)
     connected = perf_counter()
     released = False
     try:
         while True:
-            conn.begin(target, head_only)
-            conn.transport.write(payload)
-            if more:
-                await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
-            conn.head_deadline = conn.loop.time() + target.timeout
+            if not written:
+                conn.begin(target, head_only)
+                conn.transport.write(payload)
+                if more:
+                    await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
+                conn.head_deadline = conn.loop.time() + target.timeout
+            written = False
             while not conn.head_done and conn.error is None:
                 await conn.wait()
             if conn.head_done:
@@ -142,6 +152,17 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
         if not released:
             conn.finish()
             conn.close()
+
+
+def _adopt(scope: Scope, pool: UpstreamPool) -> UpstreamConnection | None:
+    """The exchange already under way for this request (`STARTED`), if it went to
+    `pool`'s upstream; one that went elsewhere is dropped."""
+    conn: UpstreamConnection | None = scope.pop(STARTED, None)
+    if conn is not None and conn.pool is not pool:
+        conn.finish()
+        conn.close()
+        return None
+    return conn
 
 
 async def _receive_body(receive: Receive, timeout: float) -> Message:

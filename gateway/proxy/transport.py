@@ -71,12 +71,14 @@ class PooledTransport:
         state = " closed" if self._closed else ""
         return f"<PooledTransport{state} {pools}>"
 
-    def _pool(self, key: tuple[str, int]) -> UpstreamPool:
+    def pool(self, host: str, port: int) -> UpstreamPool:
+        """The pool of connections to `host`:`port` (made on first use)."""
+        key = (host, port)
         pool = self._pools.get(key)
         if pool is None:
             self._prune()
             pool = self._pools[key] = UpstreamPool(
-                key[0], key[1], max_idle=self.max_idle_per_host,
+                host, port, max_idle=self.max_idle_per_host,
                 connect_timeout=self.connect_timeout,
             )
         return pool
@@ -100,7 +102,7 @@ class PooledTransport:
         after the response started, raising is how the client connection gets aborted;
         ``UpstreamConnectError`` always comes before any byte of the response, so a caller
         may try another upstream then)."""
-        pool = self._pool((target.host, target.port))
+        pool = self.pool(target.host, target.port)
         pool.busy += 1
         try:
             await forward_http(pool, scope, receive, send, target, self.forwarding)

@@ -18,6 +18,7 @@ import asyncio
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from gateway.config.schema import ServerConfig
@@ -42,6 +43,9 @@ class FrontServer:
     def __init__(self, app: ASGIApp, settings: ServerConfig,
                  loop: asyncio.AbstractEventLoop) -> None:
         self.app = app
+        #: The app's way to serve a request without a body without ASGI and without a task
+        #: (`GatewayApp.serve_direct`): called with the `RequestCycle`, True when it took it.
+        self.direct: Callable[[Any], bool] | None = getattr(app, "serve_direct", None)
         self.loop = loop
         self.keep_alive_timeout = max(0.1, float(settings.keep_alive_timeout))
         self.max_connections = settings.max_concurrent_connections

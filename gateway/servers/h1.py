@@ -238,6 +238,42 @@ class RequestCycle:
             self.wake()
             conn.response_done(self)
 
+    # --- the direct path -------------------------------------------------------------------
+
+    def respond(self, status: int, headers: Any, body: bytes) -> None:
+        """The whole response at once, as `send` would write a start and one final body
+        message, without ASGI messages: how the gateway's direct path answers (see
+        `gateway.direct`). Nothing is written for a client that is gone."""
+        if self.disconnected:
+            return
+        if self.started:
+            raise RuntimeError("the response was already started")
+        self.started = True
+        self.status = status
+        self.headers = headers
+        head = self._head(len(body))
+        if self.head_only:
+            data = head
+        elif self.chunked:
+            data = head + (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body
+                           else b"0\r\n\r\n")
+        elif self.remaining >= 0 and self.remaining != len(body):
+            raise RuntimeError("response body length differs from its content-length")
+        else:
+            data = head + body if body else head
+        self.conn.transport.write(data)
+        self.complete = True
+        self.conn.response_done(self)
+
+    def fall_back(self) -> None:
+        """Run the ASGI app for this request after all (the direct path could not finish
+        it)."""
+        self.conn.run_app(self)
+
+    def fail(self, exc: BaseException) -> None:
+        """The direct path failed on this request: as an app that raised."""
+        self.conn.app_failed(self, exc)
+
     def _head(self, length: int | None) -> bytes:
         """The response head; `length` is the whole body's size when it is already known.
 
@@ -636,24 +672,25 @@ class H1Connection(WriteFlow):
 
     def _start(self, cycle: RequestCycle) -> None:
         self.current = cycle
-        server = self.server
+        direct = self.server.direct
+        # A request without a body may be served by the app's direct path, without a task
+        # or ASGI messages (`gateway.direct`); it calls `fall_back` when it cannot.
+        if direct is not None and not cycle.more_body and cycle.content_length is None \
+                and direct(cycle):
+            return
+        self.run_app(cycle)
+
+    def run_app(self, cycle: RequestCycle) -> None:
+        """Run the ASGI app on `cycle` in a task of its own."""
         task = cycle.task = self.loop.create_task(self._run(cycle))
-        server.tasks.add(task)
+        self.server.tasks.add(task)
 
     async def _run(self, cycle: RequestCycle) -> None:
         try:
             await self.app(cycle.scope, cycle.receive, cycle.send)
         except BaseException as exc:
             self.server.tasks.discard(cycle.task)  # type: ignore[arg-type]
-            if not isinstance(exc, asyncio.CancelledError):
-                log.error("the app failed on %r", cycle, exc_info=exc)
-            if cycle.disconnected:
-                pass
-            elif not cycle.started or cycle.head_pending:  # nothing written yet
-                self._write_refusal(cycle, 500, "internal error")
-            elif not cycle.complete:
-                cycle.disconnected = True
-                self.transport.abort()  # the response is under way: cut it
+            self.app_failed(cycle, exc)
             if isinstance(exc, KeyboardInterrupt | SystemExit):
                 raise
             return
@@ -668,6 +705,19 @@ class H1Connection(WriteFlow):
                 log.error("the app left its response unfinished: %r", cycle)
                 cycle.disconnected = True
                 self.transport.abort()
+
+    def app_failed(self, cycle: RequestCycle, exc: BaseException) -> None:
+        """The app raised on `cycle`: a 500 if nothing was written, else the connection
+        is cut."""
+        if not isinstance(exc, asyncio.CancelledError):
+            log.error("the app failed on %r", cycle, exc_info=exc)
+        if cycle.disconnected:
+            pass
+        elif not cycle.started or cycle.head_pending:  # nothing written yet
+            self._write_refusal(cycle, 500, "internal error")
+        elif not cycle.complete:
+            cycle.disconnected = True
+            self.transport.abort()  # the response is under way: cut it
 
     def _write_refusal(self, cycle: RequestCycle, status: int, reason: str) -> None:
         cycle.started = cycle.complete = True

@@ -318,6 +318,7 @@ class ServedGateway:
     port: int
     app: GatewayApp
     services: Services
+    handle: ServingHandle | None = None
 
     @property
     def url(self) -> str:
@@ -351,7 +352,7 @@ async def serve_config(text: str, folder: Path) -> AsyncIterator[ServedGateway]:
     port = sock.getsockname()[1]
     handle = await serve_front(app, sock)
     try:
-        yield ServedGateway("127.0.0.1", port, app, services)
+        yield ServedGateway("127.0.0.1", port, app, services, handle)
     finally:
         await handle.stop(5)
         await pipeline.shutdown()
