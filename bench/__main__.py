@@ -58,7 +58,8 @@ def runners(args: argparse.Namespace) -> dict[str, Callable[[], Section]]:
 
     return {
         "throughput": lambda: throughput(args.quick, backends=args.backends,
-                                         rounds=args.rounds, seconds=args.seconds),
+                                         rounds=args.rounds, seconds=args.seconds,
+                                         compiled=not args.no_compiled),
         "looplag": lambda: looplag(args.quick, args.rate),
         "recovery": lambda: recovery(args.quick),
         "rollover": lambda: rollover(args.quick),
@@ -88,6 +89,8 @@ def main() -> int:
     ap.add_argument("--only", default=",".join(SECTIONS), help="comma-separated sections")
     ap.add_argument("--backends", help="throughput: backends (default all; --quick: builtin)")
     ap.add_argument("--rounds", type=int, help="throughput: rounds (default 3; --quick: 2)")
+    ap.add_argument("--no-compiled", action="store_true",
+                    help="throughput: skip the compiled build (built with mypyc, ~1 min)")
     ap.add_argument("--seconds", type=float, help="throughput: seconds per wrk run")
     ap.add_argument("--rate", type=float, default=5000.0, help="looplag: req/s (default 5000)")
     ap.add_argument("--requests", type=int,

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import compiled as bench_compiled  # noqa: E402
 from bench.harness import (  # noqa: E402
     Section,
     Target,
@@ -53,6 +54,12 @@ ALL_BACKENDS = "builtin,granian,uvicorn,hypercorn"
 MAIN = "gateway-builtin"  # what `backend = "auto"` serves the gateway with
 UI_CONFIG = "gateway-builtin-ui"
 BUNDLED = "gateway-builtin-bundled"
+#: The same on the compiled build (setup.py, bench/compiled.py).
+COMPILED = "gateway-compiled"
+#: Each routing-only gateway the goals are measured on, with its bundled-pipeline and
+#: TUI-open runs (compared round by round with it).
+VARIANTS = {MAIN: (BUNDLED, UI_CONFIG),
+            COMPILED: (f"{COMPILED}-bundled", f"{COMPILED}-ui")}
 #: The bundled project's pipeline in front of an orchestrated app (see workbench.toml).
 BUNDLED_EXTENSIONS = [
     {"type": "security", "config": {"blocked_ips": ["10.0.0.50", "192.168.0.0/16"]}},
@@ -64,7 +71,7 @@ GOAL_NGINX, GOAL_CADDY, GOAL_P99, GOAL_PIPELINE, GOAL_UI = 0.6, 1.8, 1.5, 0.15, 
 
 def throughput(quick: bool = False, *, backends: str | None = None, rounds: int | None = None,
                seconds: float | None = None, connections: str = "64,256", ui: bool = True,
-               nginx_workers: str = "auto") -> Section:
+               nginx_workers: str = "auto", compiled: bool = True) -> Section:
     backend_list = [b for b in (backends or ("builtin" if quick else ALL_BACKENDS)).split(",")
                     if b]
     rounds = rounds or (2 if quick else 3)  # one round alone is too noisy on a shared box
@@ -82,19 +89,26 @@ def throughput(quick: bool = False, *, backends: str | None = None, rounds: int 
     gateways = {}
     names = [f"gateway-{b}" for b in backend_list]
     if MAIN in names:
-        names += [BUNDLED] + ([UI_CONFIG] if ui else [])
+        if compiled:
+            names.append(COMPILED)
+        for base in (MAIN, COMPILED):
+            if base in names:
+                bundled, with_ui = VARIANTS[base]
+                names += [bundled] + ([with_ui] if ui else [])
     paths = {name: "/" for name in names}
+    build = bench_compiled.env() if compiled and COMPILED in names else None
     for name in names:
-        if name == BUNDLED:
+        env = build if name.startswith(COMPILED) else None
+        if name in (BUNDLED, VARIANTS[COMPILED][0]):
             gateways[name] = start_gateway(name, backend="auto", extensions=BUNDLED_EXTENSIONS,
-                                           apps=[bench_app("app", "/app")])
+                                           apps=[bench_app("app", "/app")], env=env)
             paths[name] = "/app/"
             continue
         routes = {"/": f"http://127.0.0.1:{start_upstream()[1]}"}
         backend = name.split("-")[1]
-        gateways[name] = start_gateway(name, ui=name == UI_CONFIG,
-                                       backend="auto" if backend == "builtin" else backend,
-                                       routes=routes)
+        gateways[name] = start_gateway(name, ui=name in (UI_CONFIG, VARIANTS[COMPILED][1]),
+                                       backend="auto" if backend in ("builtin", "compiled")
+                                       else backend, routes=routes, env=env)
     ports.update({name: gw.port for name, gw in gateways.items()})
 
     results: dict[str, dict[int, list[dict[str, float]]]] = {n: {c: [] for c in conns}
@@ -102,10 +116,12 @@ def throughput(quick: bool = False, *, backends: str | None = None, rounds: int 
     windows: dict[int, list[tuple[float, float]]] = {c: [] for c in conns}
     # The TUI-open run always follows the headless granian run: their per-round ratio (the
     # UI cost) then compares runs seconds apart, whatever else the machine is doing.
-    units = [[n] for n in ports if n not in (UI_CONFIG, BUNDLED)]
-    for paired in (BUNDLED, UI_CONFIG):
-        if paired in ports:
-            next(u for u in units if u[0] == MAIN).append(paired)
+    followers = {n for pair in VARIANTS.values() for n in pair}
+    units = [[n] for n in ports if n not in followers]
+    for base, pair in VARIANTS.items():
+        for paired in pair:
+            if paired in ports:
+                next(u for u in units if u[0] == base).append(paired)
     for rnd in range(rounds):
         k = rnd % len(units)
         order = [n for unit in units[k:] + units[:k] for n in unit]
@@ -164,33 +180,37 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], conns: list[in
                 f"{m['p99_ratio_nginx']:.2f}x | "
                 f"{m['ratio_direct']:.2f}x | {int(m['errors_total'])} |")
             summary.setdefault(name, {})[str(c)] = m
-        if MAIN in med:
-            m = med[MAIN]
+        for base, (bundled, with_ui) in VARIANTS.items():
+            if base not in med:
+                continue
+            build = "compiled" if base == COMPILED else "interpreted"
+            m = med[base]
             section.targets.append(Target(
-                f"gateway throughput, c={c}", f">= {GOAL_NGINX}x nginx",
+                f"gateway ({build}) throughput, c={c}", f">= {GOAL_NGINX}x nginx",
                 f"{m['ratio_nginx']:.2f}x ({m['rps']:.0f} vs {med['nginx']['rps']:.0f} req/s)",
                 m["ratio_nginx"] >= GOAL_NGINX))
             section.targets.append(Target(
-                f"gateway throughput vs Caddy, c={c}", f">= {GOAL_CADDY}x Caddy",
+                f"gateway ({build}) throughput vs Caddy, c={c}", f">= {GOAL_CADDY}x Caddy",
                 f"{m['ratio_caddy']:.2f}x ({m['rps']:.0f} vs {med['caddy']['rps']:.0f} req/s)",
                 m["ratio_caddy"] >= GOAL_CADDY))
             section.targets.append(Target(
-                f"gateway p99, c={c}", f"<= {GOAL_P99}x nginx",
+                f"gateway ({build}) p99, c={c}", f"<= {GOAL_P99}x nginx",
                 f"{m['p99_ratio_nginx']:.2f}x ({m['p99_ms']:.1f} vs "
                 f"{med['nginx']['p99_ms']:.1f} ms)", m["p99_ratio_nginx"] <= GOAL_P99))
-        for name, label, goal in ((BUNDLED, "bundled pipeline cost", GOAL_PIPELINE),
-                                  (UI_CONFIG, "UI cost", GOAL_UI)):
-            if name not in med or MAIN not in med:
-                continue
-            paired = [1 - u["rps"] / h["rps"] for u, h in zip(
-                results[name][c], results[MAIN][c], strict=True) if h["rps"]]
-            cost = statistics.median(paired)
-            section.targets.append(Target(
-                f"{label} (throughput), c={c}", f"<= {goal * 100:.0f}% of routing-only",
-                f"{cost * 100:.1f}% (median of per-round pairs: " + ", ".join(
-                    f"{p * 100:.0f}%" for p in paired) + ")", cost <= goal))
-            summary[name][str(c)]["cost"] = cost
-            summary[name][str(c)]["cost_per_round"] = paired
+            for name, label, goal in ((bundled, "bundled pipeline cost", GOAL_PIPELINE),
+                                      (with_ui, "UI cost", GOAL_UI)):
+                if name not in med:
+                    continue
+                paired = [1 - u["rps"] / h["rps"] for u, h in zip(
+                    results[name][c], results[base][c], strict=True) if h["rps"]]
+                cost = statistics.median(paired)
+                section.targets.append(Target(
+                    f"{label} ({build}, throughput), c={c}",
+                    f"<= {goal * 100:.0f}% of routing-only",
+                    f"{cost * 100:.1f}% (median of per-round pairs: " + ", ".join(
+                        f"{p * 100:.0f}%" for p in paired) + ")", cost <= goal))
+                summary[name][str(c)]["cost"] = cost
+                summary[name][str(c)]["cost_per_round"] = paired
     if lag:
         section.markdown += ["", "Loop lag of the TUI process during its wrk runs (saturated, "
                              "not a target; see the loop-lag section for ~5k req/s): " + "; ".join(
@@ -216,6 +236,8 @@ def main() -> int:
     ap.add_argument("--ui", action="store_true", help=argparse.SUPPRESS)  # the default now
     ap.add_argument("--nginx-workers", default="auto")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--no-compiled", action="store_true",
+                    help="skip the compiled build (gateway-compiled*)")
     args = ap.parse_args()
     if problem := require_tools():
         print(problem, file=sys.stderr)
@@ -225,7 +247,8 @@ def main() -> int:
             load = machine_load()
             section = throughput(args.quick, backends=args.backends, rounds=args.rounds,
                                  seconds=args.seconds, connections=args.connections,
-                                 ui=not args.no_ui, nginx_workers=args.nginx_workers)
+                                 ui=not args.no_ui, nginx_workers=args.nginx_workers,
+                                 compiled=not args.no_compiled)
     except KeyboardInterrupt:
         print("bench: interrupted; every process it started is stopped", file=sys.stderr)
         remove_workdir()
