@@ -18,6 +18,7 @@ from setuptools import setup
 #: The modules every proxied request runs through on the built-in front's direct path.
 HOT_PATH = [
     "gateway/servers/h1.py",
+    "gateway/servers/front_ws.py",  # its session shares h1.WriteFlow
     "gateway/direct.py",
     "gateway/pipeline.py",
     "gateway/context.py",

@@ -233,12 +233,13 @@ class GatewayApp:
 
         try:
             canonicalise(scope)
-        except InvalidURI as exc:
-            ctx.notes["refused"] = str(exc)
+        except InvalidURI as invalid:
+            # (A name per clause: the compiled build types a name by its first binding.)
+            ctx.notes["refused"] = str(invalid)
             if kind == "websocket":
                 await send_wrapper({"type": "websocket.close", "code": 1008})
             else:
-                await send_error(scope, send_wrapper, 400, str(exc))
+                await send_error(scope, send_wrapper, 400, str(invalid))
             self.finish(scope, ctx)
             return
         try:

@@ -470,18 +470,19 @@ class H1Connection(WriteFlow):
             else:
                 self._ignore_input = True  # served as plain HTTP/1.1, then closed
             return
-        except BadRequest as exc:
-            self._refuse(exc.status, exc.reason)
+        except BadRequest as bad:
+            # (A name per clause: the compiled build types a name by its first binding.)
+            self._refuse(bad.status, bad.reason)
             return
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+        except httptools.HttpParserCallbackError as failed:
+            cause = failed.__context__
             if isinstance(cause, BadRequest):
                 self._refuse(cause.status, cause.reason)
             else:
                 self._refuse(400, "malformed request")
             return
-        except httptools.HttpParserError as exc:
-            self._refuse(400, str(exc) or "malformed request")
+        except httptools.HttpParserError as invalid:
+            self._refuse(400, str(invalid) or "malformed request")
             return
         if self._in_head and self._head_bytes > MAX_HEAD:
             self._refuse(431, "request head too large")
