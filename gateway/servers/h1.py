@@ -567,7 +567,8 @@ class H1Connection(WriteFlow):
             raise BadRequest(400 if method != "CONNECT" else 405,
                              f"{method} {url[:64]!r} is not served here")
         else:
-            parsed = httptools.parse_url(url) if url[:1] == b"/" else self._absolute_form(url)
+            parsed: Any = httptools.parse_url(url) if url[:1] == b"/" \
+                else self._absolute_form(url)  # Any: see _absolute_form
             raw_path, query = parsed.path or b"/", parsed.query or b""
         path = raw_path.decode("latin-1")
         if "%" in path:
@@ -608,7 +609,9 @@ class H1Connection(WriteFlow):
     def _absolute_form(self, url: bytes) -> Any:
         """An absolute-form target (RFC 9112 §3.2.2): its authority replaces the Host."""
         try:
-            parsed = httptools.parse_url(url)
+            # Any: httptools' stubs call its fields bytes and int, but absent ones are None
+            # (and the compiled build would check the stubs' types).
+            parsed: Any = httptools.parse_url(url)
         except httptools.HttpParserInvalidURLError:
             raise BadRequest(400, "invalid request target") from None
         if parsed.schema not in (b"http", b"https") or not parsed.host:
