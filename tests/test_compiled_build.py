@@ -67,6 +67,6 @@ def test_the_request_path_passes_its_tests_compiled(tmp_path: Path) -> None:
     tests = [s for s in SUITES if (copy / s).exists()]
     assert len(tests) == len(SUITES), set(SUITES) - set(tests)
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:randomly",
-                          *tests, "--deselect", MONKEYPATCHES_COMPILED], cwd=copy, env=env, capture_output=True, text=True,
-                         timeout=600)
+                          *tests, "--deselect", MONKEYPATCHES_COMPILED], cwd=copy, env=env,
+                         capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
