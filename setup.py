@@ -20,6 +20,7 @@ HOT_PATH = [
     "gateway/servers/h1.py",
     "gateway/servers/front_ws.py",  # its session shares h1.WriteFlow
     "gateway/direct.py",
+    "gateway/outbox.py",
     "gateway/pipeline.py",
     "gateway/context.py",
     "gateway/proxy/client.py",

@@ -122,7 +122,7 @@ def start(gateway: GatewayApp, request: DirectRequest, ctx: RequestContext,
     conn.head_deadline = conn.loop.time() + target.timeout
     conn.sink = Exchange(gateway, request, ctx, plan, pool)
     conn.watch()
-    conn.transport.write(b"".join(parts))
+    conn.out.write(b"".join(parts))
     return True
 
 

@@ -27,6 +27,7 @@ from gateway.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
+from gateway.outbox import Outbox, Outgoing
 from gateway.proxy.headers import HOP_BY_HOP, connection_tokens, upstream_address
 
 if TYPE_CHECKING:
@@ -48,9 +49,10 @@ class UpstreamConnection(asyncio.Protocol):
         "client_gone", "head_deadline",
         "loop", "_parser", "_chunks", "_buffered", "_head_only", "_interim", "_framed",
         "_close_delimited", "_extra_hop", "_read_paused", "_write_paused", "_waiter",
-        "_timer", "_timeout", "_wait_since", "_last_data", "_target", "sink",
+        "_timer", "_timeout", "_wait_since", "_last_data", "_target", "sink", "out",
     )
     transport: asyncio.Transport  # set by connection_made, before anyone can use the object
+    out: Outgoing  # likewise
 
     def __init__(self, pool: UpstreamPool, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
@@ -183,6 +185,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._cancel_timer()
         self.keep_alive = False
         if not self.closed:
+            self.out.drop()
             self.transport.abort()
 
     # -- timeouts ----------------------------------------------------------------------------
@@ -214,6 +217,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+        #: Requests are written when the loop's pass ends (`gateway.outbox`).
+        self.out = Outgoing(self.transport, self.pool.outbox(self.loop))
         self.pool.opened += 1
         self.pool.open += 1
 
@@ -352,7 +357,7 @@ class UpstreamPool:
 
     __slots__ = ("host", "port", "label", "max_idle", "connect_timeout", "_idle",
                  "opened", "open", "busy", "reused", "read_pauses", "write_pauses",
-                 "max_buffered")
+                 "max_buffered", "_outbox")
 
     def __init__(self, host: str, port: int, *, max_idle: int, connect_timeout: float) -> None:
         self.host = host
@@ -368,6 +373,15 @@ class UpstreamPool:
         self.read_pauses = 0  # times a slow client made us stop reading the upstream
         self.write_pauses = 0  # times a slow upstream made us stop reading the client's body
         self.max_buffered = 0  # largest per-connection body buffer seen when pausing
+        self._outbox: Outbox | None = None
+
+    def outbox(self, loop: asyncio.AbstractEventLoop) -> Outbox:
+        """Where this pool's connections gather their writes (one per pool: its
+        connections all belong to one loop)."""
+        box = self._outbox
+        if box is None or box.loop is not loop:
+            box = self._outbox = Outbox(loop)
+        return box
 
     def __repr__(self) -> str:
         return (f"<UpstreamPool {self.label} open={self.open} idle={len(self._idle)} "

@@ -114,7 +114,7 @@ async def forward_http(pool: UpstreamPool, scope: Scope, receive: Receive, send:
         while True:
             if not written:
                 conn.begin(target, head_only)
-                conn.transport.write(payload)
+                conn.out.write(payload)
                 if more:
                     await _upload(conn, receive, framing == BODY_CHUNKED, target.timeout)
                 conn.head_deadline = conn.loop.time() + target.timeout
@@ -185,7 +185,7 @@ async def _upload(conn: UpstreamConnection, receive: Receive, chunked: bool,
     Stops early if the upstream already answered (e.g. 413): the response is what matters
     then, and the connection will not be reused since the body was cut short.
     """
-    write = conn.transport.write
+    write = conn.out.write
     while True:
         try:
             msg = await _receive_body(receive, timeout)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from gateway.config.schema import ServerConfig
 from gateway.errors import StartupError
+from gateway.outbox import Outbox
 from gateway.servers.base import ServerAdapter, ServingHandle, wait_until
 from gateway.servers.front_ws import WebSocketSession
 from gateway.servers.h1 import DateHeader, H1Connection
@@ -53,6 +54,8 @@ class FrontServer:
         self.idle_grace = self.keep_alive_timeout
         self.asgi = {"version": "3.0", "spec_version": "2.4"}
         self.date = DateHeader()
+        #: Responses are written when the loop's pass ends (`gateway.outbox`).
+        self.outbox = Outbox(loop)
         self.connections: set[Any] = set()  # H1Connection and WebSocketSession
         self.tasks: set[asyncio.Task[None]] = set()
         self._draining = False

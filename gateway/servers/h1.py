@@ -41,6 +41,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from gateway.outbox import Outgoing
 from gateway.types import ASGIApp, Message
 
 if TYPE_CHECKING:
@@ -170,7 +171,7 @@ class RequestCycle:
         if self.expect_100:
             self.expect_100 = False
             if not (self.started or self.http10 or conn.transport.is_closing()):
-                conn.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+                conn.out.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         while not self.body and self.more_body and not self.disconnected and not self.cut:
             conn.resume_reading()
             self.waiter = conn.loop.create_future()
@@ -230,7 +231,7 @@ class RequestCycle:
         if body:
             out.append(body)
         if out:
-            conn.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            conn.out.write(out[0] if len(out) == 1 else b"".join(out))
         if not more:
             if self.remaining > 0 and not self.head_only:
                 raise RuntimeError("response body shorter than its content-length")
@@ -261,7 +262,7 @@ class RequestCycle:
             raise RuntimeError("response body length differs from its content-length")
         else:
             data = head + body if body else head
-        self.conn.transport.write(data)
+        self.conn.out.write(data)
         self.complete = True
         self.conn.response_done(self)
 
@@ -385,6 +386,7 @@ class H1Connection(WriteFlow):
         self.loop = server.loop
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.out: Outgoing = None  # type: ignore[assignment]  # with the transport
         self.client: tuple[str, int] | None = None
         self.local: tuple[str, int] | None = None
         self.current: RequestCycle | None = None  # the request being answered
@@ -417,6 +419,7 @@ class H1Connection(WriteFlow):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.out = Outgoing(self.transport, self.server.outbox)
         peer = transport.get_extra_info("peername")
         local = transport.get_extra_info("sockname")
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
@@ -425,7 +428,7 @@ class H1Connection(WriteFlow):
         server.connections.add(self)
         limit = server.max_connections
         if limit is not None and len(server.connections) > limit:
-            self.transport.write(refusal(503, "too many connections"))
+            self.out.write(refusal(503, "too many connections"))
             self._close()
             return
         self._arm_timer()
@@ -708,7 +711,7 @@ class H1Connection(WriteFlow):
             else:
                 log.error("the app left its response unfinished: %r", cycle)
                 cycle.disconnected = True
-                self.transport.abort()
+                self.abort()
 
     def app_failed(self, cycle: RequestCycle, exc: BaseException) -> None:
         """The app raised on `cycle`: a 500 if nothing was written, else the connection
@@ -721,12 +724,12 @@ class H1Connection(WriteFlow):
             self._write_refusal(cycle, 500, "internal error")
         elif not cycle.complete:
             cycle.disconnected = True
-            self.transport.abort()  # the response is under way: cut it
+            self.abort()  # the response is under way: cut it
 
     def _write_refusal(self, cycle: RequestCycle, status: int, reason: str) -> None:
         cycle.started = cycle.complete = True
         cycle.keep_alive = False
-        self.transport.write(refusal(status, reason))
+        self.out.write(refusal(status, reason))
         self.response_done(cycle)
 
     def response_done(self, cycle: RequestCycle) -> None:
@@ -768,7 +771,7 @@ class H1Connection(WriteFlow):
                 parsing.wake()
                 self.current = None
                 if parsing.started:
-                    self.transport.abort()  # its response is under way: cut it
+                    self.abort()  # its response is under way: cut it
                     return
             elif parsing in self.queue:
                 self.queue.remove(parsing)
@@ -777,7 +780,7 @@ class H1Connection(WriteFlow):
 
     def _flush_refusal(self) -> None:
         if self._refused and not self.transport.is_closing():
-            self.transport.write(self._refused)
+            self.out.write(self._refused)
         self._close(linger=True)
 
     def _arm_timer(self) -> None:
@@ -797,7 +800,7 @@ class H1Connection(WriteFlow):
         if self._lingering:
             self.transport.close()
         elif self._head_bytes:
-            self.transport.write(refusal(408, "request head not received in time"))
+            self.out.write(refusal(408, "request head not received in time"))
             self._close(linger=True)
         else:
             self._close()  # idle: nothing to say
@@ -809,11 +812,17 @@ class H1Connection(WriteFlow):
         request the client is sending on it at this very moment, which it would see fail.
         """
 
+    def abort(self) -> None:
+        """Cut the connection now: what is not written yet is dropped."""
+        self.out.drop()
+        self.transport.abort()
+
     def _close(self, linger: bool = False) -> None:
         if self._closing:
             return
         self._closing = True
         transport = self.transport
+        self.out.flush()
         if linger and transport.can_write_eof() and not transport.is_closing():
             # Stop writing, keep reading (and dropping) for a while, then close.
             self._lingering = True
@@ -832,6 +841,7 @@ class H1Connection(WriteFlow):
             return
         self.server.connections.discard(self)
         self._cancel_timer()
+        self.out.flush()
         session = self.server.websocket(self.transport, scope)
         self.transport.set_protocol(session)
         session.start(rest)
