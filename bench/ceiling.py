@@ -19,6 +19,7 @@ follows the CPU all of them spend per request, not one thread's.
 - `gateway`: `pyserve-tui --no-ui` with one `proxy_pass` location, `backend = "auto"` (the
   built-in front): the real thing;
 - `gateway-granian`: the same on granian's embedded server (`backend = "granian"`);
+- `gateway-compiled`: `gateway` on the compiled build (`bench/compiled.py`, mypyc);
 - `front`: the real gateway pipeline (`GatewayApp` with the same project) behind a
   *measurement-only* HTTP/1.1 front written here (asyncio Protocol + httptools, GET/HEAD
   without bodies, no limits, no timeouts): the pipeline without granian;
@@ -55,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import compiled as bench_compiled  # noqa: E402
 from bench.harness import (  # noqa: E402
     HOST,
     PYTHON,
@@ -273,8 +275,8 @@ def main() -> int:
 
     with cleanup():
         servers: dict[str, tuple[Proc, int, Proc | None]] = {}
-        kinds = ["trivial", "lean", "gateway", "gateway-granian", "front", "lean-front",
-                 "builtin-lean", "nginx", "caddy"]
+        kinds = ["trivial", "lean", "gateway", "gateway-compiled", "gateway-granian", "front",
+                 "lean-front", "builtin-lean", "nginx", "caddy"]
         if args.steps:
             kinds[-2:-2] = STEPS
         if not args.caddy:
@@ -292,9 +294,9 @@ def main() -> int:
             kinds = [kind for kind in kinds if kind in wanted]
         for kind in kinds:
             upstream, up = start_upstream() if kind != "trivial" else (None, 0)
-            if kind in ("gateway", "gateway-granian", "before"):
+            if kind in ("gateway", "gateway-granian", "gateway-compiled", "before"):
                 env = {"PYTHONPATH": str(Path(args.before).resolve())} if kind == "before" \
-                    else None
+                    else bench_compiled.env() if kind == "gateway-compiled" else None
                 backend = "granian" if kind == "gateway-granian" else "auto"
                 gw = start_gateway(kind, routes={"/": f"http://{HOST}:{up}"}, env=env,
                                    backend=backend)
