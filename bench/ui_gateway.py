@@ -30,7 +30,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+    # Last, not first: a gateway on PYTHONPATH (the compiled build, bench/compiled.py) wins.
+    sys.path.append(str(ROOT))
 
 from gateway.config.loader import load_config  # noqa: E402
 from gateway.engine import Engine  # noqa: E402

@@ -77,12 +77,13 @@ class DirectRequest(Protocol):
 class Plan:
     """What the pipeline's members decided for one request (made per request: slotted)."""
 
-    __slots__ = ("target", "answerer", "lease", "extra_headers")
+    __slots__ = ("target", "answerer", "depth", "lease", "extra_headers")
 
     def __init__(self) -> None:
         self.target: UpstreamTarget | None = None
-        #: The member that answered with `target`.
+        #: The member that answered with `target`, and its place in the pipeline.
         self.answerer: Extension | None = None
+        self.depth = 0
         #: An orchestrated app's hold on its process, released when the request ends.
         self.lease: Lease | None = None
         #: Response headers members add when the response has none of that name, in the

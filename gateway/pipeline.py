@@ -91,10 +91,11 @@ class Pipeline:
         """The members' decision for a request the direct path may serve (`Extension.plan`),
         or None when it must take the ASGI path (a member said so, or none answered)."""
         plan = Plan()
-        for member in self.members:
+        for depth, member in enumerate(self.members):
             verdict = member.plan(scope, plan)
             if verdict == ANSWER:
                 plan.answerer = member
+                plan.depth = depth
                 return plan
             if verdict == ASGI:
                 plan.release()
@@ -105,7 +106,7 @@ class Pipeline:
         """Tell the members that took part in `plan` (innermost first, as the response
         passes them on the ASGI path) that its response, `status`, is going out."""
         members = self.members
-        i = members.index(plan.answerer) if plan.answerer is not None else len(members) - 1
+        i = plan.depth
         while i >= 0:
             members[i].planned(scope, plan, status)
             i -= 1

@@ -30,6 +30,8 @@ DEFAULT_HEADERS: dict[str, str] = {
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
 DEFAULT_HSTS = (b"strict-transport-security", b"max-age=31536000")
+#: Peer addresses whose verdict is remembered (`SecurityExtension.client_refused`).
+VERDICTS = 4096
 
 
 def _encode(headers: dict[str, str]) -> Headers:
@@ -57,9 +59,25 @@ class SecurityExtension(Extension):
         self.filtering = self.allowed is not None or bool(self.blocked)
         self.blocked_count = 0
         self.allowed_count = 0
+        #: Verdicts by peer address, when no proxy is trusted (the peer alone decides): the
+        #: same few peers send nearly every request. Bounded: cleared when full.
+        self._verdicts: dict[str, str | None] = {}
 
     def client_refused(self, scope: Scope) -> str | None:
         """Why this request's client is refused, or None when it may pass."""
+        if self.resolver.trusted:
+            return self._verdict(scope)
+        client = scope.get("client")
+        peer = str(client[0]) if client else ""
+        verdicts = self._verdicts
+        if peer in verdicts:
+            return verdicts[peer]
+        if len(verdicts) >= VERDICTS:
+            verdicts.clear()
+        verdict = verdicts[peer] = self._verdict(scope)
+        return verdict
+
+    def _verdict(self, scope: Scope) -> str | None:
         client = self.resolver.resolve(scope)
         if client.ip is not None and client.ip in self.blocked:
             return f"client {client.text} is blocked"
