@@ -15,7 +15,8 @@ import os
 
 from setuptools import setup
 
-#: The modules every proxied request runs through on the built-in front's direct path.
+#: The modules every proxied request runs through on the built-in front's direct path (and
+#: the built-in extensions of the bundled project that plan it).
 HOT_PATH = [
     "gateway/servers/h1.py",
     "gateway/servers/front_ws.py",  # its session shares h1.WriteFlow
@@ -31,6 +32,9 @@ HOT_PATH = [
     "gateway/routing/uri.py",
     "gateway/routing/upstream.py",
     "gateway/extensions/routing.py",
+    "gateway/extensions/security.py",
+    "gateway/extensions/monitoring.py",
+    "gateway/extensions/orchestration.py",
 ]
 
 

@@ -78,7 +78,8 @@ _BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
-_RESPONSE_FRAMING = frozenset((b"content-length", b"transfer-encoding", b"connection"))
+#: Response fields the front acts on.
+_RESPONSE_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date"))
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 #: Request methods as ASGI strings, without decoding the common ones every time.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
@@ -279,27 +280,33 @@ class RequestCycle:
         """The response head; `length` is the whole body's size when it is already known.
 
         Decides the response framing and whether the connection stays open; the app's own
-        `connection` header is replaced by that decision.
+        `connection` header is replaced by that decision. The server's `date` goes first
+        unless the app sent its own (one Date field, RFC 9110 §6.6.1: a proxied response
+        keeps its origin's).
         """
         conn = self.conn
         status = self.status
-        parts = [STATUS_LINES.get(status) or _status_line(status),
-                 conn.server.date.get(time.time())]
-        has_length = False
-        lines = 3  # the status line, the date and the blank line
+        parts = [STATUS_LINES.get(status) or _status_line(status), b""]
+        has_length = has_date = False
+        lines = 2  # the status line and the blank line
         for name, value in self.headers:
             name = name.lower()
-            if name in _RESPONSE_FRAMING:
+            if name in _RESPONSE_FIELDS:
                 if name == b"content-length":
                     has_length = True
                     self.remaining = int(value)
                 elif name == b"transfer-encoding":
                     self.chunked = True
+                elif name == b"date":
+                    has_date = True
                 else:  # connection
                     if b"close" in value.lower():
                         self.keep_alive = False
                     continue
             parts += (name, b": ", value, b"\r\n")
+            lines += 1
+        if not has_date:
+            parts[1] = conn.server.date.get(time.time())
             lines += 1
         if self.chunked:
             has_length = True

@@ -90,7 +90,11 @@ async def connect(gw: ServedGateway) -> Client:
 
 async def ok(req: RawRequest, writer: asyncio.StreamWriter) -> None:
     writer.write(response(200, b"hello", [("Content-Type", "text/plain"),
-                                          ("X-Frame-Options", "SAMEORIGIN")]))
+                                          ("X-Frame-Options", "SAMEORIGIN"),
+                                          ("Date", ORIGIN_DATE)]))
+
+
+ORIGIN_DATE = "Sat, 01 Jan 2000 00:00:00 GMT"
 
 
 async def test_a_proxied_get_is_served_directly_as_the_asgi_path_serves_it(
@@ -107,6 +111,7 @@ async def test_a_proxied_get_is_served_directly_as_the_asgi_path_serves_it(
     for status, headers, body in (first, second):
         assert (status, body) == (200, b"hello")
         assert headers["x-frame-options"] == ["SAMEORIGIN"]  # the app's own wins
+        assert headers["date"] == [ORIGIN_DATE]  # one Date: the origin's
         assert headers["x-content-type-options"] == ["nosniff"]  # security's default
         assert len(headers["x-request-id"]) == 1
     assert second[1]["x-request-id"] == ["trace-me-1"]
