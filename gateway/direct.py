@@ -86,9 +86,10 @@ class Plan:
         self.depth = 0
         #: An orchestrated app's hold on its process, released when the request ends.
         self.lease: Lease | None = None
-        #: Response headers members add when the response has none of that name, in the
-        #: order the members come (applied innermost first, as the ASGI send wrappers are).
-        self.extra_headers: list[Headers] = []
+        #: Response headers members add when the response has none of that name (with
+        #: their names), in the order the members come (applied innermost first, as the
+        #: ASGI send wrappers are).
+        self.extra_headers: list[tuple[Headers, frozenset[bytes]]] = []
 
     def release(self) -> None:
         lease, self.lease = self.lease, None
@@ -96,10 +97,15 @@ class Plan:
             lease.release()
 
 
-def add_missing(headers: Headers, extra: Headers) -> None:
-    """Append the `extra` headers whose names `headers` does not carry yet."""
-    present = {name.lower() for name, _ in headers}
-    headers.extend(h for h in extra if h[0] not in present)
+def add_missing(headers: Headers, extra: Headers, names: frozenset[bytes]) -> None:
+    """Append the `extra` headers (lower-case `names`) whose names `headers` does not carry
+    yet."""
+    for name, _ in headers:
+        if name.lower() in names:
+            present = {name.lower() for name, _ in headers}
+            headers.extend(h for h in extra if h[0] not in present)
+            return
+    headers.extend(extra)  # the common case: none of them
 
 
 def start(gateway: GatewayApp, request: DirectRequest, ctx: RequestContext,
@@ -177,8 +183,8 @@ class Exchange:
         self.pool.busy -= 1
         self.pool.release(conn)
         plan.release()
-        for extra in reversed(plan.extra_headers):
-            add_missing(headers, extra)
+        for extra, names in reversed(plan.extra_headers):
+            add_missing(headers, extra, names)
         scope = self.request.scope
         gateway = self.gateway
         gateway.pipeline.planned(scope, plan, status)

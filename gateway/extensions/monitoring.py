@@ -22,6 +22,8 @@ from gateway.services import Services
 from gateway.types import ASGIApp, Message, Receive, Scope, Send
 
 SeriesKey = tuple[str, str, str]  # route, app, status class
+#: Requests recorded before they are counted (see `MonitoringExtension.fold`).
+BATCH = 256
 OTHER: SeriesKey = ("other", "", "")
 _STATUS_CLASSES = ("0xx", "1xx", "2xx", "3xx", "4xx", "5xx")
 
@@ -39,6 +41,9 @@ class MonitoringExtension(Extension):
         self.series: dict[SeriesKey, LatencyHistogram] = {}
         self.requests = 0
         self.folded = 0
+        #: Requests recorded and not yet counted: counted `BATCH` at a time, and whenever
+        #: `metrics()` is read (so /metrics stays exact), as `MetricsRegistry` does.
+        self._pending: list[tuple[SeriesKey, float]] = []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not self.enabled or scope["type"] != "http":
@@ -78,21 +83,38 @@ class MonitoringExtension(Extension):
         route = (ctx.route if ctx is not None else None) or "-"
         app = (ctx.app if ctx is not None else None) or ""
         cls = _STATUS_CLASSES[status // 100] if 0 <= status < 600 else "0xx"
-        key = (route, app, cls)
-        hist = self.series.get(key)
-        if hist is None:
-            if len(self.series) >= self.max_routes:
-                key = OTHER
-                self.folded += 1
-            hist = self.series.get(key)
+        pending = self._pending
+        pending.append(((route, app, cls), ms))
+        if len(pending) >= BATCH:
+            self.fold()
+
+    def fold(self) -> None:
+        """Count the requests recorded since the last fold."""
+        pending, self._pending = self._pending, []
+        by_key: dict[SeriesKey, list[float]] = {}
+        for key, ms in pending:
+            values = by_key.get(key)
+            if values is None:
+                by_key[key] = [ms]
+            else:
+                values.append(ms)
+        series = self.series
+        for key, values in by_key.items():
+            hist = series.get(key)
             if hist is None:
-                hist = self.series[key] = LatencyHistogram()
-        hist.observe(ms)
-        self.requests += 1
+                if len(series) >= self.max_routes:
+                    key = OTHER
+                    self.folded += len(values)
+                hist = series.get(key)
+                if hist is None:
+                    hist = series[key] = LatencyHistogram()
+            hist.observe_many(values)
+        self.requests += len(pending)
 
     def metrics(self) -> dict[str, Any]:
         if not self.enabled:
             return {"enabled": False}
+        self.fold()
         routes = [
             {"route": route, "app": app or None, "status": cls, "count": hist.total,
              "mean_ms": round(hist.sum_ms / hist.total, 3) if hist.total else 0.0,

@@ -56,6 +56,7 @@ class SecurityExtension(Extension):
         # On https the default set also gets HSTS; a configured set is sent as written.
         self.https_headers = self.headers + [DEFAULT_HSTS] if configured is None \
             else self.headers
+        self._names = frozenset(name for name, _ in self.https_headers)
         self.filtering = self.allowed is not None or bool(self.blocked)
         self.blocked_count = 0
         self.allowed_count = 0
@@ -108,7 +109,7 @@ class SecurityExtension(Extension):
     def plan(self, scope: Scope, plan: Plan) -> int:
         if self.filtering and self.client_refused(scope) is not None:
             return ASGI  # the refusal (403, counted, noted) is __call__'s
-        plan.extra_headers.append(self._extra(scope))
+        plan.extra_headers.append((self._extra(scope), self._names))
         return PASS
 
     def planned(self, scope: Scope, plan: Plan, status: int) -> None:
@@ -123,7 +124,7 @@ class SecurityExtension(Extension):
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers") or ())
-                add_missing(headers, extra)
+                add_missing(headers, extra, self._names)
                 message["headers"] = headers
             await send(message)
 
