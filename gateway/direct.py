@@ -35,7 +35,12 @@ from __future__ import annotations
 from time import perf_counter
 from typing import TYPE_CHECKING, Any, Protocol
 
-from gateway.proxy.headers import IDEMPOTENT_METHODS, build_request_head, rewrite_location
+from gateway.proxy.headers import (
+    BODYLESS_METHODS,
+    IDEMPOTENT_METHODS,
+    build_request_head,
+    rewrite_location,
+)
 from gateway.proxy.http import STARTED
 from gateway.proxy.transport import PooledTransport
 
@@ -54,7 +59,7 @@ PASS, ANSWER, ASGI = 0, 1, 2
 
 #: Methods the direct path takes (when no body is framed): bodyless, and sent again if
 #: need be (see `proxy.headers.may_resend`).
-METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"}) & IDEMPOTENT_METHODS
+METHODS = BODYLESS_METHODS & IDEMPOTENT_METHODS
 
 #: Scope key of the `Plan` whose exchange the ASGI path took over; its lease is released
 #: when that request ends (`settle`).

@@ -11,9 +11,10 @@ peer awake after the first one, and the peer reads them in one pass of its own. 
 not grow: the loop polls again only after the writes, whether it has more to do or not.
 
 Each connection writes through its `Outgoing`, which keeps the order of its own writes and
-sends them as one buffer; one `Outbox` per loop (and side) flushes every connection written
-to in the pass. A connection's pending bytes are bounded (`FLUSH_AT`): past that it writes at
-once, so the transport's own flow control (`pause_writing`) sees every byte as before.
+sends them as one buffer; an `Outbox` (the front's, and one per upstream pool) flushes
+every connection of its side written to in the pass. A connection's pending bytes are
+bounded (`FLUSH_AT`): past that it writes at once, so the transport's own flow control
+(`pause_writing`) sees every byte as before.
 Closing a connection flushes it first; aborting drops what is pending, as `abort` drops the
 transport's buffer.
 """
@@ -81,8 +82,3 @@ class Outgoing:
     def drop(self) -> None:
         """Forget what is pending (the connection is aborted)."""
         self._pending = None
-
-    @property
-    def pending(self) -> int:
-        """Bytes not yet handed to the transport."""
-        return self._size if self._pending is not None else 0

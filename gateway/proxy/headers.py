@@ -61,13 +61,13 @@ def may_resend(method: str, *, sent: bool) -> bool:
 
 #: Methods that carry no body unless the client framed one (Content-Length/Transfer-Encoding);
 #: for these we never call ``receive()`` before forwarding, which keeps GETs retryable.
-_BODYLESS_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
+BODYLESS_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "DELETE", "OPTIONS", "TRACE"})
 
 
 def reads_no_body(scope: Scope) -> bool:
     """Forwarding this request reads nothing from ``receive()`` (a bodyless method and no
     body framed), so a failed attempt can be made again from the scope alone."""
-    return scope["method"] in _BODYLESS_METHODS and not any(
+    return scope["method"] in BODYLESS_METHODS and not any(
         name == b"content-length" or name == b"transfer-encoding"
         for name, _ in scope["headers"])
 
@@ -278,7 +278,7 @@ def build_request_head(
         if ctx.traceparent:
             extend((b"traceparent: ", ctx.traceparent.encode("latin-1"), b"\r\n"))
 
-    if framing == BODY_NONE and method not in _BODYLESS_METHODS:
+    if framing == BODY_NONE and method not in BODYLESS_METHODS:
         framing = BODY_UNKNOWN
     return parts, framing
 

@@ -211,8 +211,12 @@ class RequestCycle:
             raise RuntimeError(f"unexpected {kind!r} after the response completed")
         if kind != "http.response.body":
             raise RuntimeError(f"expected 'http.response.body', got {kind!r}")
-        body = message.get("body", b"")
-        more = message.get("more_body", False)
+        self._body(message.get("body", b""), message.get("more_body", False))
+
+    def _body(self, body: bytes, more: bool) -> None:
+        """Write a piece of the response body (with the head when it is still owed), framed
+        as the head said; the last piece completes the response."""
+        conn = self.conn
         out: list[bytes] = []
         if self.head_pending:
             out.append(self._head(None if more else len(body)))
@@ -253,19 +257,8 @@ class RequestCycle:
         self.started = True
         self.status = status
         self.headers = headers
-        head = self._head(len(body))
-        if self.head_only:
-            data = head
-        elif self.chunked:
-            data = head + (b"%x\r\n%b\r\n0\r\n\r\n" % (len(body), body) if body
-                           else b"0\r\n\r\n")
-        elif self.remaining >= 0 and self.remaining != len(body):
-            raise RuntimeError("response body length differs from its content-length")
-        else:
-            data = head + body if body else head
-        self.conn.out.write(data)
-        self.complete = True
-        self.conn.response_done(self)
+        self.head_pending = True
+        self._body(body, False)
 
     def fall_back(self) -> None:
         """Run the ASGI app for this request after all (the direct path could not finish

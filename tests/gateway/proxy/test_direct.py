@@ -88,6 +88,18 @@ async def connect(gw: ServedGateway) -> Client:
     return Client(reader, writer)
 
 
+async def after_a_pooled_request(gw: ServedGateway,
+                                 path: str) -> tuple[int, dict[str, list[str]], bytes]:
+    """GET `path` on a connection whose first request (`/x`, the ASGI path) left an idle
+    pooled upstream connection behind, so `path` can take the direct path."""
+    client = await connect(gw)
+    try:
+        await client.request()
+        return await client.request(path=path)
+    finally:
+        client.close()
+
+
 async def ok(req: RawRequest, writer: asyncio.StreamWriter) -> None:
     writer.write(response(200, b"hello", [("Content-Type", "text/plain"),
                                           ("X-Frame-Options", "SAMEORIGIN"),
@@ -177,12 +189,7 @@ async def test_a_pooled_connection_the_upstream_drops_is_resent_once(
         return None
 
     gw, up = await gateway(drop_second)
-    client = await connect(gw)
-    try:
-        await client.request()
-        status, _, body = await client.request(path="/drop")
-    finally:
-        client.close()
+    status, _, body = await after_a_pooled_request(gw, "/drop")
     assert (status, body) == (200, b"hello")
     assert gw.app.direct_started == 1
     # Sent on the pooled connection, which closed unanswered, then once more on a new one.
@@ -198,12 +205,7 @@ async def test_an_upstream_that_never_answers_gets_504_when_its_timeout_passes(
         await ok(req, writer)
 
     gw, up = await gateway(hang, timeout=0.3)
-    client = await connect(gw)
-    try:
-        await client.request()
-        status, headers, body = await client.request(path="/hang")
-    finally:
-        client.close()
+    status, headers, body = await after_a_pooled_request(gw, "/hang")
     assert gw.app.direct_started == 1
     assert status == 504
     assert b"no response head within 0.3s" in body
