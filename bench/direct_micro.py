@@ -1,13 +1,14 @@
 """Python CPU per request on the direct path, without sockets or syscalls.
 
-    python bench/direct_micro.py [--requests N] [--compiled] [--profile]
+    python bench/direct_micro.py [--requests N] [--compiled] [--bundled] [--profile]
 
 Feeds the built-in front (`H1Connection`) a raw GET and the pooled upstream connection
 (`UpstreamConnection`) a raw response, synchronously, through the real `GatewayApp` of a
 one-`proxy_pass` project (`harness.proxy_gateway_app`): every parser callback, the plan,
 the request head, the response head, metrics and the request log, with fake transports that
 only keep what is written. What remains is the Python (or, with `--compiled`, the compiled
-build of `bench/compiled.py`) a request costs; best of 5 runs. `--profile` prints a
+build of `bench/compiled.py`) a request costs; best of 5 runs. `--bundled` puts the bundled
+project's security and monitoring extensions in front of routing. `--profile` prints a
 cProfile of the interpreted build.
 """
 
@@ -72,6 +73,8 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--compiled", action="store_true",
                     help="run the compiled build (bench/compiled.py builds it)")
+    ap.add_argument("--bundled", action="store_true",
+                    help="the bundled project's security and monitoring in front of routing")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     if args.compiled:
@@ -80,7 +83,7 @@ def main() -> int:
         sys.path.insert(0, str(compiled.folder()))
     import uvloop
 
-    from bench.harness import proxy_gateway_app
+    from bench.harness import BUNDLED_EXTENSIONS_TOML, proxy_gateway_app
     from gateway.config.schema import ServerConfig
     from gateway.proxy.client import UpstreamConnection
     from gateway.servers.front import FrontServer
@@ -88,7 +91,7 @@ def main() -> int:
 
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    gateway = proxy_gateway_app(1)
+    gateway = proxy_gateway_app(1, BUNDLED_EXTENSIONS_TOML if args.bundled else "")
     front = FrontServer(gateway, ServerConfig(), loop)
     client = FakeTransport(("127.0.0.1", 5555))
     conn = H1Connection(front)
@@ -119,7 +122,8 @@ def main() -> int:
         return 1
     per_run = max(1, args.requests // 5)
     best = min(_timed(run, per_run) for _ in range(5))
-    build = "compiled" if args.compiled else "interpreted"
+    build = ("compiled" if args.compiled else "interpreted") + (", bundled" if args.bundled
+                                                                else "")
     print(f"{best * 1e6 / per_run:.2f} µs per request ({build}, best of 5 x {per_run})")
     if args.profile:
         profile = cProfile.Profile()

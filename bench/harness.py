@@ -461,10 +461,19 @@ def start_gateway(name: str, *, ui: bool = False, probe: bool = False,
     return gw
 
 
-def proxy_gateway_app(upstream: int) -> Any:
+#: The bundled project's security and monitoring extensions, as project-file text (the same
+#: settings as `run.BUNDLED_EXTENSIONS`).
+BUNDLED_EXTENSIONS_TOML = (
+    '[[extensions]]\ntype = "security"\n'
+    '[extensions.config]\nblocked_ips = ["10.0.0.50", "192.168.0.0/16"]\n'
+    '[[extensions]]\ntype = "monitoring"\n[extensions.config]\nenable_metrics = true\n')
+
+
+def proxy_gateway_app(upstream: int, extensions: str = "") -> Any:
     """The gateway's real `GatewayApp` for a project of one `proxy_pass` location to
     127.0.0.1:`upstream`, built in this process (no server, no engine): what the in-process
-    measurements (`pipeline_micro.py`, `ceiling.py`) drive. Its services are `.services`."""
+    measurements (`pipeline_micro.py`, `ceiling.py`) drive. Its services are `.services`.
+    `extensions`: more ``[[extensions]]`` tables (project-file text), ahead of routing."""
     from gateway.config.loader import validate_text
     from gateway.events import EventBus
     from gateway.metrics import MetricsRegistry
@@ -473,7 +482,7 @@ def proxy_gateway_app(upstream: int) -> Any:
     from gateway.requestlog import RequestLog
     from gateway.services import Services
 
-    text = (f'[logging]\nlevel = "warning"\n[[extensions]]\ntype = "routing"\n'
+    text = (f'[logging]\nlevel = "warning"\n{extensions}[[extensions]]\ntype = "routing"\n'
             f'[extensions.config.regex_locations]\n'
             f'"/" = {{ proxy_pass = "http://{HOST}:{upstream}" }}\n')
     project = validate_text(Path(tempfile.gettempdir()) / "workbench.toml", text, environ={})

@@ -73,8 +73,9 @@ def _status_line(status: int) -> bytes:
 
 
 STATUS_LINES = {status: _status_line(status) for status in range(100, 600)}
-#: Control bytes a response head may not contain (besides its own CRLFs; RFC 9110 §5.5).
-_BAD_HEAD = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: The control bytes of a response head: only its own line ends may be among them (a CR,
+#: LF or other control byte in a name or value is refused; HTAB is allowed, RFC 9110 §5.5).
+_CONTROL_BYTES = bytes([*range(0x09), *range(0x0a, 0x20), 0x7f])
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
@@ -330,10 +331,11 @@ class RequestCycle:
             lines += 1
         parts.append(b"\r\n")
         head = b"".join(parts)
-        # Response splitting: a CR, LF or other control byte inside a name or value (one
-        # count and one search over the whole head, cheaper than a check per header).
-        if head.count(b"\n") != lines or head.count(b"\r") != lines \
-                or _BAD_HEAD.search(head):
+        # Response splitting: a CR, LF or other control byte inside a name or value. Each
+        # line brings exactly its CR and LF, so any other control byte makes the head lose
+        # more than two bytes a line here (one pass over the whole head, in C: cheaper than
+        # a check per header or a regex search, bench/README.md "Security headers").
+        if len(head) - len(head.translate(None, _CONTROL_BYTES)) != 2 * lines:
             raise RuntimeError(f"invalid response header in {self.headers!r}")
         return head
 

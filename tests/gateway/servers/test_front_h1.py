@@ -50,6 +50,14 @@ async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
                     "headers": [(b"x-evil", b"a\r\nset-cookie: evil=1")]})
         await send({"type": "http.response.body", "body": b"no"})
         return
+    if path.startswith("/control/"):  # /control/<where>/<hex byte>
+        _, _, where, code = path.split("/")
+        byte = bytes([int(code, 16)])
+        header = (b"x-" + byte + b"evil", b"1") if where == "name" \
+            else (b"x-evil", b"a" + byte + b"b")
+        await send({"type": "http.response.start", "status": 200, "headers": [header]})
+        await send({"type": "http.response.body", "body": b"no"})
+        return
     if path == "/204-with-body":
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b"HTTP/1.1 200 OK\r\n\r\nsmuggled"})
@@ -478,6 +486,23 @@ async def test_response_splitting_is_refused(front: tuple[ServingHandle, int]) -
     raw, _ = await exchange(front[1], b"GET /split HTTP/1.1\r\nHost: x\r\n\r\n")
     assert statuses(raw) == [500]
     assert b"evil" not in raw
+
+
+@pytest.mark.parametrize("where", ["name", "value"])
+@pytest.mark.parametrize("byte", [0x00, 0x0a, 0x0d, 0x01, 0x1f, 0x7f])
+async def test_a_control_byte_in_a_response_header_is_refused(
+        front: tuple[ServingHandle, int], where: str, byte: int) -> None:
+    raw, _ = await exchange(front[1], f"GET /control/{where}/{byte:02x} HTTP/1.1\r\n"
+                                      "Host: x\r\n\r\n".encode())
+    assert statuses(raw) == [500]
+    assert b"evil" not in raw
+
+
+async def test_a_tab_in_a_response_header_value_is_sent(
+        front: tuple[ServingHandle, int]) -> None:
+    raw, _ = await exchange(front[1], b"GET /control/value/09 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert statuses(raw) == [200]
+    assert b"x-evil: a\tb\r\n" in raw
 
 
 async def test_an_app_error_is_a_500_and_the_server_lives(
