@@ -15,13 +15,13 @@ from __future__ import annotations
 import logging
 from typing import Any, ClassVar
 
-from gateway.config.schema import OrchestrationOptions
+from gateway.config.schema import AppConfig, OrchestrationOptions
 from gateway.context import RequestContext, get_context
 from gateway.direct import ANSWER, ASGI, PASS, Plan
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
 from gateway.orchestrator.states import IDLE, AppState
-from gateway.orchestrator.supervisor import AppSupervisor, Lease
+from gateway.orchestrator.supervisor import AppContext, AppSupervisor, Lease
 from gateway.proxy.headers import may_resend, reads_no_body
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
@@ -44,6 +44,7 @@ class OrchestrationExtension(Extension):
         self.held = 0
         self.unavailable = 0
         self.retried = 0
+        self._by_app: dict[str, _AppFacts] = {}
 
     async def startup(self) -> None:
         # Normally the engine made the orchestrator; on our own (tests, embedding) we make it.
@@ -71,13 +72,14 @@ class OrchestrationExtension(Extension):
             await self.app(scope, receive, send)
             return
         sup, path = match
+        facts = self._facts(sup)
         ctx = get_context(scope)
-        _claim(ctx, sup)
+        facts.claim(ctx)
         lease = await sup.admit(self._count_hold)
         if lease is None:
             await self._unavailable(scope, send, sup)
             return
-        target = _target(scope, sup, lease, path)
+        target = facts.target(scope, lease, path)
         self.proxied += 1
         try:
             if scope["type"] == "websocket":
@@ -100,10 +102,19 @@ class OrchestrationExtension(Extension):
         lease = sup.lease()  # what `admit` gives at once; waiting for one is __call__'s
         if lease is None:
             return ASGI
-        _claim(get_context(scope), sup)
+        facts = self._facts(sup)
+        facts.claim(get_context(scope))
         plan.lease = lease
-        plan.target = _target(scope, sup, lease, path)
+        plan.target = facts.target(scope, lease, path)
         return ANSWER
+
+    def _facts(self, sup: AppSupervisor) -> _AppFacts:
+        """What every request for `sup` is sent with, made again when its configuration or
+        the options it inherits change."""
+        facts = self._by_app.get(sup.name)
+        if facts is None or facts.config is not sup.config or facts.context is not sup.context:
+            facts = self._by_app[sup.name] = _AppFacts(sup)
+        return facts
 
     def planned(self, scope: Scope, plan: Plan, status: int) -> None:
         if plan.answerer is self:
@@ -181,19 +192,33 @@ async def _refuse_websocket(scope: Scope, send: Send, sup: AppSupervisor) -> Non
     await send({"type": "websocket.http.response.body", "body": body})
 
 
-def _claim(ctx: RequestContext | None, sup: AppSupervisor) -> None:
-    """Mark the request as `sup`'s in its context (the log, metrics and trace say so)."""
-    if ctx is not None:
-        ctx.app = sup.name
-        ctx.route = f"app:{sup.name}"
+class _AppFacts:
+    """An app's name, route label, prefix and proxy timeout, as of its configuration and
+    the options it inherits (`config`, `context`): read once, not on every request."""
 
+    __slots__ = ("config", "context", "name", "route", "timeout", "prefix")
 
-def _target(scope: Scope, sup: AppSupervisor, lease: Lease, path: str) -> UpstreamTarget:
-    """Where a request for `sup` goes: its leased process, `path` (the prefix stripped
-    when `strip_path`)."""
-    return UpstreamTarget(
-        "127.0.0.1", lease.port, _upstream_path(scope, path), scope.get("query_string", b""),
-        float(sup.opt("proxy_timeout")), sup.name, prefix=sup.config.prefix)
+    def __init__(self, sup: AppSupervisor) -> None:
+        self.config: AppConfig = sup.config
+        self.context: AppContext = sup.context
+        self.name: str = sup.name
+        self.route: str = f"app:{sup.name}"
+        self.timeout: float = float(sup.opt("proxy_timeout"))
+        self.prefix: str = sup.config.prefix
+
+    def claim(self, ctx: RequestContext | None) -> None:
+        """Mark the request as this app's in its context (the log, metrics and trace say
+        so)."""
+        if ctx is not None:
+            ctx.app = self.name
+            ctx.route = self.route
+
+    def target(self, scope: Scope, lease: Lease, path: str) -> UpstreamTarget:
+        """Where a request for the app goes: its leased process, `path` (the prefix stripped
+        when `strip_path`)."""
+        return UpstreamTarget("127.0.0.1", lease.port, _upstream_path(scope, path),
+                              scope.get("query_string", b""), self.timeout, self.name,
+                              "http", self.prefix)
 
 
 def _why_unavailable(sup: AppSupervisor, waited: float | None = None) -> str:

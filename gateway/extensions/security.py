@@ -51,6 +51,8 @@ class SecurityExtension(Extension):
             else None
         self.blocked = NetworkSet(options.blocked_ips)
         self.resolver = ClientResolver(options.trusted_proxies)
+        #: Whether any proxy may name the client (else the peer alone decides).
+        self.trusting = bool(self.resolver.trusted)
         configured = options.security_headers
         self.headers = _encode(DEFAULT_HEADERS if configured is None else configured)
         # On https the default set also gets HSTS; a configured set is sent as written.
@@ -66,7 +68,7 @@ class SecurityExtension(Extension):
 
     def client_refused(self, scope: Scope) -> str | None:
         """Why this request's client is refused, or None when it may pass."""
-        if self.resolver.trusted:
+        if self.trusting:
             return self._verdict(scope)
         client = scope.get("client")
         peer = str(client[0]) if client else ""

@@ -8,9 +8,9 @@ WSGI app through `a2wsgi.WSGIMiddleware`, an ASGI 2 app through `ASGI2App`. An e
 
 In an app process the server imports ``gateway.orchestrator.childapp:app``, which calls
 `child_app`: it builds the app from the JSON description in the environment (inherited by
-every worker), tells it the prefix it is mounted under (`RootPathMiddleware`) and wraps it in
-`RequestIdMiddleware`, so every line the app writes while serving a request carries the
-request id for the workbench to read back.
+every worker) and wraps it in `AppProcessLayer`, which tells it the prefix it is mounted
+under and marks every line the app writes while serving a request with the request id, for
+the workbench to read back.
 """
 
 from __future__ import annotations
@@ -150,31 +150,6 @@ class ASGI2App:
         return f"<ASGI2App {self.app!r}>"
 
 
-class RootPathMiddleware:
-    """Tells an app process the prefix the gateway stripped, as ``uvicorn --root-path``
-    does: ``root_path`` is the prefix and ``path``/``raw_path`` get it back in front (the
-    convention of uvicorn >= 0.26, Starlette and Django 5, which take ``root_path`` off
-    ``path`` themselves; a2wsgi makes them ``SCRIPT_NAME`` and ``PATH_INFO``). Requests
-    the gateway did not send (a health probe on ``/health``) are treated the same way."""
-
-    def __init__(self, app: ASGIApp, prefix: str) -> None:
-        self.app = app
-        self.prefix = prefix
-        self.raw_prefix = quote(prefix, safe="/%:@!$&'()*+,;=").encode("ascii")
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" or scope["type"] == "websocket":
-            scope["root_path"] = self.prefix
-            scope["path"] = self.prefix + scope["path"]
-            raw = scope.get("raw_path")
-            if raw is not None:
-                scope["raw_path"] = self.raw_prefix + raw
-        await self.app(scope, receive, send)
-
-    def __repr__(self) -> str:
-        return f"<RootPathMiddleware {self.prefix!r} {self.app!r}>"
-
-
 class CoroutineReceive:
     """Hands the app a `receive` that returns a real coroutine.
 
@@ -205,16 +180,36 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
-class RequestIdMiddleware:
-    """Sets `current_request_id` from the X-Request-ID header for the request's duration."""
+class AppProcessLayer:
+    """What an app process adds around the app, in one layer (one more coroutine frame per
+    request, not one per concern):
 
-    def __init__(self, app: ASGIApp) -> None:
+    * the prefix the gateway stripped, told as ``uvicorn --root-path`` does: ``root_path``
+      is the prefix and ``path``/``raw_path`` get it back in front (the convention of
+      uvicorn >= 0.26, Starlette and Django 5, which take ``root_path`` off ``path``
+      themselves; a2wsgi makes them ``SCRIPT_NAME`` and ``PATH_INFO``). Requests the gateway
+      did not send (a health probe on ``/health``) are treated the same way;
+    * `current_request_id` set from the X-Request-ID header for the request's duration, so
+      every line the app writes meanwhile carries it (`MarkedStream`).
+    """
+
+    def __init__(self, app: ASGIApp, prefix: str = "") -> None:
         self.app = app
+        self.prefix = prefix
+        self.raw_prefix = quote(prefix, safe="/%:@!$&'()*+,;=").encode("ascii")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
+        prefix = self.prefix
+        if prefix:
+            scope["root_path"] = prefix
+            scope["path"] = prefix + scope["path"]
+            raw = scope.get("raw_path")
+            if raw is not None:
+                scope["raw_path"] = self.raw_prefix + raw
         rid = None
         for name, value in scope.get("headers") or ():
             if name == b"x-request-id":
@@ -230,7 +225,7 @@ class RequestIdMiddleware:
             current_request_id.reset(token)
 
     def __repr__(self) -> str:
-        return f"<RequestIdMiddleware {self.app!r}>"
+        return f"<AppProcessLayer prefix={self.prefix!r} {self.app!r}>"
 
 
 class MarkedStream(io.TextIOBase):
@@ -342,8 +337,6 @@ def child_app() -> ASGIApp:
             raise AppLoadError(f"app {spec.app!r} has neither app_path nor command")
         inner = load_app(spec.app_path, app_type=spec.app_type, factory=spec.factory,
                          factory_args=dict(spec.factory_args), module_path=spec.module_path)
-        if spec.prefix:
-            inner = RootPathMiddleware(inner, spec.prefix)
-        _child_app = RequestIdMiddleware(inner)
+        _child_app = AppProcessLayer(inner, spec.prefix)
     return _child_app
 

@@ -58,7 +58,8 @@ class Orchestrator:
             events=events, ports=self.ports, health=self.health)
         self.supervisors: dict[str, AppSupervisor] = {
             app.name: AppSupervisor(app, self._context) for app in options.apps}
-        self._routes: list[tuple[str, AppSupervisor]] = []
+        #: (prefix, prefix + "/", app), longest prefix first; "/" last.
+        self._routes: list[tuple[str, str, AppSupervisor]] = []
         self._rebuild_routes()
         self._apply_logging()
 
@@ -202,10 +203,10 @@ class Orchestrator:
     def resolve(self, path: str) -> tuple[AppSupervisor, str] | None:
         """The app whose `path` is the longest prefix of `path` at a segment boundary,
         with the path to send upstream (the prefix removed when `strip_path`)."""
-        for prefix, sup in self._routes:
+        for prefix, under, sup in self._routes:
             if prefix == "/":
                 return sup, path
-            if path == prefix or path.startswith(prefix + "/"):
+            if path == prefix or path.startswith(under):
                 if sup.config.strip_path:
                     return sup, path[len(prefix):] or "/"
                 return sup, path
@@ -231,7 +232,7 @@ class Orchestrator:
         routes = []
         for sup in self.supervisors.values():
             prefix = sup.config.path.rstrip("/") or "/"
-            routes.append((prefix, sup))
+            routes.append((prefix, prefix + "/", sup))
         routes.sort(key=lambda r: len(r[0]) if r[0] != "/" else 0, reverse=True)
         self._routes = routes
 

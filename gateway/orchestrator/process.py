@@ -91,7 +91,8 @@ class AppProcess:
 
     def acquire(self) -> None:
         self.inflight += 1
-        self._idle.clear()
+        if self.inflight == 1:  # no longer idle (once, not on every request)
+            self._idle.clear()
 
     def release(self) -> None:
         self.inflight -= 1
