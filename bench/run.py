@@ -17,6 +17,11 @@ is read for the measurement windows. Load comes from wrk (bounded by duration), 
 then the measurement; configurations alternate within each round (and the order rotates
 between rounds) because the machine is shared and noisy; the table shows medians. The UI and
 pipeline costs are medians of per-round ratios to the headless routing-only run just before.
+
+Issue 17's goals are judged on the build `pip install .` gives: the request path compiled by
+setup.py (`gateway-compiled*`, built by bench/compiled.py). The editable install runs the same
+code interpreted (`gateway-builtin*`, this checkout); it is measured against the same goals
+for reference ("reference: met/not met").
 """
 
 from __future__ import annotations
@@ -183,20 +188,24 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], conns: list[in
         for base, (bundled, with_ui) in VARIANTS.items():
             if base not in med:
                 continue
-            build = "compiled" if base == COMPILED else "interpreted"
+            # What `pip install .` gives (a compiled wheel, setup.py) is judged; the editable
+            # install's interpreted build is measured against the same goals for reference.
+            reference = base != COMPILED
+            build = "editable install, interpreted" if reference else "pip install, compiled"
             m = med[base]
             section.targets.append(Target(
                 f"gateway ({build}) throughput, c={c}", f">= {GOAL_NGINX}x nginx",
                 f"{m['ratio_nginx']:.2f}x ({m['rps']:.0f} vs {med['nginx']['rps']:.0f} req/s)",
-                m["ratio_nginx"] >= GOAL_NGINX))
+                m["ratio_nginx"] >= GOAL_NGINX, reference))
             section.targets.append(Target(
                 f"gateway ({build}) throughput vs Caddy, c={c}", f">= {GOAL_CADDY}x Caddy",
                 f"{m['ratio_caddy']:.2f}x ({m['rps']:.0f} vs {med['caddy']['rps']:.0f} req/s)",
-                m["ratio_caddy"] >= GOAL_CADDY))
+                m["ratio_caddy"] >= GOAL_CADDY, reference))
             section.targets.append(Target(
                 f"gateway ({build}) p99, c={c}", f"<= {GOAL_P99}x nginx",
                 f"{m['p99_ratio_nginx']:.2f}x ({m['p99_ms']:.1f} vs "
-                f"{med['nginx']['p99_ms']:.1f} ms)", m["p99_ratio_nginx"] <= GOAL_P99))
+                f"{med['nginx']['p99_ms']:.1f} ms)", m["p99_ratio_nginx"] <= GOAL_P99,
+                reference))
             for name, label, goal in ((bundled, "bundled pipeline cost", GOAL_PIPELINE),
                                       (with_ui, "UI cost", GOAL_UI)):
                 if name not in med:
@@ -208,7 +217,7 @@ def report(results: dict[str, dict[int, list[dict[str, float]]]], conns: list[in
                     f"{label} ({build}, throughput), c={c}",
                     f"<= {goal * 100:.0f}% of routing-only",
                     f"{cost * 100:.1f}% (median of per-round pairs: " + ", ".join(
-                        f"{p * 100:.0f}%" for p in paired) + ")", cost <= goal))
+                        f"{p * 100:.0f}%" for p in paired) + ")", cost <= goal, reference))
                 summary[name][str(c)]["cost"] = cost
                 summary[name][str(c)]["cost_per_round"] = paired
     if lag:

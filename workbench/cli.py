@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway import __version__
+from gateway import __version__, build
 from gateway.errors import GatewayError
 
 SUBCOMMANDS = ("check", "init", "status", "restart", "stop", "start", "backend", "reload",
@@ -88,7 +88,8 @@ def _main_parser() -> argparse.ArgumentParser:
                    help="serving backend (env PYSERVE_TUI_BACKEND)")
     p.add_argument("--no-ui", action="store_true", help="run headless, logging to stdout")
     p.add_argument("--log-format", choices=["text", "json"], help="headless log format")
-    p.add_argument("--version", action="version", version=f"pyserve-tui {__version__}")
+    p.add_argument("--version", action="version",
+                   version=f"pyserve-tui {__version__} ({build()} request path)")
     return p
 
 
