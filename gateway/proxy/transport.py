@@ -7,7 +7,7 @@ methods (httpx's ``BaseTransport`` idea), e.g. one that answers from memory.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol
 
 from gateway.proxy.client import UpstreamPool
 from gateway.proxy.headers import Forwarding
@@ -38,7 +38,6 @@ class UpstreamTarget(NamedTuple):
     prefix: str | None = None
 
 
-@runtime_checkable
 class Transport(Protocol):
     async def http(self, scope: Scope, receive: Receive, send: Send,
                    target: UpstreamTarget) -> None: ...

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -81,24 +80,26 @@ def compile_regex(kind: LocationKind, text: str) -> re.Pattern[bytes]:
     return re.compile(text.encode("utf-8"), flags)
 
 
-@dataclass(frozen=True, slots=True, eq=False)
 class Location(Generic[T]):
     """One compiled location: its pattern as written, its kind and what it carries. `key` is
     the path or prefix of an exact or prefix location as the bytes a path is compared with."""
 
-    pattern: str
-    kind: LocationKind
-    text: str
-    value: T
-    order: int
-    key: bytes = b""
-    regex: re.Pattern[bytes] | None = None
+    __slots__ = ("pattern", "kind", "text", "value", "order", "key", "regex")
+
+    def __init__(self, pattern: str, kind: LocationKind, text: str, value: T, order: int,
+                 key: bytes = b"", regex: re.Pattern[bytes] | None = None) -> None:
+        self.pattern = pattern
+        self.kind = kind
+        self.text = text
+        self.value = value
+        self.order = order
+        self.key = key
+        self.regex = regex
 
     def __repr__(self) -> str:
         return f"<Location {self.pattern!r} #{self.order}>"
 
 
-@dataclass(frozen=True, slots=True)
 class LocationMatch(Generic[T]):
     """The selected location for one path.
 
@@ -109,10 +110,14 @@ class LocationMatch(Generic[T]):
     ``redirect`` is set when the answer is a redirect to the location's name (see above).
     """
 
-    location: Location[T]
-    groups: dict[str, str] = field(default_factory=dict)
-    prefix: bytes = b""
-    redirect: bool = False
+    __slots__ = ("location", "groups", "prefix", "redirect")
+
+    def __init__(self, location: Location[T], groups: dict[str, str] | None = None,
+                 prefix: bytes = b"", redirect: bool = False) -> None:
+        self.location = location
+        self.groups: dict[str, str] = groups if groups is not None else {}
+        self.prefix = prefix
+        self.redirect = redirect
 
     @property
     def value(self) -> T:
@@ -121,6 +126,10 @@ class LocationMatch(Generic[T]):
     @property
     def pattern(self) -> str:
         return self.location.pattern
+
+    def __repr__(self) -> str:
+        return (f"<LocationMatch {self.location.pattern!r} prefix={self.prefix!r}"
+                f"{' redirect' if self.redirect else ''}>")
 
 
 class LocationTable(Generic[T]):
