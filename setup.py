@@ -48,6 +48,7 @@ HOT_PATH = [
     "gateway/extensions/security.py",
     "gateway/extensions/monitoring.py",
     "gateway/extensions/orchestration.py",
+    "gateway/orchestrator/lease.py",
 ]
 
 

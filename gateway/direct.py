@@ -47,7 +47,7 @@ from gateway.proxy.transport import PooledTransport
 if TYPE_CHECKING:
     from gateway.context import RequestContext
     from gateway.extensions.base import Extension
-    from gateway.orchestrator.supervisor import Lease
+    from gateway.orchestrator.lease import Lease
     from gateway.pipeline import GatewayApp
     from gateway.proxy.client import UpstreamConnection, UpstreamPool
     from gateway.proxy.transport import UpstreamTarget
@@ -65,6 +65,10 @@ METHODS = BODYLESS_METHODS & IDEMPOTENT_METHODS
 #: when that request ends (`settle`).
 PLAN_KEY = "pyserve.plan"
 
+#: Response fields the front decides itself (framing, persistence, the date): what a
+#: pre-encoded block of headers (`Extra.block`) may not carry.
+FRONT_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date"))
+
 
 class DirectRequest(Protocol):
     """What the front gives the direct path (`gateway.servers.h1.RequestCycle`)."""
@@ -72,7 +76,8 @@ class DirectRequest(Protocol):
     scope: dict[str, Any]
     disconnected: bool
 
-    def respond(self, status: int, headers: Headers, body: bytes) -> None: ...
+    def respond(self, status: int, headers: Headers, body: bytes, tail: bytes = b"",
+                tail_lines: int = 0) -> None: ...
 
     def fall_back(self) -> None: ...
 
@@ -91,15 +96,30 @@ class Plan:
         self.depth = 0
         #: An orchestrated app's hold on its process, released when the request ends.
         self.lease: Lease | None = None
-        #: Response headers members add when the response has none of that name (with
-        #: their names), in the order the members come (applied innermost first, as the
-        #: ASGI send wrappers are).
-        self.extra_headers: list[tuple[Headers, frozenset[bytes]]] = []
+        #: Response headers members add when the response has none of those names, in the
+        #: order the members come (applied innermost first, as the ASGI send wrappers are).
+        self.extra_headers: list[Extra] = []
 
     def release(self) -> None:
         lease, self.lease = self.lease, None
         if lease is not None:
             lease.release()
+
+
+class Extra:
+    """Response headers a member adds when the response carries none of their names (made
+    once, by the member: security's headers). `block` is the same headers encoded as head
+    lines, when none is one of `FRONT_FIELDS`: written as it is."""
+
+    __slots__ = ("headers", "names", "block", "lines")
+
+    def __init__(self, headers: Headers) -> None:
+        self.headers = headers
+        self.names = frozenset(name for name, _ in headers)
+        self.lines = len(headers)
+        self.block: bytes | None = None
+        if not self.names & FRONT_FIELDS:
+            self.block = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
 
 
 def add_missing(headers: Headers, extra: Headers, names: frozenset[bytes]) -> None:
@@ -188,14 +208,41 @@ class Exchange:
         self.pool.busy -= 1
         self.pool.release(conn)
         plan.release()
-        for extra, names in reversed(plan.extra_headers):
-            add_missing(headers, extra, names)
+        # The members' extra headers: as pre-encoded lines after the rest (the common case:
+        # the upstream sent none of them; its names are lower-case, `UpstreamConnection`),
+        # else merged as the ASGI path does.
+        blocks: list[Extra] = []
+        for extra in reversed(plan.extra_headers):
+            if extra.block is not None and not _carries(headers, extra.names):
+                blocks.append(extra)
+            else:
+                add_missing(headers, extra.headers, extra.names)
         scope = self.request.scope
         gateway = self.gateway
         gateway.pipeline.planned(scope, plan, status)
         headers = gateway.stamp(ctx, status, headers)
-        self.request.respond(status, headers, body)
+        if not blocks:
+            self.request.respond(status, headers, body)
+        else:
+            tail: list[bytes] = []
+            lines = 0
+            logged = headers
+            for extra in blocks:
+                assert extra.block is not None
+                tail.append(extra.block)
+                lines += extra.lines
+                logged = logged + extra.headers
+            ctx.response_headers = logged  # the log shows every header, as sent
+            self.request.respond(status, headers, body, b"".join(tail), lines)
         gateway.finish(scope, ctx)
+
+
+def _carries(headers: Headers, names: frozenset[bytes]) -> bool:
+    """Does `headers` (lower-case names) carry any of `names`?"""
+    for name, _ in headers:
+        if name in names:
+            return True
+    return False
 
 
 def settle(scope: Scope) -> None:

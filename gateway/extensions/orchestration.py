@@ -20,8 +20,9 @@ from gateway.context import RequestContext, get_context
 from gateway.direct import ANSWER, ASGI, PASS, Plan
 from gateway.errors import UpstreamConnectError
 from gateway.extensions.base import Extension
+from gateway.orchestrator.lease import Lease, resolve
 from gateway.orchestrator.states import IDLE, AppState
-from gateway.orchestrator.supervisor import AppContext, AppSupervisor, Lease
+from gateway.orchestrator.supervisor import AppContext, AppSupervisor
 from gateway.proxy.headers import may_resend, reads_no_body
 from gateway.proxy.transport import UpstreamTarget
 from gateway.responses import send_error
@@ -95,7 +96,7 @@ class OrchestrationExtension(Extension):
         orch = self.services.orchestrator
         if orch is None:
             return PASS
-        match = orch.resolve(scope["path"])
+        match = resolve(orch.routes, scope["path"])
         if match is None:
             return PASS
         sup, path = match

@@ -13,7 +13,7 @@ from typing import Any
 
 from gateway.config.schema import SecurityOptions
 from gateway.context import get_context
-from gateway.direct import ASGI, PASS, Plan, add_missing
+from gateway.direct import ASGI, PASS, Extra, Plan, add_missing
 from gateway.extensions._client import ClientResolver, NetworkSet
 from gateway.extensions._http import refuse
 from gateway.extensions.base import Extension
@@ -59,6 +59,9 @@ class SecurityExtension(Extension):
         self.https_headers = self.headers + [DEFAULT_HSTS] if configured is None \
             else self.headers
         self._names = frozenset(name for name, _ in self.https_headers)
+        #: The same, as the direct path adds them (`direct.Extra`: pre-encoded).
+        self._direct = Extra(self.headers)
+        self._direct_https = Extra(self.https_headers)
         self.filtering = self.allowed is not None or bool(self.blocked)
         self.blocked_count = 0
         self.allowed_count = 0
@@ -111,7 +114,8 @@ class SecurityExtension(Extension):
     def plan(self, scope: Scope, plan: Plan) -> int:
         if self.filtering and self.client_refused(scope) is not None:
             return ASGI  # the refusal (403, counted, noted) is __call__'s
-        plan.extra_headers.append((self._extra(scope), self._names))
+        plan.extra_headers.append(
+            self._direct_https if scope.get("scheme") == "https" else self._direct)
         return PASS
 
     def planned(self, scope: Scope, plan: Plan, status: int) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, replace
 from gateway.config.schema import OrchestrationOptions, ProjectConfig
 from gateway.events import EventBus
 from gateway.orchestrator.health import HealthChecker
+from gateway.orchestrator.lease import Routes, resolve
 from gateway.orchestrator.logs import LogLine, merge_by_time
 from gateway.orchestrator.ports import PortAllocator
 from gateway.orchestrator.states import IDLE, SERVING
@@ -58,8 +59,8 @@ class Orchestrator:
             events=events, ports=self.ports, health=self.health)
         self.supervisors: dict[str, AppSupervisor] = {
             app.name: AppSupervisor(app, self._context) for app in options.apps}
-        #: (prefix, prefix + "/", app), longest prefix first; "/" last.
-        self._routes: list[tuple[str, str, AppSupervisor]] = []
+        #: Which app a path is for (`lease.resolve`); replaced whole when apps change.
+        self.routes: Routes = []
         self._rebuild_routes()
         self._apply_logging()
 
@@ -203,14 +204,7 @@ class Orchestrator:
     def resolve(self, path: str) -> tuple[AppSupervisor, str] | None:
         """The app whose `path` is the longest prefix of `path` at a segment boundary,
         with the path to send upstream (the prefix removed when `strip_path`)."""
-        for prefix, under, sup in self._routes:
-            if prefix == "/":
-                return sup, path
-            if path == prefix or path.startswith(under):
-                if sup.config.strip_path:
-                    return sup, path[len(prefix):] or "/"
-                return sup, path
-        return None
+        return resolve(self.routes, path)
 
     def get(self, name: str) -> AppSupervisor:
         sup = self.supervisors.get(name)
@@ -229,12 +223,12 @@ class Orchestrator:
     # --- helpers --------------------------------------------------------------------------
 
     def _rebuild_routes(self) -> None:
-        routes = []
+        routes: Routes = []
         for sup in self.supervisors.values():
             prefix = sup.config.path.rstrip("/") or "/"
             routes.append((prefix, prefix + "/", sup))
         routes.sort(key=lambda r: len(r[0]) if r[0] != "/" else 0, reverse=True)
-        self._routes = routes
+        self.routes = routes
 
     def _apply_logging(self) -> None:
         level = self.options.logging.httpx_level.upper()

@@ -21,6 +21,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.orchestrator.lease import InFlight
 from gateway.orchestrator.protocol import (
     EXIT_IMPORT_ERROR,
     IMPORT_ERROR_PREFIX,
@@ -63,9 +64,7 @@ class AppProcess:
         self.backend: str = spec.backend
         self.started_at = time.time()
         #: Requests being proxied to this process right now (for draining).
-        self.inflight = 0
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self.flight = InFlight()
         #: Recent stderr lines written outside any request: (time, line).
         self._stderr_tail: deque[tuple[float, str]] = deque(maxlen=50)
         self._exited_at: float | None = None
@@ -89,19 +88,14 @@ class AppProcess:
     def exited(self) -> bool:
         return self._waiter.done()
 
-    def acquire(self) -> None:
-        self.inflight += 1
-        if self.inflight == 1:  # no longer idle (once, not on every request)
-            self._idle.clear()
-
-    def release(self) -> None:
-        self.inflight -= 1
-        if self.inflight <= 0:
-            self._idle.set()
+    @property
+    def inflight(self) -> int:
+        """Requests being proxied to this process right now (`Lease`s held)."""
+        return self.flight.count
 
     async def drained(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for no request in flight (or the exit)."""
-        idle = asyncio.ensure_future(self._idle.wait())
+        idle = asyncio.ensure_future(self.flight.idle.wait())
         try:
             await asyncio.wait({idle, self._waiter}, timeout=timeout,
                                return_when=asyncio.FIRST_COMPLETED)

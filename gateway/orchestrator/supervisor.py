@@ -30,6 +30,7 @@ from gateway.errors import AppError, GatewayError
 from gateway.events import AppOutput, AppStateChanged, EngineMessage, EventBus
 from gateway.orchestrator.backoff import BackoffPolicy
 from gateway.orchestrator.health import DEFAULT_HEALTH_PATH, TCP_RULE, HealthChecker, ProbeResult
+from gateway.orchestrator.lease import HOST, Lease
 from gateway.orchestrator.logs import LogBuffer, LogLine
 from gateway.orchestrator.ports import PortAllocator
 from gateway.orchestrator.process import AppProcess, spawn
@@ -43,7 +44,6 @@ from gateway.servers import resolve_backend_name
 log = logging.getLogger("pyserve.orchestrator")
 health_log = logging.getLogger("pyserve.orchestrator.health")
 
-HOST = "127.0.0.1"
 #: Probe period while a process starts, before its first good answer.
 START_PROBE_INTERVAL = 0.05
 #: Longest cause kept (a traceback line can be long; the UI and a 503 body show one line).
@@ -68,33 +68,6 @@ class AppContext:
     events: EventBus
     ports: PortAllocator
     health: HealthChecker
-
-
-class Lease:
-    """One proxied request's hold on a process; the process is not drained while held."""
-
-    __slots__ = ("process", "host", "port", "_released")
-
-    def __init__(self, process: AppProcess) -> None:
-        self.process = process
-        self.host = HOST
-        self.port = process.port
-        self._released = False
-        process.acquire()
-
-    def release(self) -> None:
-        if not self._released:
-            self._released = True
-            self.process.release()
-
-    def __enter__(self) -> Lease:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        return f"<Lease {self.host}:{self.port} pid={self.process.pid}>"
 
 
 class AppSupervisor:

@@ -41,6 +41,7 @@ from urllib.parse import unquote
 
 import httptools
 
+from gateway.direct import FRONT_FIELDS
 from gateway.outbox import Outgoing
 from gateway.types import ASGIApp, Message
 
@@ -80,7 +81,7 @@ _CONTROL_BYTES = bytes([*range(0x09), *range(0x0a, 0x20), 0x7f])
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
 #: Response fields the front acts on.
-_RESPONSE_FIELDS = frozenset((b"content-length", b"transfer-encoding", b"connection", b"date"))
+_RESPONSE_FIELDS = FRONT_FIELDS
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 #: Request methods as ASGI strings, without decoding the common ones every time.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
@@ -143,6 +144,8 @@ class RequestCycle:
     head_pending = False
     task: asyncio.Task[None] | None = None
     cut = False  # the request's input ended before its body did
+    tail = b""  # header lines written as they are at the end of the head (`respond`)
+    tail_lines = 0
 
     def __init__(self, conn: H1Connection, scope: dict[str, Any], keep_alive: bool,
                  expect_100: bool, content_length: int | None, http10: bool) -> None:
@@ -247,10 +250,13 @@ class RequestCycle:
 
     # --- the direct path -------------------------------------------------------------------
 
-    def respond(self, status: int, headers: Any, body: bytes) -> None:
+    def respond(self, status: int, headers: Any, body: bytes, tail: bytes = b"",
+                tail_lines: int = 0) -> None:
         """The whole response at once, as `send` would write a start and one final body
         message, without ASGI messages: how the gateway's direct path answers (see
-        `gateway.direct`). Nothing is written for a client that is gone."""
+        `gateway.direct`). `tail`: `tail_lines` header lines already encoded, written after
+        `headers` (none of `FRONT_FIELDS`; checked with the rest of the head). Nothing is
+        written for a client that is gone."""
         if self.disconnected:
             return
         if self.started:
@@ -258,6 +264,9 @@ class RequestCycle:
         self.started = True
         self.status = status
         self.headers = headers
+        if tail_lines:
+            self.tail = tail
+            self.tail_lines = tail_lines
         self.head_pending = True
         self._body(body, False)
 
@@ -329,6 +338,9 @@ class RequestCycle:
         elif self.http10:
             parts.append(b"connection: keep-alive\r\n")
             lines += 1
+        if self.tail_lines:
+            parts.append(self.tail)
+            lines += self.tail_lines
         parts.append(b"\r\n")
         head = b"".join(parts)
         # Response splitting: a CR, LF or other control byte inside a name or value. Each

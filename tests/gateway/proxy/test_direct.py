@@ -147,6 +147,40 @@ async def test_a_proxied_get_is_served_directly_as_the_asgi_path_serves_it(
     assert records[1].request_id == "trace-me-1"
 
 
+async def plain(req: RawRequest, writer: asyncio.StreamWriter) -> None:
+    writer.write(response(200, b"plain", [("Content-Type", "text/plain")]))
+
+
+async def test_security_headers_go_out_once_encoded_ahead_and_are_logged(
+        gateway: Callable[..., Awaitable[tuple[ServedGateway, Upstream]]]) -> None:
+    """An upstream that sets none of security's headers gets them as one pre-encoded block
+    on the direct path (`direct.Extra`): the same fields, once each, as on the ASGI path,
+    and in the request log."""
+    gw, _ = await gateway(plain)
+    client = await connect(gw)
+    try:
+        first = await client.request()  # the ASGI path
+        second = await client.request()
+        assert gw.app.direct_started == 1
+    finally:
+        client.close()
+    expected = {"x-content-type-options": ["nosniff"], "x-frame-options": ["DENY"],
+                "referrer-policy": ["strict-origin-when-cross-origin"],
+                "cross-origin-opener-policy": ["same-origin"],
+                "permissions-policy": ["camera=(), microphone=(), geolocation=()"]}
+    for status, headers, body in (first, second):
+        assert (status, body) == (200, b"plain")
+        assert {k: v for k, v in headers.items() if k in expected} == expected
+        assert "strict-transport-security" not in headers  # http: no HSTS
+    # The same fields (their order differs: fields of different names have none, RFC 9110).
+    assert sorted(first[1]) == sorted(second[1])
+    records = gw.services.request_log.snapshot()
+    for record in records:
+        logged = [name.decode("latin-1") for name, _ in record.response_headers]
+        assert sorted(logged) == sorted(set(logged))  # each once
+        assert {"x-frame-options", "x-request-id", "content-type"} <= set(logged)
+
+
 async def test_a_streamed_response_is_handed_to_the_asgi_path_and_not_sent_twice(
         gateway: Callable[..., Awaitable[tuple[ServedGateway, Upstream]]]) -> None:
     gate = asyncio.Event()
