@@ -80,8 +80,6 @@ _CONTROL_BYTES = bytes([*range(0x09), *range(0x0a, 0x20), 0x7f])
 #: A Host header's value: a reg-name, IPv4 or IP-literal, and an optional port.
 _HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.vV]+\])(?::[0-9]*)?")
 _NO_BODY_STATUS = frozenset((204, 304))
-#: Response fields the front acts on.
-_RESPONSE_FIELDS = FRONT_FIELDS
 _FRAMING = frozenset((b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade"))
 #: Request methods as ASGI strings, without decoding the common ones every time.
 _METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
@@ -294,7 +292,7 @@ class RequestCycle:
         lines = 2  # the status line and the blank line
         for name, value in self.headers:
             name = name.lower()
-            if name in _RESPONSE_FIELDS:
+            if name in FRONT_FIELDS:  # the response fields the front acts on
                 if name == b"content-length":
                     has_length = True
                     self.remaining = int(value)
@@ -345,8 +343,9 @@ class RequestCycle:
         head = b"".join(parts)
         # Response splitting: a CR, LF or other control byte inside a name or value. Each
         # line brings exactly its CR and LF, so any other control byte makes the head lose
-        # more than two bytes a line here (one pass over the whole head, in C: cheaper than
-        # a check per header or a regex search, bench/README.md "Security headers").
+        # more than two bytes a line here: one pass over the whole head, in C, cheaper than
+        # a check per header or a regex search (bench/README.md, "The response head's
+        # control-byte check").
         if len(head) - len(head.translate(None, _CONTROL_BYTES)) != 2 * lines:
             raise RuntimeError(f"invalid response header in {self.headers!r}")
         return head
