@@ -7,6 +7,7 @@ messages; screens get their data handed down by this app ("attributes down, mess
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.timer import Timer
 
 from gateway.errors import ConfigError, GatewayError
 from gateway.events import (
@@ -71,6 +73,11 @@ from workbench.widgets.request_log import RequestFilter
 
 log = logging.getLogger("pyserve.workbench")
 
+#: How often the request table and the sparklines take in new requests, at most: faster than
+#: a person reads, and under load the TUI then decodes the newest `max_rows` per refresh
+#: instead of every request (bench/README.md, "The TUI under load").
+REQUESTS_EVERY = 0.1
+
 
 class WorkbenchApp(App[None]):
     """The interactive workbench around one engine."""
@@ -94,7 +101,12 @@ class WorkbenchApp(App[None]):
         self.metrics: MetricsSnapshot | None = None
         self.phase = "starting"
         self.startup_error: str | None = None
-        self._pending_requests: deque[RequestRecord] = deque(maxlen=max_rows)
+        #: Finished requests not shown yet, as the engine published them (not decoded):
+        #: at most the batches that hold the newest `max_rows` (`_take_requests`).
+        self._pending_requests: deque[RequestsCompleted] = deque()
+        self._pending_count = 0
+        self._requests_timer: Timer | None = None
+        self._requests_shown_at = 0.0
         self._pending_output: deque[Any] = deque(maxlen=5000)
         self._unsubscribe: Callable[[], None] | None = None
 
@@ -181,8 +193,13 @@ class WorkbenchApp(App[None]):
 
     def _on_engine_event(self, event: Event) -> None:
         if isinstance(event, RequestsCompleted):
-            # Only the newest `max_rows` are ever shown (or sampled for the sparklines).
-            self._pending_requests.extend(event.latest(self.max_rows))
+            # Only the newest `max_rows` are ever shown (or sampled for the sparklines):
+            # batches wholly older than those are dropped undecoded.
+            pending = self._pending_requests
+            pending.append(event)
+            self._pending_count += len(event)
+            while self._pending_count - len(pending[0]) >= self.max_rows:
+                self._pending_count -= len(pending.popleft())
             self.post_message(RequestsArrived())
         elif isinstance(event, AppOutput):
             self._pending_output.append(event)
@@ -244,11 +261,35 @@ class WorkbenchApp(App[None]):
             dashboard.show_metrics(message.metrics, self.engine.project)
 
     def on_requests_arrived(self) -> None:
-        records = list(self._pending_requests)
-        self._pending_requests.clear()
+        # At most every REQUESTS_EVERY seconds: under load, each refresh decodes the newest
+        # `max_rows` of what arrived meanwhile, not every request (the TUI's cost stays flat).
+        wait = self._requests_shown_at + REQUESTS_EVERY - time.monotonic()
+        if wait > 0:
+            if self._requests_timer is None:
+                self._requests_timer = self.set_timer(wait, self._show_requests)
+            return
+        self._show_requests()
+
+    def _show_requests(self) -> None:
+        self._requests_timer = None
+        self._requests_shown_at = time.monotonic()
+        records = self._take_requests()
         if records and (dashboard := self._dashboard()) is not None:
             self.history.observe(records)
             dashboard.add_requests(records)
+
+    def _take_requests(self) -> list[RequestRecord]:
+        """The newest `max_rows` pending requests, oldest first, decoded now (only these)."""
+        chunks: list[tuple[RequestRecord, ...]] = []
+        need = self.max_rows
+        pending = self._pending_requests
+        while pending and need > 0:
+            chunk = pending.pop().latest(need)
+            chunks.append(chunk)
+            need -= len(chunk)
+        pending.clear()
+        self._pending_count = 0
+        return [record for chunk in reversed(chunks) for record in chunk]
 
     def on_output_arrived(self) -> None:
         lines = list(self._pending_output)

@@ -68,6 +68,30 @@ async def test_a_flood_keeps_the_table_bounded_and_the_loop_responsive(shop_dir:
         assert len(arrived) <= 13  # one message per batch at most, never one per request
 
 
+async def test_under_load_only_the_newest_rows_are_decoded(shop_dir: Path) -> None:
+    """Many small batches between two refreshes: the table gets the newest `max_rows`, and
+    only those are decoded (the TUI's cost does not grow with the request rate)."""
+    app, engine = started(shop_dir, max_rows=300)
+    decoded: list[int] = []
+
+    def decode(i: int) -> object:
+        decoded.append(i)
+        return make_record(i)
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_until(lambda: app.phase == "running", 30.0, what="the fake engine",
+                         interval=0.1, pause=pilot.pause)
+        log = app.dashboard.request_log
+        for batch in range(50):  # 3200 requests in 64s, all before the next refresh
+            engine.events.emit(RequestsCompleted(encoded=range(batch * 64, batch * 64 + 64),
+                                                 decode=decode))
+        newest = make_record(50 * 64 - 1).request_id
+        await wait_until(lambda: log.row_count == 300 and
+                         log.record_at(299).request_id == newest, 5.0,
+                         what="the newest rows", interval=0.02, pause=pilot.pause)
+        assert sorted(decoded) == list(range(50 * 64 - 300, 50 * 64))
+
+
 async def test_f_pauses_and_resumes_following(shop_dir: Path) -> None:
     app, engine = started(shop_dir)
     async with app.run_test(size=(100, 30)) as pilot:
