@@ -26,12 +26,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402
-
 from bench import compiled as bench_compiled  # noqa: E402
-from bench.ceiling import cpu_seconds  # noqa: E402
+from bench.ceiling import cpu_seconds, family  # noqa: E402
 from bench.harness import (  # noqa: E402
     Gateway,
+    Proc,
     bench_app,
     cleanup,
     start_gateway,
@@ -41,16 +40,12 @@ from bench.load import wrk  # noqa: E402
 from bench.run import BUNDLED_EXTENSIONS  # noqa: E402
 
 
-def _family(pid: int) -> list[int]:
-    return [pid] + [child.pid for child in psutil.Process(pid).children(True)]
-
-
-def _measure(gw: Gateway, upstream: int | None, path: str, seconds: float
+def _measure(gw: Gateway, upstream: Proc | None, path: str, seconds: float
              ) -> tuple[float, float, float]:
     """req/s, gateway CPU µs per request, upstream CPU µs per request."""
     gateway_pid = gw.proc.pid
-    others = _family(upstream) if upstream is not None else \
-        [p for p in _family(gateway_pid) if p != gateway_pid]  # the app's processes
+    others = family(upstream) if upstream is not None else \
+        [p for p in family(gw.proc) if p != gateway_pid]  # the app's processes
     wrk(gw.port, 64, 1, path=path)
     g0, u0 = cpu_seconds(gateway_pid), sum(cpu_seconds(p) for p in others)
     result = wrk(gw.port, 64, seconds, path=path)
@@ -76,12 +71,12 @@ def main() -> int:
         builds = {"interpreted": None} if args.interpreted else \
             {"compiled": bench_compiled.env()}
     with cleanup():
-        runs: dict[tuple[str, str], tuple[Gateway, int | None, str]] = {}
+        runs: dict[tuple[str, str], tuple[Gateway, Proc | None, str]] = {}
         for name, env in builds.items():
             up, port = start_upstream()
             runs[(name, "routing-only")] = (start_gateway(
                 f"{name}-routing", backend="auto",
-                routes={"/": f"http://127.0.0.1:{port}"}, env=env), up.pid, "/")
+                routes={"/": f"http://127.0.0.1:{port}"}, env=env), up, "/")
             runs[(name, "bundled")] = (start_gateway(
                 f"{name}-bundled", backend="auto", extensions=BUNDLED_EXTENSIONS,
                 apps=[bench_app("app", "/app")], env=env), None, "/app/")

@@ -90,7 +90,7 @@ def cpu_seconds(pid: int) -> float:
     return total / _TICK
 
 
-def _family(proc: Proc) -> list[int]:
+def family(proc: Proc) -> list[int]:
     """`proc` and its descendants (granian's and nginx's workers)."""
     return [proc.pid] + [child.pid for child in psutil.Process(proc.pid).children(True)]
 
@@ -320,8 +320,8 @@ def main() -> int:
         for r in range(args.rounds):
             for kind in kinds[r % len(kinds):] + kinds[:r % len(kinds)]:
                 proc, port, upstream = servers[kind]
-                pids = _family(proc)
-                up_pids = _family(upstream) if upstream else []
+                pids = family(proc)
+                up_pids = family(upstream) if upstream else []
                 before = sum(cpu_seconds(pid) for pid in pids)
                 up_before = sum(cpu_seconds(pid) for pid in up_pids)
                 started = time.monotonic()
